@@ -1,0 +1,68 @@
+"""benchinit: benchmark and report weight initializers, activations, losses and optimizers.
+
+Public API (everything else is internal)::
+
+    hookimpl                          decorate a plugin's hook functions
+    Initializer, Activation, Loss,    descriptors a plugin returns
+    Optimizer, Dataset, Data, ReportSection
+    load_study(path_or_name, ...)     a validated Study
+    run(study, out=..., ...)          run its cells, store records, render the report
+    load_results(dir)                 the stored tables as pandas DataFrames
+    render_report(dir)                (re)write dir/index.html from stored results
+    compare(base, new, ...)           compare two result sets
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchinit._version import __version__
+from benchinit.descriptors import (
+    Activation,
+    Bound,
+    Data,
+    Dataset,
+    Initializer,
+    Loss,
+    Optimizer,
+    ReportSection,
+)
+from benchinit.errors import BenchinitError, PluginError, ResultsError, StudyError
+from benchinit.hookspecs import hookimpl
+from benchinit.study import Study, load_study
+
+__all__ = [
+    "Activation",
+    "BenchinitError",
+    "Bound",
+    "Data",
+    "Dataset",
+    "Initializer",
+    "Loss",
+    "Optimizer",
+    "PluginError",
+    "ReportSection",
+    "ResultsError",
+    "Study",
+    "StudyError",
+    "__version__",
+    "hookimpl",
+    "load_study",
+]
+
+# Heavier parts load on first use, so a plugin's `from benchinit import hookimpl` stays cheap.
+_LAZY = {
+    "run": "benchinit.runner",
+    "load_results": "benchinit.results",
+    "Results": "benchinit.results",
+    "render_report": "benchinit.report",
+    "compare": "benchinit.compare",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'benchinit' has no attribute {name!r}")

@@ -1,0 +1,173 @@
+"""Built-in weight initializers.
+
+Each fills one ``[out, in]`` weight (fan_in = in, fan_out = out) in place from the cell's
+generator, through ``torch.nn.init`` so the definitions and defaults are PyTorch's. Xavier
+uses gain 1 and He/Kaiming gain sqrt(2) unless the study asks for ``gain="activation"``,
+which takes the cell's activation gain (``torch.nn.init.calculate_gain`` where defined).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch.nn import init
+
+from benchinit.descriptors import Bound, Initializer
+from benchinit.hookspecs import hookimpl
+
+Gain = float | Literal["activation"]
+RELU_GAIN = math.sqrt(2.0)  # He et al.'s default: the gain of ReLU
+
+
+def _gain(gain: Gain, activation: Bound) -> float:
+    return activation.gain if gain == "activation" else float(gain)
+
+
+def _fans(weight: torch.Tensor) -> tuple[int, int]:
+    if weight.dim() < 2:
+        raise ValueError(
+            f"fan_in and fan_out are undefined for a {weight.dim()}-D tensor; "
+            "use zeros, constant, normal or uniform for biases"
+        )
+    receptive = math.prod(weight.shape[2:])
+    return weight.shape[1] * receptive, weight.shape[0] * receptive
+
+
+@torch.no_grad()
+def zeros(weight: torch.Tensor, generator: torch.Generator, activation: Bound) -> None:
+    """All zeros: every unit computes the same thing and symmetry is never broken."""
+    weight.zero_()
+
+
+@torch.no_grad()
+def constant(
+    weight: torch.Tensor, generator: torch.Generator, activation: Bound, *, value: float
+) -> None:
+    """Every entry equal to ``value``: symmetric, like zeros (a baseline, not a method)."""
+    weight.fill_(value)
+
+
+@torch.no_grad()
+def normal(
+    weight: torch.Tensor,
+    generator: torch.Generator,
+    activation: Bound,
+    *,
+    mean: float = 0.0,
+    std: float = 1.0,
+) -> None:
+    """N(mean, std^2) entries; the lesson's N(0, 1) and N(0, 0.01^2)."""
+    init.normal_(weight, mean, std, generator=generator)
+
+
+@torch.no_grad()
+def uniform(
+    weight: torch.Tensor,
+    generator: torch.Generator,
+    activation: Bound,
+    *,
+    a: float = 0.0,
+    b: float = 1.0,
+) -> None:
+    """U(a, b) entries (torch.nn.init.uniform_'s defaults)."""
+    init.uniform_(weight, a, b, generator=generator)
+
+
+@torch.no_grad()
+def xavier_normal(
+    weight: torch.Tensor, generator: torch.Generator, activation: Bound, *, gain: Gain = 1.0
+) -> None:
+    """Glorot & Bengio 2010: N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
+    init.xavier_normal_(weight, _gain(gain, activation), generator=generator)
+
+
+@torch.no_grad()
+def xavier_uniform(
+    weight: torch.Tensor, generator: torch.Generator, activation: Bound, *, gain: Gain = 1.0
+) -> None:
+    """Glorot & Bengio 2010: U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))."""
+    init.xavier_uniform_(weight, _gain(gain, activation), generator=generator)
+
+
+@torch.no_grad()
+def kaiming_normal(
+    weight: torch.Tensor,
+    generator: torch.Generator,
+    activation: Bound,
+    *,
+    mode: Literal["fan_in", "fan_out"] = "fan_in",
+    gain: Gain = RELU_GAIN,
+) -> None:
+    """He et al. 2015: N(0, std^2), std = gain / sqrt(fan), gain sqrt(2) (ReLU)."""
+    fan_in, fan_out = _fans(weight)
+    std = _gain(gain, activation) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
+    init.normal_(weight, 0.0, std, generator=generator)
+
+
+@torch.no_grad()
+def kaiming_uniform(
+    weight: torch.Tensor,
+    generator: torch.Generator,
+    activation: Bound,
+    *,
+    mode: Literal["fan_in", "fan_out"] = "fan_in",
+    gain: Gain = RELU_GAIN,
+) -> None:
+    """He et al. 2015: U(-b, b), b = gain * sqrt(3 / fan), gain sqrt(2) (ReLU)."""
+    fan_in, fan_out = _fans(weight)
+    bound = _gain(gain, activation) * math.sqrt(3.0 / (fan_in if mode == "fan_in" else fan_out))
+    init.uniform_(weight, -bound, bound, generator=generator)
+
+
+@torch.no_grad()
+def lecun_normal(
+    weight: torch.Tensor, generator: torch.Generator, activation: Bound, *, gain: Gain = 1.0
+) -> None:
+    """LeCun et al. 1998 (Efficient BackProp): N(0, std^2), std = gain / sqrt(fan_in)."""
+    fan_in, _ = _fans(weight)
+    init.normal_(weight, 0.0, _gain(gain, activation) / math.sqrt(fan_in), generator=generator)
+
+
+@torch.no_grad()
+def orthogonal(
+    weight: torch.Tensor, generator: torch.Generator, activation: Bound, *, gain: Gain = 1.0
+) -> None:
+    """Saxe et al. 2014: a (semi-)orthogonal matrix times gain, so W W^T = gain^2 I."""
+    init.orthogonal_(weight, _gain(gain, activation), generator=generator)
+
+
+@torch.no_grad()
+def trunc_normal(
+    weight: torch.Tensor,
+    generator: torch.Generator,
+    activation: Bound,
+    *,
+    mean: float = 0.0,
+    std: float = 1.0,
+    a: float = -2.0,
+    b: float = 2.0,
+) -> None:
+    """N(mean, std^2) redrawn outside [a, b] (absolute bounds, as torch.nn.init)."""
+    init.trunc_normal_(weight, mean, std, a, b, generator=generator)
+
+
+@hookimpl
+def benchinit_initializers() -> list[Initializer]:
+    return [
+        Initializer(fn.__name__, fn)
+        for fn in (
+            zeros,
+            constant,
+            normal,
+            uniform,
+            xavier_normal,
+            xavier_uniform,
+            kaiming_normal,
+            kaiming_uniform,
+            lecun_normal,
+            orthogonal,
+            trunc_normal,
+        )
+    ]

@@ -1,0 +1,234 @@
+"""The ``benchinit`` command.
+
+Exit status: 0 done; 1 a compare found a regression, or some cells failed; 2 bad input
+(a one-paragraph message, no traceback); 130 interrupted (finished cells are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from collections.abc import Sequence
+
+from benchinit._version import __version__
+from benchinit.errors import BenchinitError, did_you_mean
+
+KIND_ALIASES = {
+    "initializer": "initializer",
+    "initializers": "initializer",
+    "activation": "activation",
+    "activations": "activation",
+    "loss": "loss",
+    "losses": "loss",
+    "optimizer": "optimizer",
+    "optimizers": "optimizer",
+    "dataset": "dataset",
+    "datasets": "dataset",
+    "study": "study",
+    "studies": "study",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchinit",
+        description="Benchmark weight initializers, activations, losses and optimizers; "
+        "write a self-contained HTML report.",
+    )
+    parser.add_argument("--version", action="version", version=f"benchinit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list plugins and built-in studies")
+    p.add_argument(
+        "kind",
+        nargs="?",
+        help="one kind: initializers, activations, losses, optimizers, datasets or studies",
+    )
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also load this plugin file (repeatable)",
+    )
+
+    p = sub.add_parser("run", help="run a study and write its report")
+    p.add_argument(
+        "study", help="a study file, or a built-in study's name (benchinit list studies)"
+    )
+    p.add_argument("--out", metavar="DIR", help="results folder (default reports/<study name>)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a study key, e.g. --set model.depth=30 (repeatable)",
+    )
+    p.add_argument("--seeds", type=int, metavar="N", help="run seeds 0..N-1")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    p.add_argument(
+        "--executor",
+        choices=["local", "process", "dask"],
+        help="where batches run (default: local, or process when --jobs > 1)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes for --executor process (default 1)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch threads per worker (default 1: see README, 'Threads')",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="dask.distributed scheduler address (default: a local cluster)",
+    )
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="load this plugin file (repeatable)",
+    )
+    p.add_argument("--no-report", action="store_true", help="store results, skip the HTML")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("report", help="(re)write the HTML report of a results folder")
+    p.add_argument("dir", help="a results folder written by benchinit run")
+    p.add_argument("--out", metavar="FILE", help="where to write (default DIR/index.html)")
+
+    p = sub.add_parser("compare", help="compare two result sets; exit 1 on a regression")
+    p.add_argument("base", help="baseline results folder")
+    p.add_argument("new", help="new results folder")
+    p.add_argument("--out", metavar="FILE", help="HTML output (default NEW/compare.html)")
+    p.add_argument("--json", metavar="FILE", help="also write the verdicts as JSON")
+    p.add_argument(
+        "--metric",
+        action="append",
+        metavar="M",
+        help="metric to compare (repeatable; default the study's main metric)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        metavar="T",
+        help="smallest difference that counts (default: metric-specific)",
+    )
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    args.argv = argv  # recorded with the results: the command that made them
+    try:
+        return COMMANDS[args.command](args)
+    except BenchinitError as exc:
+        print(f"benchinit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(
+            "\nbenchinit: interrupted; finished cells are saved, a rerun continues.",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from benchinit.registry import Registry
+    from benchinit.study import builtin_studies
+
+    kind = None
+    if args.kind:
+        kind = KIND_ALIASES.get(args.kind.lower())
+        if kind is None:
+            raise BenchinitError(
+                f"unknown kind '{args.kind}'.{did_you_mean(args.kind, KIND_ALIASES)} "
+                "Valid kinds: initializers, activations, losses, optimizers, datasets, studies."
+            )
+    registry = Registry(args.plugin)
+    rows = []
+    if kind != "study":
+        for entry in registry.entries(None if kind is None else kind):
+            name = entry.descriptor.name
+            if kind is not None:
+                params = entry.descriptor.parameters()
+                shown = [
+                    f"{p.name}" if p.required else f"{p.name}={p.default!r}"
+                    for p in params.values()
+                ]
+                name += f"({', '.join(shown)})" if shown else ""
+            rows.append((entry.kind, name, entry.plugin.source, entry.descriptor.doc))
+    if kind in (None, "study"):
+        for name, text in sorted(builtin_studies().items()):
+            title = tomllib.loads(text).get("study", {}).get("title", "")
+            rows.append(("study", name, "builtin", title))
+    _print_table(("KIND", "NAME", "SOURCE", "DESCRIPTION"), rows)
+    return 0
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=False)]
+        print("  ".join([*cells, str(row[-1])]).rstrip())
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from benchinit.runner import run
+    from benchinit.study import load_study
+
+    study = load_study(args.study, args.overrides, plugins=args.plugin, seeds=args.seeds)
+    executor = args.executor or ("process" if args.jobs > 1 else "local")
+    outcome = run(
+        study,
+        out=args.out,
+        device=args.device,
+        executor=executor,
+        jobs=args.jobs,
+        threads=args.threads,
+        scheduler=args.scheduler,
+        report=not args.no_report,
+        progress=not args.quiet,
+        command=["benchinit", *args.argv],
+    )
+    print(outcome.summary())
+    return 1 if outcome.failed else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from benchinit.report import render_report
+
+    path = render_report(args.dir, out=args.out)
+    print(f"report: {path}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from benchinit.compare import compare
+
+    outcome = compare(
+        args.base,
+        args.new,
+        metrics=args.metric,
+        tolerance=args.tolerance,
+        alpha=args.alpha,
+        out=args.out,
+        json_out=args.json,
+    )
+    print(outcome.summary())
+    return 1 if outcome.regressed else 0
+
+
+COMMANDS = {"list": _cmd_list, "run": _cmd_run, "report": _cmd_report, "compare": _cmd_compare}

@@ -1,0 +1,277 @@
+"""What a plugin provides: one small frozen dataclass per kind.
+
+Every descriptor has a ``name`` (lowercase with underscores, as used in study files), a
+callable ``fn`` and a one-line ``doc`` (the first line of ``fn``'s docstring when omitted),
+plus the metadata the engine needs for that kind.
+
+Parameters are the **keyword-only** arguments of ``fn``: their defaults are the defaults and
+their annotations (``float``, ``int``, ``bool``, ``str``, ``Literal[...]`` and unions of them)
+are checked before anything runs. Positional arguments are the contract of the kind and are
+supplied by the engine. For example::
+
+    def scaled_normal(weight, generator, activation, *, scale: float = 1.0) -> None:
+        "N(0, scale^2 / fan_in): LeCun's normal with a knob."
+        weight.normal_(0.0, scale / weight.shape[1] ** 0.5, generator=generator)
+
+    Initializer("scaled_normal", scaled_normal)
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a plugin callable."""
+
+    name: str
+    default: Any  # inspect.Parameter.empty when required
+    annotation: Any  # a resolved type, or inspect.Parameter.empty
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+
+def keyword_parameters(fn: Callable[..., Any]) -> dict[str, Param]:
+    """The keyword-only parameters of ``fn``, with annotations resolved to types."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: accept any value rather than fail to load
+        hints = {}
+    params = {}
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind is inspect.Parameter.KEYWORD_ONLY:
+            params[p.name] = Param(p.name, p.default, hints.get(p.name, inspect.Parameter.empty))
+    return params
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """Common part of every descriptor."""
+
+    kind: ClassVar[str] = ""
+    name: str
+    fn: Callable[..., Any]
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
+            raise ValueError(
+                f"{self.kind} name {self.name!r} is not lowercase with underscores "
+                "(letters, digits and '_', starting with a letter)"
+            )
+        if not callable(self.fn):
+            raise ValueError(f"{self.kind} {self.name!r}: fn {self.fn!r} is not callable")
+        if not self.doc:
+            first = (inspect.getdoc(self.fn) or "").strip().splitlines()
+            object.__setattr__(self, "doc", first[0] if first else "")
+
+    def parameters(self) -> dict[str, Param]:
+        """The parameters a study may set, by name."""
+        return keyword_parameters(self.fn)
+
+
+@dataclass(frozen=True)
+class Initializer(Descriptor):
+    """Fills one weight matrix (or bias vector) of one model, in place.
+
+    ``fn(weight, generator, activation, **params)``: ``weight`` is a ``[out, in]`` tensor of
+    one model (a view into the stacked weights: fill it in place, under ``torch.no_grad``),
+    ``generator`` a CPU ``torch.Generator`` seeded for the cell, ``activation`` the cell's
+    bound activation (``activation.gain`` is its gain). The engine calls ``fn`` once per
+    layer and member; it may be called on a 1-D bias when used as ``model.bias_init``.
+
+    ``calibrate(model, x, generator, activation, **params)`` (optional) makes the initializer
+    data-dependent: it is called once per model after ``fn`` filled every layer, with a
+    :class:`benchinit.models.ModelView` of that one model (its ``weights``, ``biases`` and
+    ``preactivation(layer, x)``) and a batch ``x`` of training inputs, and may rescale the
+    weights in place (LSUV does). Signal studies pass their input batch.
+    """
+
+    kind: ClassVar[str] = "initializer"
+    calibrate: Callable[..., None] | None = None
+
+
+@dataclass(frozen=True)
+class Activation(Descriptor):
+    """An elementwise nonlinearity ``fn(x, **params) -> Tensor``.
+
+    ``gain``: the factor Xavier/He-style initializers multiply by when asked for
+    ``gain="activation"`` (a float, or a callable of the parameters).
+    ``hist_range``: the range the activation histograms cover (values beyond it are
+    counted in the edge bins); a tuple or a callable of the parameters.
+    """
+
+    kind: ClassVar[str] = "activation"
+    gain: float | Callable[..., float] = 1.0
+    hist_range: tuple[float, float] | Callable[..., tuple[float, float]] = (-3.0, 3.0)
+
+    def gain_of(self, params: Mapping[str, Any]) -> float:
+        return float(self.gain(**params) if callable(self.gain) else self.gain)
+
+    def range_of(self, params: Mapping[str, Any]) -> tuple[float, float]:
+        lo, hi = self.hist_range(**params) if callable(self.hist_range) else self.hist_range
+        return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class Loss(Descriptor):
+    """A per-sample loss ``fn(pred, target, **params) -> Tensor``.
+
+    ``pred`` is ``[..., B, outputs]``; ``target`` has the same leading dims: ``[..., B]``
+    class indices (int64), or ``[..., B, k]`` floats (one-hot classes or regression targets).
+    The result is ``[..., B]``: the engine averages over samples and sums over stacked models.
+
+    ``tasks``: the data it fits. ``class_targets``: how classification targets are given
+    (``"index"`` or ``"one_hot"``). ``prediction``: ``"point"`` (one output per class or
+    target) or ``"mean_var"`` (a mean and a variance per target: twice the outputs).
+    """
+
+    kind: ClassVar[str] = "loss"
+    tasks: tuple[Task, ...] = ("classification", "regression")
+    class_targets: Literal["index", "one_hot"] = "one_hot"
+    prediction: Literal["point", "mean_var"] = "point"
+
+
+def _schedule_params(
+    *,
+    schedule: Literal["constant", "step", "exponential", "cosine"] = "constant",
+    step_size: int = 10,
+    gamma: float = 0.1,
+    eta_min: float = 0.0,
+) -> None:
+    """Learning-rate schedule parameters every optimizer accepts (see benchinit.schedules)."""
+
+
+SCHEDULE_PARAMS: dict[str, Param] = keyword_parameters(_schedule_params)
+
+
+@dataclass(frozen=True)
+class Optimizer(Descriptor):
+    """``fn(params, **params) -> torch.optim.Optimizer`` over a list of tensors.
+
+    ``elementwise``: the update of every parameter entry depends only on that entry's own
+    gradient history. Then one optimizer over stacked models is exactly one optimizer per
+    model, and the engine trains many models as one. Set it to False for anything that
+    mixes entries (norms, clipping by global norm, second-order methods).
+
+    Every optimizer also accepts the schedule parameters ``schedule``, ``step_size``,
+    ``gamma`` and ``eta_min`` (benchinit.schedules); ``fn`` never sees them.
+    """
+
+    kind: ClassVar[str] = "optimizer"
+    elementwise: bool = True
+
+    def parameters(self) -> dict[str, Param]:
+        return {**keyword_parameters(self.fn), **SCHEDULE_PARAMS}
+
+
+@dataclass(frozen=True)
+class Data:
+    """A dataset, split and on the CPU. Inputs are float32 ``[n, features]``.
+
+    Targets: int64 ``[n]`` class indices for classification, float32 ``[n, targets]`` for
+    regression. ``truth`` holds known generating parameters (``linear``'s ``w`` and ``b``).
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    task: Task
+    outputs: int  # classes, or regression targets
+    truth: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def features(self) -> int:
+        return int(self.x_train.shape[1])
+
+
+@dataclass(frozen=True)
+class Dataset(Descriptor):
+    """``fn(**params) -> Data``: deterministic for given parameters (a fixed, seeded split).
+
+    ``task`` says what the data is for, so a study is checked (loss fits data) before any
+    data is loaded; the returned ``Data.task`` must agree.
+    """
+
+    kind: ClassVar[str] = "dataset"
+    task: Task = "classification"
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """A section a plugin adds to the HTML report.
+
+    ``html`` is a fragment of *trusted* markup from the plugin (it is inserted as is);
+    ``text`` is escaped; ``figure`` is an image as a data URI (``data:image/png;base64,...``)
+    or inline SVG markup produced by the plugin. The title is always escaped.
+    """
+
+    title: str
+    text: str = ""
+    html: str = ""
+    figure: str = ""
+
+
+KINDS: dict[str, type[Descriptor]] = {
+    cls.kind: cls for cls in (Initializer, Activation, Loss, Optimizer, Dataset)
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Bound:
+    """A descriptor with its parameters resolved: what a study's spec turns into.
+
+    ``params`` holds every parameter (defaults filled in); ``label`` is the spec as shown in
+    tables: the name plus the parameters that differ from their defaults.
+    """
+
+    descriptor: Descriptor
+    params: Mapping[str, Any]
+    label: str
+
+    @property
+    def name(self) -> str:
+        return self.descriptor.name
+
+    @property
+    def gain(self) -> float:
+        """The activation's gain at these parameters (activations only)."""
+        assert isinstance(self.descriptor, Activation), "gain is defined for activations"
+        return self.descriptor.gain_of(self.params)
+
+    @functools.cached_property
+    def call_params(self) -> dict[str, Any]:
+        """The parameters ``fn`` takes (for optimizers: without the schedule's)."""
+        own = keyword_parameters(self.descriptor.fn)
+        return {k: v for k, v in self.params.items() if k in own}
+
+    def __call__(self, *args: Any) -> Any:
+        return self.descriptor.fn(*args, **self.call_params)
+
+    def _key(self) -> tuple[Any, ...]:
+        return (
+            self.descriptor.kind,
+            self.descriptor.name,
+            tuple(sorted((k, repr(v)) for k, v in self.params.items())),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Bound) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())

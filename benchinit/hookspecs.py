@@ -1,0 +1,86 @@
+"""The hooks a benchinit plugin implements: one per kind of thing it can add.
+
+A plugin is a module (or any object) with functions decorated by ``benchinit.hookimpl``::
+
+    from benchinit import Initializer, hookimpl
+
+    @hookimpl
+    def benchinit_initializers():
+        return [Initializer("my_init", my_init)]
+
+and is found through the entry-point group ``benchinit`` of an installed distribution, or
+given as a ``.py`` file (``--plugin FILE``, or ``plugins = [...]`` in a study). Every hook is
+optional. Names must be unique across all plugins: a clash is an error naming both.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from benchinit.descriptors import Activation, Dataset, Initializer, Loss, Optimizer
+
+hookspec = pluggy.HookspecMarker("benchinit")
+hookimpl = pluggy.HookimplMarker("benchinit")
+
+# -------------------------------------------------------------------------------------------
+# Building blocks of a network and its training
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def benchinit_initializers() -> list[Initializer]:
+    """Weight initializers this plugin provides.
+
+    :returns: :class:`~benchinit.descriptors.Initializer` descriptors; each ``fn`` fills one
+        weight tensor in place from ``(weight, generator, activation, **params)``.
+    """
+
+
+@hookspec
+def benchinit_activations() -> list[Activation]:
+    """Elementwise activation functions this plugin provides.
+
+    :returns: :class:`~benchinit.descriptors.Activation` descriptors, each with its gain and
+        histogram range.
+    """
+
+
+@hookspec
+def benchinit_losses() -> list[Loss]:
+    """Loss functions this plugin provides.
+
+    :returns: :class:`~benchinit.descriptors.Loss` descriptors, each declaring the tasks it
+        fits and the targets and outputs it expects.
+    """
+
+
+@hookspec
+def benchinit_optimizers() -> list[Optimizer]:
+    """Optimizers this plugin provides.
+
+    :returns: :class:`~benchinit.descriptors.Optimizer` descriptors, each declaring whether
+        it is elementwise (safe to train many stacked models with one instance).
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Data
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def benchinit_datasets() -> list[Dataset]:
+    """Datasets this plugin provides.
+
+    :returns: :class:`~benchinit.descriptors.Dataset` descriptors; each ``fn(**params)``
+        returns a :class:`~benchinit.descriptors.Data` with a fixed, seeded split.
+    """
+
+
+HOOKS_BY_KIND = {
+    "initializer": "benchinit_initializers",
+    "activation": "benchinit_activations",
+    "loss": "benchinit_losses",
+    "optimizer": "benchinit_optimizers",
+    "dataset": "benchinit_datasets",
+}

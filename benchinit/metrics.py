@@ -1,0 +1,38 @@
+"""The per-run metrics a study can rank, compare and report by, and which way is better.
+
+``max``: higher is better; ``min``: lower is better.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Direction = Literal["min", "max"]
+
+TRAIN_METRICS: dict[str, Direction] = {
+    "test_accuracy": "max",  # share of test samples classified right (classification)
+    "test_loss": "min",  # mean loss over the test split after the last epoch
+    "train_loss": "min",  # mean minibatch loss over the last epoch
+    "epochs_to_target": "min",  # first epoch whose test accuracy reached train.target_accuracy
+}
+
+SIGNAL_METRICS: dict[str, Direction] = {
+    # |log2(act_std at the last hidden layer / act_std at the first)|: how many halvings or
+    # doublings the signal drifts through the network (0 keeps it; the lesson's goal).
+    "std_drift": "min",
+    # share of saturated entries at the last hidden layer (phi' < 10% of its maximum)
+    "saturated_frac": "min",
+    # share of exactly-zero outputs at the last hidden layer
+    "dead_frac": "min",
+    # |log10(grad_norm of layer 1 / grad_norm of the last layer)|: vanishing or exploding
+    # gradients across the network, in decades (0: every layer gets the same gradient size)
+    "grad_drift": "min",
+}
+
+METRICS: dict[str, dict[str, Direction]] = {"train": TRAIN_METRICS, "signal": SIGNAL_METRICS}
+
+
+def default_metric(kind: str, task: str) -> str:
+    if kind == "signal":
+        return "std_drift"
+    return "test_accuracy" if task == "classification" else "test_loss"

@@ -1,0 +1,240 @@
+"""Study files: loading, overrides, grid expansion, cell ids, and errors before anything runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from benchinit import load_study
+from benchinit.cli import main
+from benchinit.study import builtin_studies, resolved_document
+from benchinit.tomlwrite import dumps
+
+SMALL = """
+    [study]
+    name = "small"
+    kind = "train"
+    seeds = 2
+    [data]
+    name = "blobs"
+    samples = 60
+    [model]
+    depth = 1
+    width = 8
+    [train]
+    epochs = 1
+    [grid]
+    initializer = ["xavier_normal", "kaiming_normal"]
+    activation = "relu"
+    optimizer = ["sgd(lr=0.1)", {name = "adam", lr = 0.01}]
+    "model.depth" = [1, 2]
+"""
+
+
+def test_grid_expands_into_cells_with_stable_ids(write_study):
+    study = load_study(write_study(SMALL))
+    cells = study.cells()
+    assert (
+        len(cells) == 2 * 1 * 2 * 2 * 2
+    )  # initializers x activation x optimizers x depths x seeds
+    assert study.axes["loss"] == ["cross_entropy"]  # the task's default loss
+    assert len({c.id for c in cells}) == len(cells)
+    assert [c.id for c in load_study(write_study(SMALL)).cells()] == [c.id for c in cells]
+    labels = {tuple(c.labels.values()) for c in cells}
+    assert ("kaiming_normal", "relu", "adam(lr=0.01)", 2, "cross_entropy") in labels
+    depth2 = [c for c in cells if c.labels["model.depth"] == 2]
+    assert all(c.config["model"]["depth"] == 2 for c in depth2)
+
+
+def test_changing_anything_changes_the_ids(write_study):
+    base = {c.id for c in load_study(write_study(SMALL)).cells()}
+    for override in ("model.width=9", "train.epochs=2", "data.samples=61", "model.bias=false"):
+        changed = {c.id for c in load_study(write_study(SMALL), [override]).cells()}
+        assert not changed & base, override
+
+
+def test_stacking_groups_differ_only_in_initializer_and_seed(write_study):
+    cells = load_study(write_study(SMALL)).cells()
+    groups = {c.group_key() for c in cells}
+    assert len(groups) == 2 * 2  # optimizers x depths
+    for key in groups:
+        members = [c for c in cells if c.group_key() == key]
+        assert {(c.labels["initializer"], c.seed) for c in members} == {
+            (i, s) for i in ("xavier_normal", "kaiming_normal") for s in (0, 1)
+        }
+
+
+def test_overrides_and_seeds(write_study):
+    study = load_study(
+        write_study(SMALL),
+        ['grid.activation=["tanh", "relu"]', "data.name=spirals", "study.title=Hello"],
+        seeds=3,
+    )
+    assert study.axes["activation"] == ["tanh", "relu"]
+    assert study.data["name"] == "spirals" and study.title == "Hello"
+    assert study.seeds == (0, 1, 2)
+
+
+def test_builtin_study_by_name_and_the_seed_study():
+    assert "seed" in builtin_studies()
+    study = load_study("seed")
+    assert study.kind == "signal" and study.seeds == tuple(range(10))
+    assert study.axes["activation"] == ["sigmoid", "relu", "tanh"]
+    assert len(study.cells()) == 4 * 3 * 10
+    model = study.cells()[0].config["model"]
+    assert (model["depth"], model["width"], model["bias"]) == (5, 100, False)
+
+
+def test_resolved_study_round_trips(write_study):
+    study = load_study(write_study(SMALL))
+    text = dumps(resolved_document(study))
+    again = write_study(text, name="resolved.toml")
+    assert tomllib.loads(text)["model"]["bias_init"] == "zeros"
+    assert [c.id for c in load_study(again).cells()] == [c.id for c in study.cells()]
+
+
+# Each malformed study: (TOML text or None for a missing file, extra CLI args, key in message)
+MALFORMED = {
+    "syntax error": ("[study\nname = 1", [], "is not valid TOML"),
+    "unknown section": (
+        "[modle]\ndepth = 2\n[grid]\ninitializer='zeros'\nactivation='relu'",
+        [],
+        "key 'modle'",
+    ),
+    "unknown key": (
+        "[model]\ndepht = 2\n[grid]\ninitializer='zeros'\nactivation='relu'",
+        [],
+        "key 'model.depht'",
+    ),
+    "wrong type": (
+        "[model]\ndepth = 'five'\n[grid]\ninitializer='zeros'\nactivation='relu'",
+        [],
+        "key 'model.depth'",
+    ),
+    "unknown initializer": (
+        "[grid]\ninitializer='xavier_norml'\nactivation='relu'",
+        [],
+        "key 'grid.initializer'",
+    ),
+    "unknown activation": (
+        "[grid]\ninitializer='zeros'\nactivation=['relu', 'tahn']",
+        [],
+        "key 'grid.activation'",
+    ),
+    "bad plugin parameter": (
+        "[grid]\ninitializer='normal(sdt=1)'\nactivation='relu'",
+        [],
+        "key 'grid.initializer'",
+    ),
+    "bad parameter value": (
+        "[grid]\ninitializer='zeros'\nactivation='relu'\noptimizer='sgd(lr=\"fast\")'",
+        [],
+        "key 'grid.optimizer'",
+    ),
+    "empty axis": ("[grid]\ninitializer=[]\nactivation='relu'", [], "key 'grid.initializer'"),
+    "missing axis": ("[grid]\nactivation='relu'", [], "key 'grid.initializer'"),
+    "unknown dataset": (
+        "[data]\nname='mnsit'\n[grid]\ninitializer='zeros'\nactivation='relu'",
+        [],
+        "key 'data.name'",
+    ),
+    "bad dataset parameter": (
+        "[data]\nname='digits'\nsampels=3\n[grid]\ninitializer='zeros'\nactivation='relu'",
+        [],
+        "key 'data'",
+    ),
+    "loss does not fit data": (
+        "[data]\nname='linear'\n[grid]\ninitializer='zeros'\n"
+        "activation='relu'\nloss='cross_entropy'",
+        [],
+        "key 'grid.loss'",
+    ),
+    "train key in signal": (
+        "[study]\nkind='signal'\n[grid]\ninitializer='zeros'\nactivation='relu'\noptimizer='sgd'",
+        [],
+        "key 'grid.optimizer'",
+    ),
+    "bad kind": (
+        "[study]\nkind='sgnal'\n[grid]\ninitializer='zeros'\nactivation='relu'",
+        [],
+        "key 'study.kind'",
+    ),
+    "unknown grid axis": (
+        "[grid]\ninitializer='zeros'\nactivation='relu'\noptimiser='sgd'",
+        [],
+        "key 'grid.optimiser'",
+    ),
+    "duplicate configuration": (
+        "[grid]\ninitializer=['normal', 'normal(std=1)']\nactivation='relu'",
+        [],
+        "key 'grid.initializer'",
+    ),
+    "bad seeds": (
+        "[study]\nseeds=0\n[grid]\ninitializer='zeros'\nactivation='relu'",
+        [],
+        "key 'study.seeds'",
+    ),
+    "bad metric": (
+        "[study]\nmetric='accuracy'\n[grid]\ninitializer='zeros'\nactivation='relu'",
+        [],
+        "key 'study.metric'",
+    ),
+    "missing plugin file": (
+        "[study]\nplugins=['nope.py']\n[grid]\ninitializer='zeros'\nactivation='relu'",
+        [],
+        "key 'study.plugins'",
+    ),
+    "bad override": (
+        "[grid]\ninitializer='zeros'\nactivation='relu'",
+        ["--set", "model.width=-3"],
+        "key 'model.width (set on the command line)'",
+    ),
+    "missing file": (None, [], "no such file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_study_exits_2_naming_file_and_key(case, tmp_path, capsys):
+    text, extra, key_text = MALFORMED[case]
+    path = tmp_path / "bad.toml"
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    status = main(
+        ["run", str(path), "--no-report", "--quiet", "--out", str(tmp_path / "o"), *extra]
+    )
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("benchinit: error: study ")
+    assert str(path) in err and key_text in err
+    assert "Traceback" not in err
+    assert err.strip().count("\n") == 0, "one paragraph"
+    assert not (tmp_path / "o").exists(), "nothing runs before validation passes"
+
+
+def test_did_you_mean_and_valid_choices_in_messages(write_study, capsys):
+    path = write_study("[grid]\ninitializer='xavier_norml'\nactivation='relu'")
+    assert main(["run", str(path), "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean 'xavier_normal'?" in err and "Valid choices:" in err and "zeros" in err
+
+
+def test_unknown_builtin_study_name(capsys):
+    assert main(["run", "sed", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert "study sed: no study file or built-in study" in err and "Did you mean 'seed'?" in err
+
+
+def test_no_traceback_in_a_real_process(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[grid]\ninitializer = 'xavier_norml'\nactivation = 'relu'\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchinit", "run", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "grid.initializer" in proc.stderr
