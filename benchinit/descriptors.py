@@ -214,16 +214,17 @@ class Dataset(Descriptor):
 
 @dataclass(frozen=True)
 class ReportSection:
-    """A section a plugin adds to the HTML report.
+    """A section a plugin adds to the HTML report (``benchinit_report_sections``).
 
-    ``html`` is a fragment of *trusted* markup from the plugin (it is inserted as is);
-    ``text`` is escaped; ``figure`` is an image as a data URI (``data:image/png;base64,...``)
-    or inline SVG markup produced by the plugin. The title is always escaped.
+    ``text`` is Markdown, rendered with raw HTML disabled; ``table`` a DataFrame (or a list
+    of row dicts) shown as an escaped table; ``figure`` an image data URI
+    (``data:image/png;base64,...``; see benchinit.figures.render). Nothing a plugin returns
+    is inserted into the page as markup.
     """
 
     title: str
     text: str = ""
-    html: str = ""
+    table: Any = None
     figure: str = ""
 
 

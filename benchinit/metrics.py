@@ -17,6 +17,10 @@ TRAIN_METRICS: dict[str, Direction] = {
 }
 
 SIGNAL_METRICS: dict[str, Direction] = {
+    # Entropy (bits) of the last hidden layer's activation histogram (30 bins over the
+    # activation's range): how spread the activations are, the lesson's criterion in one
+    # number. 0: every unit says the same thing; log2(30) = 4.9: uniform over the range.
+    "act_entropy": "max",
     # |log2(act_std at the last hidden layer / act_std at the first)|: how many halvings or
     # doublings the signal drifts through the network (0 keeps it; the lesson's goal).
     "std_drift": "min",
@@ -34,5 +38,5 @@ METRICS: dict[str, dict[str, Direction]] = {"train": TRAIN_METRICS, "signal": SI
 
 def default_metric(kind: str, task: str) -> str:
     if kind == "signal":
-        return "std_drift"
+        return "act_entropy"
     return "test_accuracy" if task == "classification" else "test_loss"

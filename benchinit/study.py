@@ -290,8 +290,8 @@ def _apply_overrides(document: dict, overrides: Sequence[str], source: str) -> s
         target = document.setdefault(section, {})
         if not isinstance(target, dict):
             raise StudyError(source, section, "is not a table")
-        # grid keys may be dotted themselves ("grid.model.depth=[5,30]")
-        target[rest] = value
+        # grid keys may be dotted themselves: grid.model.depth=[5,30] or grid."model.depth"=...
+        target[rest.strip('"')] = value
         keys.add(key)
     return keys
 

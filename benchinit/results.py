@@ -1,0 +1,196 @@
+"""Results: the stored records as tidy pandas tables, and their aggregation over seeds.
+
+``load_results(DIR)`` returns a :class:`Results` with four DataFrames (one row per value,
+"long" format, ready for seaborn):
+
+``runs``        one row per cell: ``cell``, the grid columns (``initializer``,
+                ``activation``, ``loss``, ``optimizer``, dotted axes such as ``model.depth``),
+                ``seed`` (int64), ``status`` (``ok`` | ``diverged`` | ``failed``), ``error``,
+                ``diverged_epoch`` (Int64, missing unless diverged), the final metrics
+                (float64: ``train_loss``, ``test_loss``, ``test_accuracy``,
+                ``epochs_to_target`` for training; ``act_entropy``, ``std_drift``,
+                ``grad_drift``, ``saturated_frac``, ``dead_frac`` for signal studies: see
+                benchinit.metrics), ``seconds`` (float64: the
+                wall time of the cell's stacked batch divided by its members), ``device``.
+``curves``      ``cell``, ``epoch`` (int64; 0 = before training), ``split`` (``train``,
+                ``test``; for a linear model with one input and output also ``params``, its
+                w and b per epoch, and ``truth``, the data's true w and b at epoch 0),
+                ``metric``, ``value``.
+``layers``      ``cell``, ``phase`` (``init`` | ``final``), ``layer`` (int64, 1-based hidden
+                layer), ``metric`` (``act_mean``, ``act_std``, ``preact_std``,
+                ``saturated_frac``, ``dead_frac``, ``grad_norm``, ``theory_std``), ``value``.
+``histograms``  ``cell``, ``phase``, ``layer``, ``bin`` (int64), ``left``, ``right``
+                (float64 bin edges), ``count`` (int64).
+
+Text columns have pandas' default string dtype (``object`` in pandas 2, ``str`` in 3).
+By default only the cells of the folder's latest study are returned.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchinit.errors import ResultsError
+from benchinit.metrics import METRICS
+from benchinit.stats import mean_ci
+from benchinit.store import Store
+
+COLUMNS: dict[str, dict[str, str]] = {
+    "runs": {
+        "cell": "str",
+        "seed": "int64",
+        "status": "str",
+        "error": "str",
+        "diverged_epoch": "Int64",
+        "seconds": "float64",
+        "device": "str",
+    },
+    "curves": {
+        "cell": "str",
+        "epoch": "int64",
+        "split": "str",
+        "metric": "str",
+        "value": "float64",
+    },
+    "layers": {
+        "cell": "str",
+        "phase": "str",
+        "layer": "int64",
+        "metric": "str",
+        "value": "float64",
+    },
+    "histograms": {
+        "cell": "str",
+        "phase": "str",
+        "layer": "int64",
+        "bin": "int64",
+        "left": "float64",
+        "right": "float64",
+        "count": "int64",
+    },
+}
+ALL_METRICS = {m for metrics in METRICS.values() for m in metrics}
+
+
+def conform(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every column of ``table`` present and of its documented dtype."""
+    frame = frame.copy()
+    for column, dtype in COLUMNS[table].items():
+        if column not in frame:
+            frame[column] = pd.Series([None] * len(frame), dtype="object")
+        if dtype == "str":
+            frame[column] = frame[column].fillna("").astype(str)
+        else:
+            frame[column] = frame[column].astype(dtype)
+    if table == "runs":
+        for metric in ALL_METRICS & set(frame.columns):
+            frame[metric] = frame[metric].astype("float64")
+    return frame
+
+
+@dataclass
+class Results:
+    """The tables of one results folder, plus its metadata (``meta.json``)."""
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    layers: pd.DataFrame
+    histograms: pd.DataFrame
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def study(self) -> dict[str, Any]:
+        return self.meta["study"]
+
+    @property
+    def axes(self) -> list[str]:
+        """The grid columns, in study order."""
+        return list(self.study["axes"])
+
+    @property
+    def varying(self) -> list[str]:
+        """Grid columns with more than one value in this result set."""
+        return [a for a in self.axes if a in self.runs and self.runs[a].nunique() > 1]
+
+    @property
+    def metric(self) -> str:
+        return self.study["metric"]
+
+    def direction(self, metric: str | None = None) -> str:
+        return METRICS[self.study["kind"]].get(metric or self.metric, "min")
+
+    def labelled(self, table: str) -> pd.DataFrame:
+        """A table joined with each cell's grid columns, seed and status."""
+        keys = ["cell", *self.axes, "seed", "status"]
+        return getattr(self, table).merge(self.runs[keys], on="cell", how="inner")
+
+    def summary(self, metric: str | None = None) -> pd.DataFrame:
+        """Per configuration: mean and 95% CI over seeds of ``metric``, counts by status.
+
+        Diverged and failed cells are counted, not averaged. Sorted best first.
+        """
+        metric = metric or self.metric
+        if metric not in self.runs:
+            raise ResultsError(f"metric '{metric}' is not in these results")
+        rows = []
+        groups = (
+            self.runs.groupby(self.axes, sort=False, dropna=False)
+            if self.axes
+            else [((), self.runs)]
+        )
+        for key, group in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            ok = group[group["status"] == "ok"][metric].astype(float)
+            mean, low, high = mean_ci(ok.tolist())
+            rows.append(
+                {
+                    **dict(zip(self.axes, key, strict=True)),
+                    "mean": mean,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "std": ok.std(ddof=1),
+                    "seeds": int(ok.notna().sum()),
+                    "diverged": int((group["status"] == "diverged").sum()),
+                    "failed": int((group["status"] == "failed").sum()),
+                }
+            )
+        table = pd.DataFrame(rows)
+        ascending = self.direction(metric) == "min"
+        return table.sort_values(
+            "mean", ascending=ascending, na_position="last", kind="stable"
+        ).reset_index(drop=True)
+
+    def counts(self) -> dict[str, int]:
+        return {s: int((self.runs["status"] == s).sum()) for s in ("ok", "diverged", "failed")}
+
+
+def load_results(path: str | os.PathLike[str], *, all_cells: bool = False) -> Results:
+    """The tables of a results folder (see the module docstring for columns and dtypes).
+
+    ``all_cells=True`` also returns cells of earlier, different studies run into the folder.
+    """
+    store = Store(path)
+    meta = store.meta()
+    tables = store.read()
+    if not tables:
+        tables = {t: pd.DataFrame() for t in COLUMNS}
+    tables = {t: conform(t, frame) for t, frame in tables.items()}
+    if not all_cells:
+        current = set(meta.get("cells", []))
+        tables = {t: f[f["cell"].isin(current)].reset_index(drop=True) for t, f in tables.items()}
+    runs = tables["runs"]
+    order = {cid: i for i, cid in enumerate(meta.get("cells", []))}
+    runs = (
+        runs.assign(_order=runs["cell"].map(order).fillna(math.inf))
+        .sort_values(["_order", "cell"], kind="stable")
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
+    return Results(runs, tables["curves"], tables["layers"], tables["histograms"], meta, Path(path))

@@ -1,0 +1,345 @@
+"""``kind = "train"``: many MLPs trained as one, evaluated every epoch.
+
+The model is input -> depth x (Linear(width) -> activation) -> Linear(outputs), where the
+loss decides the outputs (classes, targets, or a mean and a variance per target). A batch
+of cells that differ only in initializer and seed trains as one stacked model:
+
+- each member draws its own minibatches (its own permutation per epoch, seeded by its
+  seed), gathered as ``[G, B]`` indices from data that lives on the device once;
+- the members' mean losses are **summed**, so each member's gradient is exactly its own
+  (a mean over members would scale every gradient by 1/G);
+- one elementwise optimizer steps all members: exact, since each entry's update depends
+  only on its own gradient and state;
+- metrics accumulate on the device; the host reads them once per epoch (no sync per step).
+
+Divergence is a result: a member whose training loss (or test loss) becomes non-finite is
+marked ``diverged`` with that epoch; from then on its loss is masked out of the sum, so it
+contributes no gradient, and at every epoch end its weights are restored to where they were
+at the start of the epoch it diverged in, so its updates stop. The rest of the stack never
+sees its values: members share no arithmetic. Its curves end before that epoch.
+
+``train_loss`` at epoch 0 is a full pass over the training split; at later epochs it is the
+mean of that epoch's minibatch losses (the number a training loop prints). ``test_loss`` and
+``test_accuracy`` are full passes over the test split after each epoch. Layer statistics
+(benchinit.probes) are taken at ``init`` and ``final`` on the first ``probe_samples``
+training samples; there ``grad_norm`` is the gradient of the training loss on that batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from benchinit.descriptors import Bound, Data
+from benchinit.engine import (
+    DTYPES,
+    Recorder,
+    Records,
+    bind,
+    build_stack,
+    derive_seed,
+    device_name,
+    load_data,
+)
+from benchinit.models import StackedMLP
+from benchinit.probes import layer_statistics, theory, weight_grad_norms
+from benchinit.registry import Registry
+from benchinit.schedules import make_scheduler
+from benchinit.study import Cell
+
+EVAL_CHUNK = 4096  # samples per evaluation forward pass (bounds memory for big stacks)
+
+
+class Task:
+    """The data on the device, with targets in the form the loss expects."""
+
+    def __init__(self, data: Data, loss: Bound, dtype: torch.dtype, device: torch.device):
+        self.classification = data.task == "classification"
+        self.classes = data.outputs if self.classification else 0
+        self.x_train = data.x_train.to(device=device, dtype=dtype)
+        self.x_test = data.x_test.to(device=device, dtype=dtype)
+        self.labels_test = data.y_test.to(device) if self.classification else None
+        self.y_train = self._targets(data.y_train, loss, dtype, device)
+        self.y_test = self._targets(data.y_test, loss, dtype, device)
+        per_output = 2 if loss.descriptor.prediction == "mean_var" else 1  # type: ignore[attr-defined]
+        self.outputs = data.outputs * per_output
+
+    def _targets(
+        self, y: torch.Tensor, loss: Bound, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        if not self.classification:
+            return y.to(device=device, dtype=dtype)
+        if loss.descriptor.class_targets == "one_hot":  # type: ignore[attr-defined]
+            return F.one_hot(y, self.classes).to(device=device, dtype=dtype)
+        return y.to(device)
+
+
+def _member_losses(loss: Bound, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample loss ``[G, B]``, checked once per call site (plugins can get it wrong)."""
+    values = loss(pred, target)
+    if values.shape != pred.shape[:2]:
+        raise ValueError(
+            f"loss '{loss.name}' returned shape {tuple(values.shape)}; expected "
+            f"one value per sample {tuple(pred.shape[:2])}"
+        )
+    return values
+
+
+@torch.no_grad()
+def evaluate(
+    model: StackedMLP,
+    activation: Callable[[torch.Tensor], torch.Tensor],
+    loss: Bound,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    labels: torch.Tensor | None,
+    classes: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Mean loss ``[G]`` and accuracy ``[G]`` (classification) over a whole split."""
+    total = torch.zeros(model.members, dtype=torch.float64, device=x.device)
+    correct = torch.zeros_like(total) if labels is not None else None
+    for start in range(0, len(x), EVAL_CHUNK):
+        xb = x[start : start + EVAL_CHUNK]
+        pred = model(xb, activation)
+        target = y[start : start + EVAL_CHUNK].expand(
+            model.members, *y[start : start + EVAL_CHUNK].shape
+        )
+        total += _member_losses(loss, pred, target).double().sum(1)
+        if correct is not None and labels is not None:
+            hits = pred[..., :classes].argmax(-1) == labels[start : start + EVAL_CHUNK]
+            correct += hits.double().sum(1)
+    n = len(x)
+    return total / n, (correct / n if correct is not None else None)
+
+
+def probe(
+    model: StackedMLP, activation: Bound, loss: Bound, x: torch.Tensor, y: torch.Tensor
+) -> tuple[list[dict[str, torch.Tensor]], list[torch.Tensor]]:
+    """Layer statistics and histograms on a probe batch; grad_norm from the training loss."""
+    for p in model.parameters():
+        p.grad = None
+    trace: list[tuple[torch.Tensor, torch.Tensor]] = []
+    pred = model(x, activation, trace)
+    target = y.expand(model.members, *y.shape)
+    _member_losses(loss, pred, target).mean(1).sum().backward()
+    stats, hists = [], []
+    for (pre, act), grad in zip(trace, weight_grad_norms(model.weights), strict=False):
+        layer_stats, counts = layer_statistics(pre, act, activation)
+        layer_stats["grad_norm"] = grad
+        stats.append(layer_stats)
+        hists.append(counts)
+    for p in model.parameters():
+        p.grad = None
+    return stats, hists
+
+
+def _permutations(generators: list[torch.Generator], n: int, device: torch.device) -> torch.Tensor:
+    """``[G, n]``: each member's own shuffling of the training set for one epoch."""
+    return torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)
+
+
+def run_train(cells: list[Cell], registry: Registry, device: torch.device) -> Records:
+    start = time.perf_counter()
+    config = cells[0].config
+    data = load_data(registry, config["data"])
+    activation = bind(registry, "activation", config["activation"])
+    loss = bind(registry, "loss", config["loss"])
+    optimizer_spec = bind(registry, "optimizer", config["optimizer"])
+    settings = config["train"]
+    dtype = DTYPES[config["model"]["dtype"]]
+    task = Task(data, loss, dtype, device)
+    depth, width = config["model"]["depth"], config["model"]["width"]
+    probe_n = min(settings["probe_samples"], len(task.x_train))
+    model, kept, failures = build_stack(
+        cells,
+        registry,
+        [data.features] + [width] * depth + [task.outputs],
+        head=True,
+        activation=activation,
+        device=device,
+        calibration_x=data.x_train[:probe_n],
+    )
+    recorder_rows: list[Callable[[Recorder], None]] = []
+    if kept:
+        recorder_rows = _train(
+            model, kept, task, data, activation, loss, optimizer_spec, settings, device, probe_n
+        )
+    recorder = Recorder(device_name(device), time.perf_counter() - start, len(cells))
+    for write in recorder_rows:
+        write(recorder)
+    for cell in cells:
+        if cell.id in failures:
+            recorder.run(cell, "failed", error=failures[cell.id])
+    return recorder.frames()
+
+
+def _train(
+    model: StackedMLP,
+    cells: list[Cell],
+    task: Task,
+    data: Data,
+    activation: Bound,
+    loss: Bound,
+    optimizer_spec: Bound,
+    settings: dict,
+    device: torch.device,
+    probe_n: int,
+) -> list[Callable[[Recorder], None]]:
+    """Train the stack; return the writes to make into the batch's recorder."""
+    G, epochs, batch_size = model.members, settings["epochs"], settings["batch_size"]
+    writes: list[Callable[[Recorder], None]] = []
+    x_probe, y_probe = task.x_train[:probe_n], task.y_train[:probe_n]
+
+    init_stats, init_hists = probe(model, activation, loss, x_probe, y_probe)
+    predicted = theory(activation, x_probe, model.weights, model.biases, model.hidden)
+    writes.append(_layer_writes(cells, "init", init_stats, init_hists, activation, predicted))
+
+    curves: dict[tuple[int, str, str], torch.Tensor] = {}
+    train0, _ = evaluate(model, activation, loss, task.x_train, task.y_train, None, task.classes)
+    test_loss, test_acc = evaluate(
+        model, activation, loss, task.x_test, task.y_test, task.labels_test, task.classes
+    )
+    curves[(0, "train", "loss")] = train0
+    curves[(0, "test", "loss")] = test_loss
+    if test_acc is not None:
+        curves[(0, "test", "accuracy")] = test_acc
+    track_params = model.layers == 1 and data.features == 1 and task.outputs == 1
+    if track_params:
+        _record_params(curves, model, 0)
+        for name in ("w", "b"):
+            if name in data.truth:
+                curves[(0, "truth", name)] = torch.full((G,), float(data.truth[name]))
+
+    # alive[g]: member g has not diverged. diverged_at[g]: the epoch it did (-1: never).
+    alive = torch.isfinite(train0) & torch.isfinite(test_loss)
+    diverged_at = torch.where(alive, -1, 0).to(device)
+    params = list(model.parameters())
+    optimizer = optimizer_spec(params)
+    scheduler = make_scheduler(optimizer, optimizer_spec.params, epochs)
+    generators = [torch.Generator().manual_seed(derive_seed(c.seed, "shuffle")) for c in cells]
+    frozen = [p.detach().clone() for p in params]  # where each member's weights stay if it dies
+    n = len(task.x_train)
+    for epoch in range(1, epochs + 1):
+        _snapshot(frozen, params, alive)
+        order = _permutations(generators, n, device)
+        loss_sum = torch.zeros(G, dtype=torch.float64, device=device)
+        for begin in range(0, n, batch_size):
+            index = order[:, begin : begin + batch_size]
+            pred = model(task.x_train[index], activation)
+            per_member = _member_losses(loss, pred, task.y_train[index]).mean(1)
+            finite = torch.isfinite(per_member)
+            diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
+            alive = alive & finite
+            masked = torch.where(alive, per_member, torch.zeros_like(per_member))
+            optimizer.zero_grad(set_to_none=True)
+            masked.sum().backward()
+            optimizer.step()
+            loss_sum += masked.detach().double() * index.shape[1]
+        scheduler.step()
+        test_loss, test_acc = evaluate(
+            model, activation, loss, task.x_test, task.y_test, task.labels_test, task.classes
+        )
+        finite = torch.isfinite(test_loss)
+        diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
+        alive = alive & finite
+        _restore(params, frozen, alive)
+        curves[(epoch, "train", "loss")] = loss_sum / n
+        curves[(epoch, "test", "loss")] = test_loss
+        if test_acc is not None:
+            curves[(epoch, "test", "accuracy")] = test_acc
+        if track_params:
+            _record_params(curves, model, epoch)
+
+    final_stats, final_hists = probe(model, activation, loss, x_probe, y_probe)
+    writes.append(_layer_writes(cells, "final", final_stats, final_hists, activation, None))
+    writes.append(
+        _curve_and_run_writes(
+            cells, curves, diverged_at.cpu().tolist(), epochs, settings["target_accuracy"]
+        )
+    )
+    return writes
+
+
+def _snapshot(frozen: list[torch.Tensor], params: list[torch.Tensor], alive: torch.Tensor) -> None:
+    """At an epoch start, remember the weights of every member still alive."""
+    with torch.no_grad():
+        for f, p in zip(frozen, params, strict=True):
+            f.copy_(torch.where(alive.view(-1, *[1] * (p.dim() - 1)), p, f))
+
+
+def _restore(params: list[torch.Tensor], frozen: list[torch.Tensor], alive: torch.Tensor) -> None:
+    """At an epoch end, put diverged members back where they stopped."""
+    with torch.no_grad():
+        for p, f in zip(params, frozen, strict=True):
+            p.copy_(torch.where(alive.view(-1, *[1] * (p.dim() - 1)), p, f))
+
+
+def _record_params(curves: dict, model: StackedMLP, epoch: int) -> None:
+    curves[(epoch, "params", "w")] = model.weights[0].detach()[:, 0, 0].clone()
+    if model.biases is not None:
+        curves[(epoch, "params", "b")] = model.biases[0].detach()[:, 0].clone()
+
+
+def _layer_writes(
+    cells: list[Cell],
+    phase: str,
+    stats: list[dict[str, torch.Tensor]],
+    hists: list[torch.Tensor],
+    activation: Bound,
+    predicted: list[list[float]] | None,
+) -> Callable[[Recorder], None]:
+    lo, hi = activation.descriptor.range_of(activation.params)
+    stats_cpu = [{k: v.double().cpu().tolist() for k, v in s.items()} for s in stats]
+
+    def write(recorder: Recorder) -> None:
+        for layer, (layer_stats, counts) in enumerate(zip(stats_cpu, hists, strict=True), 1):
+            for metric, values in layer_stats.items():
+                recorder.layer(cells, phase, layer, metric, values)
+            if predicted is not None:
+                recorder.layer(cells, phase, layer, "theory_std", [p[layer - 1] for p in predicted])
+            recorder.histogram(cells, phase, layer, counts, lo, hi)
+
+    return write
+
+
+def _curve_and_run_writes(
+    cells: list[Cell], curves: dict, diverged_at: list[int], epochs: int, target: float | None
+) -> Callable[[Recorder], None]:
+    values = {key: v.double().cpu().tolist() for key, v in curves.items()}  # one read per table
+
+    def write(recorder: Recorder) -> None:
+        for (epoch, split, metric), column in values.items():
+            keep = [g for g, d in enumerate(diverged_at) if d < 0 or epoch < d]
+            recorder.curve(
+                [cells[g] for g in keep], epoch, split, metric, [column[g] for g in keep]
+            )
+        for g, cell in enumerate(cells):
+            if diverged_at[g] >= 0:
+                recorder.run(
+                    cell,
+                    "diverged",
+                    diverged_epoch=diverged_at[g],
+                    error=f"loss became non-finite in epoch {diverged_at[g]}",
+                )
+                continue
+            accuracy = values.get((epochs, "test", "accuracy"))
+            reached = math.nan
+            if target is not None and (0, "test", "accuracy") in values:
+                hits = [
+                    e for e in range(epochs + 1) if values[(e, "test", "accuracy")][g] >= target
+                ]
+                reached = float(hits[0]) if hits else math.nan
+            recorder.run(
+                cell,
+                "ok",
+                train_loss=values[(epochs, "train", "loss")][g],
+                test_loss=values[(epochs, "test", "loss")][g],
+                test_accuracy=accuracy[g] if accuracy is not None else math.nan,
+                epochs_to_target=reached,
+            )
+
+    return write

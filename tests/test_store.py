@@ -1,0 +1,239 @@
+"""The results store: whole records, resumable runs, concurrent runs, no pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchinit import load_results, load_study, run
+from benchinit.cli import main
+from benchinit.store import Store
+
+# A slow initializer makes every stacked batch take ~0.3 s, so a run can be killed mid-way.
+SLOW_PLUGIN = """
+    import time
+    import torch
+    from benchinit import Initializer, hookimpl
+
+    def slow_normal(weight, generator, activation, *, pause: float = 0.05):
+        "N(0, 1/fan_in), slowly."
+        time.sleep(pause)
+        with torch.no_grad():
+            weight.normal_(0.0, weight.shape[1] ** -0.5, generator=generator)
+
+    @hookimpl
+    def benchinit_initializers():
+        return [Initializer("slow_normal", slow_normal)]
+"""
+
+SLOW_STUDY = """
+    [study]
+    name = "slow"
+    kind = "signal"
+    seeds = 2
+    plugins = ["slow.py"]
+    [data]
+    name = "gaussian"
+    samples = 100
+    features = 10
+    [model]
+    depth = 2
+    width = 8
+    [grid]
+    initializer = "slow_normal(pause=0.08)"
+    activation = ["tanh", "relu", "sigmoid", "identity", "softsign", "elu"]
+    "model.width" = [4, 8, 12]
+"""
+CELLS = 6 * 3 * 2
+
+
+@pytest.fixture
+def slow_study(write_study, write_plugin) -> Path:
+    write_plugin(SLOW_PLUGIN, name="slow.py")
+    return write_study(SLOW_STUDY)
+
+
+def start(study: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchinit",
+            "run",
+            str(study),
+            "--out",
+            str(out),
+            "--quiet",
+            "--no-report",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def chunk_count(out: Path) -> int:
+    records = out / "records"
+    return (
+        len([p for p in records.iterdir() if not p.name.startswith(".")]) if records.is_dir() else 0
+    )
+
+
+def wait_for_chunks(out: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while chunk_count(out) < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run stored nothing in time"
+        time.sleep(0.02)
+
+
+def assert_each_cell_once(out: Path, cells: int) -> None:
+    statuses = Store(out).statuses()
+    assert statuses["cell"].is_unique, "a cell was recorded (computed) twice"
+    assert len(statuses) == cells and set(statuses["status"]) == {"ok"}
+    results = load_results(out)
+    assert len(results.runs) == cells and results.runs["cell"].is_unique
+    assert len(results.layers) == cells * 2 * 7
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_rerun_finishes_only_the_rest(slow_study, tmp_path):
+    out = tmp_path / "out"
+    stored_before = []
+    for target in (2, 5):  # kill twice, at different points
+        proc = start(slow_study, out)
+        wait_for_chunks(out, target, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        stored_before.append(Store(out).statuses())
+    finished = set(stored_before[-1]["cell"])
+    assert 0 < len(finished) < CELLS
+    assert main(["run", str(slow_study), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert_each_cell_once(out, CELLS)
+    # nothing finished before the last kill was recomputed: its records are untouched
+    after = Store(out).statuses().set_index("cell")
+    assert (
+        after.loc[sorted(finished), "chunk"].values
+        == stored_before[-1].set_index("cell").loc[sorted(finished), "chunk"].values
+    ).all()
+
+
+def test_rerun_computes_nothing(slow_study, tmp_path, capsys):
+    out = tmp_path / "out"
+    first = run(
+        load_study(slow_study, ["grid.activation=['tanh']"]), out, report=False, progress=False
+    )
+    assert first.computed == 6
+    again = run(
+        load_study(slow_study, ["grid.activation=['tanh']"]), out, report=False, progress=False
+    )
+    assert (again.computed, again.reused) == (0, 6)
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_share_the_work(slow_study, tmp_path):
+    out = tmp_path / "out"
+    procs = [start(slow_study, out) for _ in range(2)]
+    outputs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert_each_cell_once(out, CELLS)
+    computed = [int(o[0].split(" computed")[0].rsplit(";", 1)[1].split()[0]) for o in outputs]
+    assert sum(computed) == CELLS, outputs  # claims: no cell computed by both
+
+
+def test_changed_study_adds_cells_beside_the_old(slow_study, tmp_path):
+    out = tmp_path / "out"
+    base = ["grid.activation=['tanh']", 'grid."model.width"=[4]']
+    run(load_study(slow_study, base), out, report=False, progress=False)
+    run(load_study(slow_study, [*base, "model.depth=3"]), out, report=False, progress=False)
+    latest = load_results(out)
+    everything = load_results(out, all_cells=True)
+    assert len(latest.runs) == 2 and len(everything.runs) == 4
+    assert set(latest.layers["layer"]) == {1, 2, 3}
+
+
+def test_folder_holds_no_pickle_and_records_its_provenance(slow_study, tmp_path):
+    out = tmp_path / "out"
+    run(
+        load_study(slow_study, ["grid.activation=['relu']"]),
+        out,
+        report=False,
+        progress=False,
+        command=["benchinit", "run", "x"],
+    )
+    suffixes = {p.suffix for p in out.rglob("*") if p.is_file()}
+    assert suffixes <= {".parquet", ".json", ".toml", ".lock"}, suffixes
+    for path in out.rglob("*.parquet"):
+        pd.read_parquet(path)  # plain Parquet, readable by any tool
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["command"] == ["benchinit", "run", "x"]
+    assert {"benchinit", "torch", "python", "device", "numpy", "pandas"} <= set(meta["environment"])
+    plugin = next(p for p in meta["plugins"] if p["origin"] == "file")
+    assert plugin["source"].endswith("slow.py") and len(plugin["version"]) == 12
+    study = tomllib.loads((out / "study.toml").read_text())
+    assert study["study"]["name"] == "slow" and study["data"]["features"] == 10
+    assert len(meta["cells"]) == 6
+
+
+def test_half_written_chunk_is_ignored(slow_study, tmp_path):
+    out = tmp_path / "out"
+    run(load_study(slow_study, ["grid.activation=['relu']"]), out, report=False, progress=False)
+    junk = out / "records" / ".tmp-deadbeef"
+    junk.mkdir()
+    (junk / "runs.parquet").write_bytes(b"PAR1 half a file")
+    assert len(load_results(out).runs) == 6
+
+
+def test_corrupt_record_is_a_clear_error(slow_study, tmp_path, capsys):
+    out = tmp_path / "out"
+    run(load_study(slow_study, ["grid.activation=['relu']"]), out, report=False, progress=False)
+    victim = next((out / "records").glob("*/layers.parquet"))
+    victim.write_bytes(b"garbage")
+    assert main(["report", str(out)]) == 2
+    assert "corrupt or unreadable" in capsys.readouterr().err
+
+
+def test_cuda_on_a_cpu_machine_is_bad_input(slow_study, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["run", str(slow_study), "--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+
+    from benchinit.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = Progress(10, "seed", stream=stream)
+        bar.advance(10)
+        bar.close()
+    assert (
+        "10/10 cells" in tty.getvalue() and "cells/s" in tty.getvalue() and "ETA" in tty.getvalue()
+    )
+    assert pipe.getvalue() == ""
+
+
+def test_environment_has_no_secrets():
+    from benchinit.runner import environment
+
+    env = environment("cpu")
+    assert not any(k.lower() in {"user", "home", "path"} for k in env)
+    assert os.environ.get("HOME", "/nonexistent-home") not in json.dumps(env)
