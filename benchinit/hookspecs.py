@@ -15,9 +15,14 @@ optional. Names must be unique across all plugins: a clash is an error naming bo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
-from benchinit.descriptors import Activation, Dataset, Initializer, Loss, Optimizer
+from benchinit.descriptors import Activation, Dataset, Initializer, Loss, Optimizer, ReportSection
+
+if TYPE_CHECKING:
+    from benchinit.results import Results
 
 hookspec = pluggy.HookspecMarker("benchinit")
 hookimpl = pluggy.HookimplMarker("benchinit")
@@ -74,6 +79,24 @@ def benchinit_datasets() -> list[Dataset]:
 
     :returns: :class:`~benchinit.descriptors.Dataset` descriptors; each ``fn(**params)``
         returns a :class:`~benchinit.descriptors.Data` with a fixed, seeded split.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Reports
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def benchinit_report_sections(results: Results) -> list[ReportSection]:
+    """Sections to add to a study's HTML report, after the built-in ones.
+
+    Called when ``benchinit run`` renders the report; the sections are stored with the
+    results, so ``benchinit report DIR`` shows them without loading the plugin.
+
+    :param results: the study's :class:`benchinit.results.Results` (tables and metadata).
+    :returns: :class:`~benchinit.descriptors.ReportSection` objects (Markdown text, a table
+        or an image; never raw markup).
     """
 
 

@@ -1,0 +1,486 @@
+"""The HTML report: what goes in it (this module), how it is drawn (benchinit.figures), and
+the markup (``templates/``). This module owns the Jinja2 environment and its filters.
+
+The page is one self-contained file: figures are PNG data URIs, CSS and the table-sorting
+script are inline, and nothing is fetched when it opens. Every string that comes from a
+study or a plugin goes through Jinja2's autoescaping; Markdown (a study's description, a
+plugin section's text) is rendered with raw HTML disabled.
+
+``render_report(DIR)`` needs only the results folder: the page of a copied folder, with no
+study file and no plugins, is the page ``benchinit run`` wrote.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+import shlex
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from benchinit import figures
+from benchinit._version import __version__
+from benchinit.descriptors import ReportSection
+from benchinit.errors import ResultsError
+from benchinit.metrics import METRICS
+from benchinit.results import Results, load_results
+from benchinit.stats import mean_ci
+from benchinit.store import write_atomic
+
+SECTIONS_FILE = "sections.json"
+LEADERBOARD_ROWS = 500  # beyond this the table lists the best ones and says so
+_IMAGE_URI = re.compile(r"^data:image/(png|jpeg|gif|svg\+xml);base64,[A-Za-z0-9+/=\s]+$")
+
+
+# --- the Jinja2 environment -------------------------------------------------------------
+
+
+def number(value: Any, digits: int = 4) -> str:
+    """A number for a table: 4 significant digits, '–' for missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, int | bool):
+        return str(value)
+    try:
+        return f"{float(value):.{digits}g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@functools.cache
+def _markdown() -> MarkdownIt:
+    return MarkdownIt("commonmark", {"html": False})
+
+
+def markdown(text: str) -> Markup:
+    """Markdown to HTML with raw HTML disabled (it shows as text); links stay, scripts don't."""
+    return Markup(_markdown().render(text or ""))
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("benchinit", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = number
+    env.filters["markdown"] = markdown
+    return env
+
+
+# --- aggregation for figures ------------------------------------------------------------
+
+
+def aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean and 95% t-interval of ``value`` over seeds, per combination of ``keys``."""
+    rows = []
+    for key, group in frame.groupby(keys, sort=False, dropna=False):
+        mean, low, high = mean_ci(group["value"].astype(float).tolist())
+        rows.append(
+            {
+                **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
+                "mean": mean,
+                "low": low,
+                "high": high,
+            }
+        )
+    return pd.DataFrame(rows, columns=[*keys, "mean", "low", "high"])
+
+
+def _hue_and_facets(results: Results, extra: list[str]) -> tuple[str, list[str]]:
+    """Lines per initializer (the product's question); panels per other varying axis."""
+    varying = results.varying
+    hue = "initializer" if "initializer" in varying or not varying else varying[0]
+    facets = [a for a in varying if a != hue][:2] + extra
+    return hue, facets
+
+
+# --- sections ---------------------------------------------------------------------------
+
+
+def _header(results: Results) -> dict[str, Any]:
+    meta = results.meta
+    env = meta["environment"]
+    values = meta["study"].get("values", {})
+    return {
+        "title": results.study["title"],
+        "description": results.study.get("description", ""),
+        "kind": results.study["kind"],
+        "metric": results.metric,
+        "direction": "higher is better" if results.direction() == "max" else "lower is better",
+        "axes": [(axis, values.get(axis, [])) for axis in results.axes],
+        "seeds": results.study.get("seeds", []),
+        "counts": results.counts(),
+        "cells": len(results.runs),
+        "device": env.get("device", "?"),
+        "versions": {k: env.get(k) for k in ("benchinit", "torch", "python", "numpy", "pandas")},
+        "platform": env.get("platform", ""),
+        "started": meta.get("started"),
+        "finished": meta.get("finished"),
+        "command": shlex.join(meta.get("command", [])),
+        "components": meta.get("components", []),
+    }
+
+
+def _leaderboard(results: Results) -> dict[str, Any] | None:
+    if results.runs.empty or results.metric not in results.runs:
+        return None
+    summary = results.summary()
+    others = [
+        m
+        for m in METRICS[results.study["kind"]]
+        if m != results.metric and m in results.runs and results.runs[m].notna().any()
+    ]
+    ok = results.runs[results.runs["status"] == "ok"]
+    means = ok.groupby(results.axes, sort=False, dropna=False)[others].mean() if others else None
+    rows = []
+    for rank, row in enumerate(summary.head(LEADERBOARD_ROWS).itertuples(index=False), start=1):
+        row = row._asdict()
+        key = tuple(row[a] for a in results.axes)
+        extra = {}
+        if means is not None and key in means.index:
+            extra = (
+                means.loc[key].to_dict() if len(results.axes) > 1 else means.loc[key[0]].to_dict()
+            )
+        rows.append(
+            {
+                "rank": rank,
+                "axes": [row[a] for a in results.axes],
+                **row,
+                "others": [extra.get(m, math.nan) for m in others],
+            }
+        )
+    return {
+        "axes": results.axes,
+        "metric": results.metric,
+        "others": others,
+        "rows": rows,
+        "total": len(summary),
+        "shown": min(len(summary), LEADERBOARD_ROWS),
+    }
+
+
+def _label(frame: pd.DataFrame, axes: list[str]) -> pd.Series:
+    return frame[axes].astype(str).agg(", ".join, axis=1) if axes else pd.Series("all", frame.index)
+
+
+def _figure_jobs(results: Results) -> list[tuple[str, str, Callable[..., Any], tuple, dict]]:
+    """(section, caption, drawing function, args, kwargs) for every figure of the report."""
+    jobs: list[tuple[str, str, Callable[..., Any], tuple, dict]] = []
+    ok = results.runs[results.runs["status"] == "ok"]
+    train = results.study["kind"] == "train"
+    metric, direction = results.metric, results.direction()
+
+    if not ok.empty and metric in ok and ok[metric].notna().any():
+        summary = results.summary()
+        summary["configuration"] = _label(summary, results.varying)
+        if len(summary) > 1:
+            jobs.append(
+                (
+                    "results",
+                    f"{metric} per configuration, best first (95% CI over "
+                    "seeds; the 30 best are drawn)",
+                    figures.interval_plot,
+                    (summary, "configuration", metric),
+                    {},
+                )
+            )
+        varying = results.varying
+        if len(varying) >= 2:
+            x, y = (
+                ("activation", "initializer")
+                if {"activation", "initializer"} <= set(varying)
+                else (varying[1], varying[0])
+            )
+            facets = [a for a in varying if a not in (x, y)]
+            jobs.append(
+                (
+                    "results",
+                    f"Mean {metric} over {y} x {x}"
+                    + (f", one panel per {', '.join(facets)}" if facets else ""),
+                    figures.heatmap,
+                    (summary, x, y, facets, metric, direction),
+                    {"order": results.study.get("values", {})},
+                )
+            )
+
+    curves = results.labelled("curves")
+    curves = curves[curves["status"] == "ok"]
+    if not curves.empty:
+        hue, facets = _hue_and_facets(results, [])
+        keys = [*results.varying, "epoch"]
+        for split, name, label in (
+            ("train", "loss", "training loss"),
+            ("test", "loss", "test loss"),
+            ("test", "accuracy", "test accuracy"),
+        ):
+            part = curves[(curves["split"] == split) & (curves["metric"] == name)]
+            if part.empty:
+                continue
+            jobs.append(
+                (
+                    "curves",
+                    f"{label.capitalize()} per epoch: mean and 95% CI over seeds",
+                    figures.band_plot,
+                    (aggregate(part, keys), "epoch", hue, facets, label),
+                    {},
+                )
+            )
+        params = curves[curves["split"] == "params"]
+        if not params.empty:
+            truth = curves[curves["split"] == "truth"]
+            truth = truth.drop(columns="epoch").merge(
+                pd.DataFrame({"epoch": sorted(params["epoch"].unique())}), how="cross"
+            )
+            jobs.append(
+                (
+                    "curves",
+                    "Parameters w and b per epoch (dashed: the true values)",
+                    figures.band_plot,
+                    (
+                        aggregate(params, [*keys, "metric"]),
+                        "epoch",
+                        hue,
+                        [*facets, "metric"],
+                        "value",
+                    ),
+                    {"dashed": aggregate(truth, [*keys, "metric"]), "log": False},
+                )
+            )
+
+    layers = results.labelled("layers")
+    layers = layers[layers["status"] != "failed"]
+    if not layers.empty:
+        hue, facets = _hue_and_facets(results, ["phase"] if train else [])
+        keys = [*results.varying, "phase", "layer"]
+        std = aggregate(layers[layers["metric"] == "act_std"], keys)
+        theory = aggregate(layers[layers["metric"] == "theory_std"], keys)
+        pre = aggregate(layers[layers["metric"] == "preact_std"], keys)
+        jobs.append(
+            (
+                "signal",
+                "Pre-activation std per layer (dashed: mean-field theory, Poole et al. 2016)",
+                figures.band_plot,
+                (pre, "layer", hue, facets, "pre-activation std"),
+                {"dashed": theory if not theory.empty else None},
+            )
+        )
+        jobs.append(
+            (
+                "signal",
+                "Activation std per layer",
+                figures.band_plot,
+                (std, "layer", hue, facets, "activation std"),
+                {},
+            )
+        )
+        grad = aggregate(layers[layers["metric"] == "grad_norm"], keys)
+        jobs.append(
+            (
+                "signal",
+                "Gradient norm of each layer's weights (log scale): vanishing "
+                "gradients fall toward layer 1",
+                figures.band_plot,
+                (grad, "layer", hue, facets, "gradient norm"),
+                {"log": True},
+            )
+        )
+        for metric_name, label in (
+            ("saturated_frac", "saturated fraction (phi' < 10% of max)"),
+            ("dead_frac", "dead fraction (output exactly 0)"),
+        ):
+            frac = aggregate(layers[layers["metric"] == metric_name], keys)
+            if frac["mean"].fillna(0).abs().max() > 0:
+                jobs.append(
+                    (
+                        "signal",
+                        f"Per-layer {label}",
+                        figures.band_plot,
+                        (frac, "layer", hue, facets, label),
+                        {"log": False},
+                    )
+                )
+
+    hists = results.labelled("histograms")
+    hists = hists[hists["status"] != "failed"]
+    if not hists.empty:
+        rows_axis = "initializer"
+        others = [a for a in results.varying if a != rows_axis]
+        keys = [*results.varying, "phase", "layer", "bin", "left", "right"]
+        summed = hists.groupby(keys, sort=False, dropna=False)["count"].sum().reset_index()
+        groups = summed.groupby(others, sort=False) if others else [((), summed)]
+        for index, (key, frame) in enumerate(groups):
+            if index >= figures.MAX_PANELS:
+                break
+            key = key if isinstance(key, tuple) else (key,)
+            title = ", ".join(f"{a} = {v}" for a, v in zip(others, key, strict=True)) or "all cells"
+            jobs.append(
+                (
+                    "histograms",
+                    f"Activation histograms, {title}: rows = initializer, "
+                    "columns = layers" + (" (init and after training)" if train else ""),
+                    figures.histogram_grid,
+                    (frame, rows_axis, title),
+                    {"hue": "phase" if train else None},
+                )
+            )
+    return jobs
+
+
+def _draw(job: tuple[str, str, Callable[..., Any], tuple, dict]) -> str:
+    _, _, draw, args, kwargs = job
+    return figures.render(draw, *args, **kwargs)
+
+
+def draw_all(jobs: list, parallel: int) -> list[str]:
+    """Render the figures, in ``parallel`` worker processes when that pays."""
+    if parallel > 1 and len(jobs) >= 6:
+        import multiprocessing
+
+        with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(_draw, jobs))
+    return [_draw(job) for job in jobs]
+
+
+def _problems(results: Results) -> dict[str, list[dict[str, Any]]]:
+    runs, axes = results.runs, results.axes
+    diverged = []
+    for key, group in runs[runs["status"] == "diverged"].groupby(axes, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        diverged.append(
+            {
+                "config": ", ".join(str(k) for k in key),
+                "count": len(group),
+                "epochs": sorted(group["diverged_epoch"].dropna().astype(int).tolist()),
+            }
+        )
+    failed = []
+    for error, group in runs[runs["status"] == "failed"].groupby("error", sort=False):
+        configs = sorted(
+            {", ".join(str(v) for v in row) for row in group[axes].itertuples(index=False)}
+        )
+        failed.append({"error": error, "count": len(group), "configs": configs})
+    return {"diverged": diverged, "failed": failed}
+
+
+def _reproducibility(results: Results) -> dict[str, Any]:
+    toml_path = results.path / "study.toml"
+    cells = results.runs[["cell", *results.axes, "seed", "status"]]
+    return {
+        "study_toml": toml_path.read_text(encoding="utf-8") if toml_path.is_file() else "",
+        "plugins": results.meta.get("plugins", []),
+        "environment": results.meta.get("environment", {}),
+        "axes": results.axes,
+        "cells": cells.itertuples(index=False),
+    }
+
+
+# --- plugin sections --------------------------------------------------------------------
+
+
+def plugin_sections(registry: Any, results: Results) -> list[dict[str, Any]]:
+    """Call ``benchinit_report_sections`` of every plugin; check and flatten the answers."""
+    sections = []
+    for impl in registry.hook().benchinit_report_sections.get_hookimpls():
+        info = registry.plugins[impl.plugin_name]
+        try:
+            provided = list(impl.function(results=results) or ())
+        except Exception as exc:  # a broken plugin section is reported, not fatal
+            provided = [
+                ReportSection(f"{info.name}: section failed", text=f"`{type(exc).__name__}: {exc}`")
+            ]
+        for section in provided:
+            sections.append(_section_data(section, info.describe()))
+    return sections
+
+
+def _section_data(section: Any, source: str) -> dict[str, Any]:
+    if not isinstance(section, ReportSection):
+        return {
+            "title": f"invalid section from {source}",
+            "source": source,
+            "text": f"expected ReportSection, got {type(section).__name__}",
+            "table": None,
+            "figure": "",
+        }
+    table = section.table
+    if table is not None:
+        frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)
+        table = {
+            "columns": [str(c) for c in frame.columns],
+            "rows": [[str(v) for v in row] for row in frame.itertuples(index=False)],
+        }
+    figure = section.figure if _IMAGE_URI.match(section.figure or "") else ""
+    return {
+        "title": str(section.title),
+        "source": source,
+        "text": str(section.text or ""),
+        "table": table,
+        "figure": figure,
+    }
+
+
+# --- rendering --------------------------------------------------------------------------
+
+
+def render_report(
+    path: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    registry: Any = None,
+    parallel: int | None = None,
+) -> Path:
+    """Write the report of a results folder (``DIR/index.html`` unless ``out``).
+
+    With a ``registry`` (as ``benchinit run`` passes), plugin report sections are computed
+    and stored in the folder; without one, the stored sections are shown.
+    """
+    folder = Path(path)
+    results = load_results(folder)
+    stored = folder / SECTIONS_FILE
+    if registry is not None:
+        sections = plugin_sections(registry, results)
+        write_atomic(stored, json.dumps(sections, indent=1))
+    elif stored.is_file():
+        try:
+            sections = json.loads(stored.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ResultsError(f"'{stored}' is corrupt: {exc}") from None
+    else:
+        sections = []
+    jobs = _figure_jobs(results)
+    parallel = parallel if parallel is not None else min(2, os.cpu_count() or 1)
+    images = draw_all(jobs, parallel)
+    grouped: dict[str, list[dict[str, str]]] = {}
+    for (section, caption, *_), image in zip(jobs, images, strict=True):
+        grouped.setdefault(section, []).append({"caption": caption, "src": image})
+    html = (
+        environment()
+        .get_template("report.html")
+        .render(
+            version=__version__,
+            header=_header(results),
+            leaderboard=_leaderboard(results),
+            figures=grouped,
+            problems=_problems(results),
+            plugin_sections=sections,
+            repro=_reproducibility(results),
+        )
+    )
+    target = Path(out) if out is not None else folder / "index.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, html)
+    return target
