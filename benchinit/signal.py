@@ -50,7 +50,7 @@ def run_signal(cells: list[Cell], registry: Registry, device: torch.device) -> R
         device=device,
         calibration_x=data.x_train,
     )
-    dtype = model.weights[0].dtype
+    dtype = model.kernels[0].dtype
     x = data.x_train.to(device=device, dtype=dtype)
 
     trace: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -64,7 +64,7 @@ def run_signal(cells: list[Cell], registry: Registry, device: torch.device) -> R
             layer_stats, counts = layer_statistics(pre, act, activation)
             stats.append(layer_stats)
             hists.append(counts)
-        grads = weight_grad_norms(model.weights)
+        grads = weight_grad_norms(model.kernels)
         for layer_stats, grad in zip(stats, grads, strict=True):
             layer_stats["grad_norm"] = grad
         finite = torch.stack([torch.isfinite(act).flatten(1).all(1) for _, act in trace]).all(0)
