@@ -4,4 +4,5 @@ import sys
 
 from benchinit.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # guarded: spawned worker processes import this module again
+    sys.exit(main())

@@ -7,6 +7,7 @@ Exit status: 0 done; 1 a compare found a regression, or some cells failed; 2 bad
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -105,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="(re)write the HTML report of a results folder")
     p.add_argument("dir", help="a results folder written by benchinit run")
     p.add_argument("--out", metavar="FILE", help="where to write (default DIR/index.html)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        metavar="N",
+        help="worker processes drawing figures (default: the CPUs, at most 4)",
+    )
 
     p = sub.add_parser("compare", help="compare two result sets; exit 1 on a regression")
     p.add_argument("base", help="baseline results folder")
@@ -210,7 +218,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from benchinit.report import render_report
 
-    path = render_report(args.dir, out=args.out)
+    path = render_report(args.dir, out=args.out, parallel=max(1, args.jobs))
     print(f"report: {path}")
     return 0
 

@@ -126,6 +126,12 @@ def make_executor(
         raise BenchinitError(f"--jobs and --threads must be at least 1 (got {jobs}, {threads})")
     if name == "local":
         return LocalExecutor(registry, threads)
+    for info in registry.plugins.values():
+        if info.origin == "object":  # workers rebuild the registry from files and entry points
+            raise BenchinitError(
+                f"in-memory plugin '{info.name}' cannot travel to worker processes; use "
+                "--executor local, or make it a plugin file or an installed distribution"
+            )
     if name == "process":
         return ProcessExecutor(jobs, threads)
     if name == "dask":

@@ -12,6 +12,8 @@ Direction = Literal["min", "max"]
 TRAIN_METRICS: dict[str, Direction] = {
     "test_accuracy": "max",  # share of test samples classified right (classification)
     "test_loss": "min",  # mean loss over the test split after the last epoch
+    "test_mse": "min",  # regression: mean squared error of the (mean) prediction on the test
+    # split; unlike test_loss it does not depend on the loss trained with
     "train_loss": "min",  # mean minibatch loss over the last epoch
     "epochs_to_target": "min",  # first epoch whose test accuracy reached train.target_accuracy
 }
@@ -39,4 +41,4 @@ METRICS: dict[str, dict[str, Direction]] = {"train": TRAIN_METRICS, "signal": SI
 def default_metric(kind: str, task: str) -> str:
     if kind == "signal":
         return "act_entropy"
-    return "test_accuracy" if task == "classification" else "test_loss"
+    return "test_accuracy" if task == "classification" else "test_mse"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 import pandas as pd
 from markdown_it import MarkdownIt
 from markupsafe import Markup
@@ -34,7 +35,7 @@ from benchinit.descriptors import ReportSection
 from benchinit.errors import ResultsError
 from benchinit.metrics import METRICS
 from benchinit.results import Results, load_results
-from benchinit.stats import mean_ci
+from benchinit.stats import t_half_widths
 from benchinit.store import write_atomic
 
 SECTIONS_FILE = "sections.json"
@@ -85,19 +86,16 @@ def environment() -> jinja2.Environment:
 
 
 def aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Mean and 95% t-interval of ``value`` over seeds, per combination of ``keys``."""
-    rows = []
-    for key, group in frame.groupby(keys, sort=False, dropna=False):
-        mean, low, high = mean_ci(group["value"].astype(float).tolist())
-        rows.append(
-            {
-                **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
-                "mean": mean,
-                "low": low,
-                "high": high,
-            }
-        )
-    return pd.DataFrame(rows, columns=[*keys, "mean", "low", "high"])
+    """Mean and 95% t-interval of ``value`` over seeds, per combination of ``keys``.
+
+    NaN values are left out; a group of one value gets a zero-width interval.
+    """
+    grouped = frame.groupby(keys, sort=False, dropna=False)["value"]
+    table = grouped.agg(["mean", "std", "count"]).reset_index()
+    half = t_half_widths(table["count"].to_numpy(), table["std"].fillna(0.0).to_numpy())
+    half = np.where(table["count"].to_numpy() == 1, 0.0, half)
+    table["low"], table["high"] = table["mean"] - half, table["mean"] + half
+    return table[[*keys, "mean", "low", "high"]]
 
 
 def _hue_and_facets(results: Results, extra: list[str]) -> tuple[str, list[str]]:
@@ -346,8 +344,14 @@ def _draw(job: tuple[str, str, Callable[..., Any], tuple, dict]) -> str:
 
 
 def draw_all(jobs: list, parallel: int) -> list[str]:
-    """Render the figures, in ``parallel`` worker processes when that pays."""
-    if parallel > 1 and len(jobs) >= 6:
+    """Render the figures, in ``parallel`` spawned worker processes when that pays.
+
+    Starting a worker costs about 2 s here (matplotlib, seaborn, pandas imports), so fewer
+    than 8 figures are drawn in this process. Spawned workers import the caller's main module
+    again: a script that asks for ``parallel > 1`` needs an ``if __name__ == "__main__":``
+    guard, as with any multiprocessing code.
+    """
+    if parallel > 1 and len(jobs) >= 8:
         import multiprocessing
 
         with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -441,12 +445,13 @@ def render_report(
     *,
     out: str | os.PathLike[str] | None = None,
     registry: Any = None,
-    parallel: int | None = None,
+    parallel: int = 1,
 ) -> Path:
     """Write the report of a results folder (``DIR/index.html`` unless ``out``).
 
     With a ``registry`` (as ``benchinit run`` passes), plugin report sections are computed
-    and stored in the folder; without one, the stored sections are shown.
+    and stored in the folder; without one, the stored sections are shown. ``parallel``:
+    worker processes for the figures (see :func:`draw_all`).
     """
     folder = Path(path)
     results = load_results(folder)
@@ -462,7 +467,6 @@ def render_report(
     else:
         sections = []
     jobs = _figure_jobs(results)
-    parallel = parallel if parallel is not None else min(2, os.cpu_count() or 1)
     images = draw_all(jobs, parallel)
     grouped: dict[str, list[dict[str, str]]] = {}
     for (section, caption, *_), image in zip(jobs, images, strict=True):

@@ -6,6 +6,7 @@ them against scipy.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -54,8 +55,9 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t > 0 else tail
 
 
+@functools.cache
 def t_quantile(p: float, df: float) -> float:
-    """The p-quantile of Student's t (bisection on the CDF; plenty fast for reports)."""
+    """The p-quantile of Student's t (bisection on the CDF, cached: few distinct df occur)."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"p must be in (0, 1), got {p}")
     lo, hi = -1e3, 1e3
@@ -81,6 +83,15 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
         return mean, mean, mean
     half = t_quantile(0.5 + level / 2, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
     return mean, mean - half, mean + half
+
+
+def t_half_widths(counts: np.ndarray, stds: np.ndarray, level: float = 0.95) -> np.ndarray:
+    """Half-widths of Student-t intervals for many groups at once (NaN where n < 2)."""
+    counts = np.asarray(counts, dtype=float)
+    quantiles = np.array(
+        [t_quantile(0.5 + level / 2, n - 1) if n >= 2 else math.nan for n in counts]
+    )
+    return quantiles * np.asarray(stds, dtype=float) / np.sqrt(np.maximum(counts, 1))
 
 
 def paired_t(differences: Sequence[float]) -> tuple[float, float, float, float]:

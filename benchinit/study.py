@@ -146,7 +146,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Callable[[Any], Any]]]] = {
         "epochs": (10, _integer(0)),
         "batch_size": (128, _integer(1)),
         "target_accuracy": (None, _fraction),
-        "probe_samples": (1000, _integer(1)),
+        "probe_samples": (512, _integer(1)),  # layer statistics at init and final
     },
 }
 SECTIONS = ("study", "data", "model", "train", "grid")

@@ -18,9 +18,12 @@ contributes no gradient, and at every epoch end its weights are restored to wher
 at the start of the epoch it diverged in, so its updates stop. The rest of the stack never
 sees its values: members share no arithmetic. Its curves end before that epoch.
 
-``train_loss`` at epoch 0 is a full pass over the training split; at later epochs it is the
-mean of that epoch's minibatch losses (the number a training loop prints). ``test_loss`` and
-``test_accuracy`` are full passes over the test split after each epoch. Layer statistics
+``train_loss`` at epoch 0 is a pass over the training split (its first 10,000 samples when it
+is larger); at later epochs it is the
+mean of that epoch's minibatch losses (the number a training loop prints). ``test_loss``,
+``test_accuracy`` (classification) and ``test_mse`` (regression: the squared error of the
+point prediction, comparable across losses) are full passes over the test split after each
+epoch. Layer statistics
 (benchinit.probes) are taken at ``init`` and ``final`` on the first ``probe_samples``
 training samples; there ``grad_norm`` is the gradient of the training loss on that batch.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +56,9 @@ from benchinit.schedules import make_scheduler
 from benchinit.study import Cell
 
 EVAL_CHUNK = 4096  # samples per evaluation forward pass (bounds memory for big stacks)
+# The epoch-0 training loss is measured on at most this many training samples (the first
+# ones): on 60,000 samples a full pass would add a third of an epoch's work to every run.
+EPOCH0_TRAIN_SAMPLES = 10_000
 
 
 class Task:
@@ -62,6 +69,7 @@ class Task:
         self.classes = data.outputs if self.classification else 0
         self.x_train = data.x_train.to(device=device, dtype=dtype)
         self.x_test = data.x_test.to(device=device, dtype=dtype)
+        self.labels_train = data.y_train.to(device) if self.classification else None
         self.labels_test = data.y_test.to(device) if self.classification else None
         self.y_train = self._targets(data.y_train, loss, dtype, device)
         self.y_test = self._targets(data.y_test, loss, dtype, device)
@@ -94,26 +102,32 @@ def evaluate(
     model: StackedMLP,
     activation: Callable[[torch.Tensor], torch.Tensor],
     loss: Bound,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    labels: torch.Tensor | None,
-    classes: int,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Mean loss ``[G]`` and accuracy ``[G]`` (classification) over a whole split."""
-    total = torch.zeros(model.members, dtype=torch.float64, device=x.device)
-    correct = torch.zeros_like(total) if labels is not None else None
+    task: Task,
+    split: str,
+    limit: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Metrics ``{name: [G]}`` over a split (its first ``limit`` samples): ``loss``;
+    ``accuracy`` (classification) or ``mse`` of the point prediction (regression)."""
+    x, y = getattr(task, f"x_{split}")[:limit], getattr(task, f"y_{split}")[:limit]
+    labels = getattr(task, f"labels_{split}")
+    labels = labels[:limit] if labels is not None else None
+    totals = {
+        name: torch.zeros(model.members, dtype=torch.float64, device=x.device)
+        for name in ("loss", "accuracy" if task.classification else "mse")
+    }
     for start in range(0, len(x), EVAL_CHUNK):
-        xb = x[start : start + EVAL_CHUNK]
-        pred = model(xb, activation)
-        target = y[start : start + EVAL_CHUNK].expand(
-            model.members, *y[start : start + EVAL_CHUNK].shape
-        )
-        total += _member_losses(loss, pred, target).double().sum(1)
-        if correct is not None and labels is not None:
-            hits = pred[..., :classes].argmax(-1) == labels[start : start + EVAL_CHUNK]
-            correct += hits.double().sum(1)
-    n = len(x)
-    return total / n, (correct / n if correct is not None else None)
+        chunk = slice(start, start + EVAL_CHUNK)
+        pred = model(x[chunk], activation)
+        target = y[chunk].expand(model.members, *y[chunk].shape)
+        totals["loss"] += _member_losses(loss, pred, target).double().sum(1)
+        if task.classification:
+            totals["accuracy"] += (
+                (pred[..., : task.classes].argmax(-1) == labels[chunk]).double().sum(1)
+            )
+        else:
+            point = pred[..., : target.shape[-1]]
+            totals["mse"] += (point - target).double().square().mean(-1).sum(1)
+    return {name: total / len(x) for name, total in totals.items()}
 
 
 def probe(
@@ -127,7 +141,7 @@ def probe(
     target = y.expand(model.members, *y.shape)
     _member_losses(loss, pred, target).mean(1).sum().backward()
     stats, hists = [], []
-    for (pre, act), grad in zip(trace, weight_grad_norms(model.weights), strict=False):
+    for (pre, act), grad in zip(trace, weight_grad_norms(model.kernels), strict=False):
         layer_stats, counts = layer_statistics(pre, act, activation)
         layer_stats["grad_norm"] = grad
         stats.append(layer_stats)
@@ -142,16 +156,38 @@ def _permutations(generators: list[torch.Generator], n: int, device: torch.devic
     return torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)
 
 
+@dataclass
+class Trained:
+    """A trained stack and what it records: ``members`` are the cells still in the stack
+    (a member whose initializer failed is dropped and listed in ``failures``)."""
+
+    model: StackedMLP | None
+    members: list[Cell]
+    failures: dict[str, str]
+    writes: list[Callable[[Recorder], None]]
+
+
 def run_train(cells: list[Cell], registry: Registry, device: torch.device) -> Records:
     start = time.perf_counter()
+    trained = train_stack(cells, registry, device)
+    recorder = Recorder(device_name(device), time.perf_counter() - start, len(cells))
+    for write in trained.writes:
+        write(recorder)
+    for cell in cells:
+        if cell.id in trained.failures:
+            recorder.run(cell, "failed", error=trained.failures[cell.id])
+    return recorder.frames()
+
+
+def train_stack(cells: list[Cell], registry: Registry, device: torch.device) -> Trained:
+    """Build, initialize and train one stacked model for ``cells`` (one group)."""
     config = cells[0].config
     data = load_data(registry, config["data"])
     activation = bind(registry, "activation", config["activation"])
     loss = bind(registry, "loss", config["loss"])
     optimizer_spec = bind(registry, "optimizer", config["optimizer"])
     settings = config["train"]
-    dtype = DTYPES[config["model"]["dtype"]]
-    task = Task(data, loss, dtype, device)
+    task = Task(data, loss, DTYPES[config["model"]["dtype"]], device)
     depth, width = config["model"]["depth"], config["model"]["width"]
     probe_n = min(settings["probe_samples"], len(task.x_train))
     model, kept, failures = build_stack(
@@ -163,18 +199,12 @@ def run_train(cells: list[Cell], registry: Registry, device: torch.device) -> Re
         device=device,
         calibration_x=data.x_train[:probe_n],
     )
-    recorder_rows: list[Callable[[Recorder], None]] = []
-    if kept:
-        recorder_rows = _train(
-            model, kept, task, data, activation, loss, optimizer_spec, settings, device, probe_n
-        )
-    recorder = Recorder(device_name(device), time.perf_counter() - start, len(cells))
-    for write in recorder_rows:
-        write(recorder)
-    for cell in cells:
-        if cell.id in failures:
-            recorder.run(cell, "failed", error=failures[cell.id])
-    return recorder.frames()
+    if not kept:
+        return Trained(None, [], failures, [])
+    writes = _train(
+        model, kept, task, data, activation, loss, optimizer_spec, settings, device, probe_n
+    )
+    return Trained(model, kept, failures, writes)
 
 
 def _train(
@@ -189,7 +219,7 @@ def _train(
     device: torch.device,
     probe_n: int,
 ) -> list[Callable[[Recorder], None]]:
-    """Train the stack; return the writes to make into the batch's recorder."""
+    """Train the stack in place; return the writes to make into the batch's recorder."""
     G, epochs, batch_size = model.members, settings["epochs"], settings["batch_size"]
     writes: list[Callable[[Recorder], None]] = []
     x_probe, y_probe = task.x_train[:probe_n], task.y_train[:probe_n]
@@ -199,14 +229,10 @@ def _train(
     writes.append(_layer_writes(cells, "init", init_stats, init_hists, activation, predicted))
 
     curves: dict[tuple[int, str, str], torch.Tensor] = {}
-    train0, _ = evaluate(model, activation, loss, task.x_train, task.y_train, None, task.classes)
-    test_loss, test_acc = evaluate(
-        model, activation, loss, task.x_test, task.y_test, task.labels_test, task.classes
-    )
+    train0 = evaluate(model, activation, loss, task, "train", EPOCH0_TRAIN_SAMPLES)["loss"]
+    tested = evaluate(model, activation, loss, task, "test")
     curves[(0, "train", "loss")] = train0
-    curves[(0, "test", "loss")] = test_loss
-    if test_acc is not None:
-        curves[(0, "test", "accuracy")] = test_acc
+    curves.update({(0, "test", name): values for name, values in tested.items()})
     track_params = model.layers == 1 and data.features == 1 and task.outputs == 1
     if track_params:
         _record_params(curves, model, 0)
@@ -215,7 +241,7 @@ def _train(
                 curves[(0, "truth", name)] = torch.full((G,), float(data.truth[name]))
 
     # alive[g]: member g has not diverged. diverged_at[g]: the epoch it did (-1: never).
-    alive = torch.isfinite(train0) & torch.isfinite(test_loss)
+    alive = torch.isfinite(train0) & torch.isfinite(tested["loss"])
     diverged_at = torch.where(alive, -1, 0).to(device)
     params = list(model.parameters())
     optimizer = optimizer_spec(params)
@@ -236,21 +262,17 @@ def _train(
             alive = alive & finite
             masked = torch.where(alive, per_member, torch.zeros_like(per_member))
             optimizer.zero_grad(set_to_none=True)
-            masked.sum().backward()
+            masked.sum().backward()  # a sum: each member's gradient is its own mean loss's
             optimizer.step()
             loss_sum += masked.detach().double() * index.shape[1]
         scheduler.step()
-        test_loss, test_acc = evaluate(
-            model, activation, loss, task.x_test, task.y_test, task.labels_test, task.classes
-        )
-        finite = torch.isfinite(test_loss)
+        tested = evaluate(model, activation, loss, task, "test")
+        finite = torch.isfinite(tested["loss"])
         diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
         alive = alive & finite
         _restore(params, frozen, alive)
         curves[(epoch, "train", "loss")] = loss_sum / n
-        curves[(epoch, "test", "loss")] = test_loss
-        if test_acc is not None:
-            curves[(epoch, "test", "accuracy")] = test_acc
+        curves.update({(epoch, "test", name): values for name, values in tested.items()})
         if track_params:
             _record_params(curves, model, epoch)
 
@@ -326,7 +348,11 @@ def _curve_and_run_writes(
                     error=f"loss became non-finite in epoch {diverged_at[g]}",
                 )
                 continue
-            accuracy = values.get((epochs, "test", "accuracy"))
+            final = {
+                name: column[g]
+                for (e, split, name), column in values.items()
+                if e == epochs and split == "test"
+            }
             reached = math.nan
             if target is not None and (0, "test", "accuracy") in values:
                 hits = [
@@ -337,8 +363,9 @@ def _curve_and_run_writes(
                 cell,
                 "ok",
                 train_loss=values[(epochs, "train", "loss")][g],
-                test_loss=values[(epochs, "test", "loss")][g],
-                test_accuracy=accuracy[g] if accuracy is not None else math.nan,
+                test_loss=final["loss"],
+                test_accuracy=final.get("accuracy", math.nan),
+                test_mse=final.get("mse", math.nan),
                 epochs_to_target=reached,
             )
 

@@ -85,14 +85,21 @@ def linear(
     w: float = 2.0,
     b: float = 1.0,
     noise: float = 0.1,
+    outliers: float = 0.0,
     test_samples: int | None = None,
     seed: int = 0,
 ) -> Data:
-    """The lesson's regression: y = w x + b + noise * N(0, 1), x ~ N(0, 1), one feature."""
+    """The lesson's regression: y = w x + b + noise * N(0, 1), x ~ N(0, 1), one feature.
+
+    ``outliers``: the share of *training* targets shifted by +10 (the test split stays
+    clean), to show MSE's sensitivity to outliers against L1 and Huber.
+    """
+    _check(0.0 <= outliers < 1.0, f"outliers must be in [0, 1), got {outliers}")
     g = _generator(seed)
     n = samples + _test_count(samples, test_samples)
     x = torch.randn(n, 1, generator=g)
     y = w * x + b + noise * torch.randn(n, 1, generator=g)
+    y[:samples] += 10.0 * (torch.rand(samples, 1, generator=g) < outliers)
     return Data(
         x[:samples], y[:samples], x[samples:], y[samples:], "regression", 1, truth={"w": w, "b": b}
     )
