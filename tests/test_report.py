@@ -211,3 +211,23 @@ def test_hostile_plugin_name_and_doc_are_escaped(tmp_path, write_study):
     assert "&lt;script&gt;alert(&#39;name&#39;)&lt;/script&gt;" in html  # the plugin table
     assert "&lt;img src=x onerror=alert(&#39;doc&#39;)&gt;" in html  # the components table
     assert "onerror=alert('doc')>" not in html
+
+
+@pytest.mark.slow
+def test_a_big_study_gives_a_bounded_readable_page(tmp_path):
+    from synthetic import write_synthetic
+
+    from benchinit.figures import MAX_PANELS
+    from benchinit.report import render_report
+
+    cells = write_synthetic(tmp_path / "big", seeds=2, epochs=5)
+    html = render_report(tmp_path / "big").read_text()
+    page = Page(html)
+    assert cells == 200
+    rows = [a for t, a in page.elements if t == "tr"]
+    assert len(rows) > 100  # leaderboard (100 configurations) and the cell table, all kept
+    images = page.tags("img")
+    histograms = [i for i in images if "Activation histograms" in (i.get("alt") or "")]
+    assert 0 < len(histograms) <= MAX_PANELS, "one histogram grid per (activation, optimizer)"
+    assert len(images) <= 3 + 5 + 5 + MAX_PANELS, "aggregated over seeds, never one per cell"
+    assert "Diverged" in page.text("problems")

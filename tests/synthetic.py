@@ -1,0 +1,143 @@
+"""Synthetic result sets of any size, written straight into a results folder.
+
+For report benchmarks and scale tests: the tables have the shape and dtypes benchinit
+writes (runs, curves, layers, histograms) with plausible values, without training anything.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchinit.results import conform
+from benchinit.store import SCHEMA_VERSION, Store
+
+INITIALIZERS = [
+    "zeros",
+    "normal",
+    "normal(std=0.01)",
+    "uniform",
+    "xavier_normal",
+    "xavier_uniform",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "lecun_normal",
+    "orthogonal",
+]
+ACTIVATIONS = ["relu", "tanh", "sigmoid", "gelu", "elu"]
+OPTIMIZERS = ["adam", "sgd(lr=0.1)"]
+
+
+def write_synthetic(
+    folder: Path, *, seeds: int = 10, epochs: int = 20, layers: int = 3, chunk: int = 50
+) -> int:
+    """Write a 10 x 5 x 2 x ``seeds`` train result set (1,000 cells by default)."""
+    rng = np.random.default_rng(0)
+    store = Store(folder, create=True)
+    axes = ["initializer", "activation", "optimizer", "loss"]
+    configs = list(itertools.product(INITIALIZERS, ACTIVATIONS, OPTIMIZERS, ["cross_entropy"]))
+    cells = []
+    for n, (config, seed) in enumerate(itertools.product(configs, range(seeds))):
+        cells.append((f"{n:016x}", dict(zip(axes, config, strict=True)), seed))
+    for start in range(0, len(cells), chunk):
+        part = cells[start : start + chunk]
+        runs, curves, layer_rows, hists = [], [], [], []
+        for cell, labels, seed in part:
+            quality = (INITIALIZERS.index(labels["initializer"]) + 1) / len(INITIALIZERS)
+            status = "diverged" if rng.random() < 0.02 else "ok"
+            accuracy = 0.1 + 0.85 * quality * (1 - np.exp(-np.arange(epochs + 1) / 5))
+            accuracy = np.clip(accuracy + rng.normal(0, 0.01, epochs + 1), 0, 1)
+            runs.append(
+                {
+                    "cell": cell,
+                    **labels,
+                    "seed": seed,
+                    "status": status,
+                    "error": "loss became non-finite in epoch 3" if status != "ok" else "",
+                    "diverged_epoch": 3 if status != "ok" else None,
+                    "train_loss": float(2.3 * (1 - accuracy[-1])),
+                    "test_loss": float(2.3 * (1 - accuracy[-1]) + 0.05),
+                    "test_accuracy": float(accuracy[-1]),
+                    "epochs_to_target": np.nan,
+                    "seconds": 0.5,
+                    "device": "cpu",
+                }
+            )
+            for epoch in range(epochs + 1):
+                for split, metric, value in (
+                    ("train", "loss", 2.3 * (1 - accuracy[epoch])),
+                    ("test", "loss", 2.3 * (1 - accuracy[epoch]) + 0.05),
+                    ("test", "accuracy", accuracy[epoch]),
+                ):
+                    curves.append((cell, epoch, split, metric, float(value)))
+            for phase, layer in itertools.product(("init", "final"), range(1, layers + 1)):
+                std = quality * 0.9**layer * (1.2 if phase == "final" else 1.0)
+                for metric, value in (
+                    ("act_mean", 0.1),
+                    ("act_std", std),
+                    ("preact_std", std * 1.4),
+                    ("saturated_frac", 0.1),
+                    ("dead_frac", 0.3),
+                    ("grad_norm", 10.0**-layer),
+                    ("theory_std", std * 1.4),
+                ):
+                    if metric == "theory_std" and phase == "final":
+                        continue
+                    layer_rows.append((cell, phase, layer, metric, value * rng.uniform(0.9, 1.1)))
+                counts = rng.multinomial(51200, np.ones(30) / 30)
+                for b in range(30):
+                    hists.append((cell, phase, layer, b, b / 10, (b + 1) / 10, int(counts[b])))
+        store.write(
+            {
+                "runs": conform("runs", pd.DataFrame(runs)),
+                "curves": conform(
+                    "curves",
+                    pd.DataFrame(curves, columns=["cell", "epoch", "split", "metric", "value"]),
+                ),
+                "layers": conform(
+                    "layers",
+                    pd.DataFrame(layer_rows, columns=["cell", "phase", "layer", "metric", "value"]),
+                ),
+                "histograms": conform(
+                    "histograms",
+                    pd.DataFrame(
+                        hists, columns=["cell", "phase", "layer", "bin", "left", "right", "count"]
+                    ),
+                ),
+            }
+        )
+    values = {
+        "initializer": INITIALIZERS,
+        "activation": ACTIVATIONS,
+        "optimizer": OPTIMIZERS,
+        "loss": ["cross_entropy"],
+    }
+    meta = {
+        "schema": SCHEMA_VERSION,
+        "study": {
+            "name": "synthetic",
+            "title": "Synthetic 1,000-cell study",
+            "kind": "train",
+            "metric": "test_accuracy",
+            "task": "classification",
+            "source": "synthetic",
+            "description": "Generated for benchmarks.",
+            "seeds": list(range(seeds)),
+            "axes": axes,
+            "values": values,
+        },
+        "command": ["benchinit", "run", "synthetic"],
+        "environment": {"device": "cpu", "torch": "n/a"},
+        "plugins": [],
+        "components": [],
+        "cells": [c[0] for c in cells],
+        "started": "2026-01-01T00:00:00+00:00",
+        "finished": "2026-01-01T01:00:00+00:00",
+    }
+    store.write_meta(meta, '[study]\nname = "synthetic"\n')
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return len(cells)
