@@ -100,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="load this plugin file (repeatable)",
     )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help="torch deterministic algorithms (default: $BENCHINIT_DETERMINISTIC)",
+    )
     p.add_argument("--no-report", action="store_true", help="store results, skip the HTML")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -210,6 +216,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report=not args.no_report,
         progress=not args.quiet,
         command=["benchinit", *args.argv],
+        deterministic=args.deterministic,
     )
     print(outcome.summary())
     return 1 if outcome.failed else 0

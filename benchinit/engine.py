@@ -37,12 +37,15 @@ class Batch:
     registry: RegistrySpec
     device: str
     threads: int = 1
+    deterministic: bool = False  # torch.use_deterministic_algorithms in the worker
 
 
 def run_batch(batch: Batch, registry: Registry | None = None) -> Records:
     """Run one batch (in this process) and return its records; never raises for a plugin."""
     if torch.get_num_threads() != batch.threads:
         torch.set_num_threads(batch.threads)
+    if torch.are_deterministic_algorithms_enabled() != batch.deterministic:
+        torch.use_deterministic_algorithms(batch.deterministic, warn_only=True)
     start = time.perf_counter()
     try:
         registry = registry or registry_from(batch.registry)

@@ -292,3 +292,52 @@ def histogram_grid(frame: pd.DataFrame, rows: str, title: str, hue: str | None =
         handles = [matplotlib.patches.Patch(color=colors[v], label=str(v)) for v in hue_values]
         fig.legend(handles=handles, loc="outside upper right", frameon=False)
     return fig
+
+
+# --- comparisons ------------------------------------------------------------------------
+
+VERDICT_COLORS = {
+    "improved": "#1a7f37",
+    "regressed": "#cf222e",
+    "unchanged": "#59636e",
+    "inconclusive": "#9a6700",
+}
+
+
+def difference_plot(frame: pd.DataFrame, limit: int = 40) -> Figure:
+    """NEW - BASE per configuration (signed: right is better) with its interval; the grey
+    bar is the tolerance. Regressions first; at most ``limit`` rows."""
+    order = {"regressed": 0, "improved": 1, "inconclusive": 2, "unchanged": 3}
+    rows = frame.assign(_o=frame["verdict"].map(order)).sort_values("_o", kind="stable")
+    rows = rows.dropna(subset=["diff"]).head(limit).iloc[::-1]
+    fig = Figure(figsize=(8.5, 1.0 + 0.3 * max(len(rows), 1)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(rows))
+    ax.barh(
+        y,
+        2 * rows["tolerance"],
+        left=-rows["tolerance"],
+        color="0.88",
+        height=0.6,
+        label="tolerance",
+    )
+    for verdict, color in VERDICT_COLORS.items():
+        part = rows["verdict"] == verdict
+        if part.any():
+            ax.errorbar(
+                rows["diff"][part],
+                y[part.to_numpy()],
+                xerr=[
+                    (rows["diff"] - rows["ci_low"])[part],
+                    (rows["ci_high"] - rows["diff"])[part],
+                ],
+                fmt="o",
+                color=color,
+                capsize=3,
+                label=verdict,
+            )
+    ax.axvline(0, color="0.3", linewidth=0.8)
+    ax.set_yticks(y, rows["configuration"].tolist())
+    ax.set_xlabel("difference, NEW - BASE (positive: better)")
+    ax.legend(loc="lower right", fontsize="small", frameon=False)
+    return fig

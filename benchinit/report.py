@@ -317,7 +317,7 @@ def _figure_jobs(results: Results) -> list[tuple[str, str, Callable[..., Any], t
     if not hists.empty:
         rows_axis = "initializer"
         others = [a for a in results.varying if a != rows_axis]
-        keys = [*results.varying, "phase", "layer", "bin", "left", "right"]
+        keys = [rows_axis, *others, "phase", "layer", "bin", "left", "right"]
         summed = hists.groupby(keys, sort=False, dropna=False)["count"].sum().reset_index()
         groups = summed.groupby(others, sort=False) if others else [((), summed)]
         for index, (key, frame) in enumerate(groups):

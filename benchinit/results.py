@@ -186,6 +186,9 @@ def load_results(path: str | os.PathLike[str], *, all_cells: bool = False) -> Re
         current = set(meta.get("cells", []))
         tables = {t: f[f["cell"].isin(current)].reset_index(drop=True) for t, f in tables.items()}
     runs = tables["runs"]
+    for metric in METRICS.get(meta["study"]["kind"], {}):  # every documented metric column,
+        if metric not in runs:  # even when no cell recorded it (all diverged, say)
+            runs[metric] = pd.Series(math.nan, index=runs.index, dtype="float64")
     order = {cid: i for i, cid in enumerate(meta.get("cells", []))}
     runs = (
         runs.assign(_order=runs["cell"].map(order).fillna(math.inf))

@@ -119,6 +119,7 @@ def plan(
     *,
     device: str,
     threads: int,
+    deterministic: bool = False,
     max_members: int | None = None,
 ) -> list[Batch]:
     """Group cells into stacked batches.
@@ -145,7 +146,7 @@ def plan(
         pieces = math.ceil(len(group) / size)
         for i in range(pieces):
             part = group[i * len(group) // pieces : (i + 1) * len(group) // pieces]
-            batches.append(Batch(tuple(part), spec, device, threads))
+            batches.append(Batch(tuple(part), spec, device, threads, deterministic))
     return batches
 
 
@@ -161,14 +162,25 @@ def run(
     report: bool = True,
     progress: bool = True,
     command: Sequence[str] | None = None,
+    deterministic: bool | None = None,
 ) -> RunOutcome:
-    """Run every unfinished cell of ``study`` into ``out`` (default ``reports/<name>``)."""
+    """Run every unfinished cell of ``study`` into ``out`` (default ``reports/<name>``).
+
+    ``deterministic`` (default: the environment variable ``BENCHINIT_DETERMINISTIC``) makes
+    torch use deterministic algorithms in every worker (on CUDA, with cuBLAS's fixed
+    workspace); it is recorded with the environment, not in the cell ids.
+    """
+    if deterministic is None:
+        deterministic = os.environ.get("BENCHINIT_DETERMINISTIC", "") not in ("", "0")
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts
     started = time.perf_counter()
     out_path = Path(out) if out is not None else Path("reports") / study.name
     device = resolve_device(device)
     cells = study.cells()
     store = Store(out_path, create=True)
     meta = _meta(study, cells, device, command, threads)
+    meta["environment"]["deterministic"] = deterministic
     toml = dumps(resolved_document(study))
     store.write_meta(meta, toml)
 
@@ -181,16 +193,17 @@ def run(
     bar.advance(len(cells) - len(todo))
     pool = make_executor(executor, study.registry, jobs=jobs, threads=threads, scheduler=scheduler)
     computed = 0
+    batch_settings = {"device": device, "threads": threads, "deterministic": deterministic}
     try:
         claimed_cells = [by_id[c] for c in claimed]
-        computed += _execute(pool, claimed_cells, study, store, bar, device=device, threads=threads)
+        computed += _execute(pool, claimed_cells, study, store, bar, batch_settings)
         for cell in sorted(deferred, key=lambda c: c.id):  # computed by another run
             store.wait_claim(cell.id)
             if cell.id in store.finished():
                 store.release([cell.id])
                 bar.advance(1)
                 continue
-            computed += _execute(pool, [cell], study, store, bar, device=device, threads=threads)
+            computed += _execute(pool, [cell], study, store, bar, batch_settings)
     finally:
         pool.close()
         bar.close()
@@ -219,14 +232,13 @@ def _execute(
     study: Study,
     store: Store,
     bar: Progress,
-    *,
-    device: str,
-    threads: int,
+    settings: dict[str, Any],
 ) -> int:
+    """Run ``cells`` in stacked batches, storing and unlocking each as it finishes."""
     if not cells:
         return 0
     done = 0
-    batches = plan(cells, study, device=device, threads=threads)
+    batches = plan(cells, study, **settings)
     for batch, records in pool.run(batches):
         store.write(records)
         ids = [c.id for c in batch.cells]

@@ -94,10 +94,12 @@ def t_half_widths(counts: np.ndarray, stds: np.ndarray, level: float = 0.95) -> 
     return quantiles * np.asarray(stds, dtype=float) / np.sqrt(np.maximum(counts, 1))
 
 
-def paired_t(differences: Sequence[float]) -> tuple[float, float, float, float]:
+def paired_t(
+    differences: Sequence[float], level: float = 0.95
+) -> tuple[float, float, float, float]:
     """(mean, ci low, ci high, two-sided p) of paired differences (Student's paired t-test)."""
     d = np.asarray(differences, dtype=float)
-    mean, low, high = mean_ci(d)
+    mean, low, high = mean_ci(d, level)
     if len(d) < 2:
         return mean, low, high, math.nan
     sd = float(d.std(ddof=1))
