@@ -216,20 +216,24 @@ class Recorder:
     def curve(
         self, cells: Sequence[Cell], epoch: int, split: str, metric: str, values: Sequence[float]
     ) -> None:
-        for cell, value in zip(cells, values, strict=True):
-            for column, item in zip(
-                self.curves, (cell.id, epoch, split, metric, value), strict=True
-            ):
-                self.curves[column].append(item)
+        self._rows(self.curves, cells, (epoch, split, metric), values)
 
     def layer(
         self, cells: Sequence[Cell], phase: str, layer: int, metric: str, values: Sequence[float]
     ) -> None:
+        self._rows(self.layers, cells, (phase, layer, metric), values)
+
+    @staticmethod
+    def _rows(
+        table: dict[str, list[Any]],
+        cells: Sequence[Cell],
+        fixed: tuple[Any, ...],
+        values: Sequence[Any],
+    ) -> None:
+        """One row per cell: its id, the ``fixed`` columns, its value."""
         for cell, value in zip(cells, values, strict=True):
-            for column, item in zip(
-                self.layers, (cell.id, phase, layer, metric, value), strict=True
-            ):
-                self.layers[column].append(item)
+            for column, item in zip(table, (cell.id, *fixed, value), strict=True):
+                table[column].append(item)
 
     def histogram(
         self,

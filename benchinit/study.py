@@ -204,11 +204,6 @@ class Study:
         """Every combination of the grid's values times every seed."""
         return expand(self)
 
-    @property
-    def varying_axes(self) -> list[str]:
-        """Grid axes with more than one value."""
-        return [axis for axis, values in self.axes.items() if len(values) > 1]
-
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

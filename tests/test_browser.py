@@ -63,6 +63,7 @@ def test_report_in_headless_chromium(seed_report, artifacts):
         page.goto(url, wait_until="load")
         page.wait_for_load_state("networkidle")
 
+        page.screenshot(path=str(artifacts / "report.png"), full_page=False)  # as first seen
         images = page.evaluate(
             "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt])"
         )
@@ -91,7 +92,6 @@ def test_report_in_headless_chromium(seed_report, artifacts):
         names = column(initializer)
         assert names == sorted(names, key=str.lower)
 
-        page.screenshot(path=str(artifacts / "report.png"), full_page=False)
         page.screenshot(path=str(artifacts / "report-full.png"), full_page=True)
         browser.close()
     assert errors == []

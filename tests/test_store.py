@@ -237,3 +237,18 @@ def test_environment_has_no_secrets():
     env = environment("cpu")
     assert not any(k.lower() in {"user", "home", "path"} for k in env)
     assert os.environ.get("HOME", "/nonexistent-home") not in json.dumps(env)
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_keeps_finished_cells(slow_study, tmp_path):
+    out = tmp_path / "out"
+    proc = start(slow_study, out)
+    wait_for_chunks(out, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted; finished cells are saved" in err and "Traceback" not in err
+    kept = Store(out).statuses()
+    assert len(kept) >= 2 and kept["cell"].is_unique
+    assert main(["run", str(slow_study), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert_each_cell_once(out, CELLS)
