@@ -99,11 +99,11 @@ def aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def _hue_and_facets(results: Results, extra: list[str]) -> tuple[str, list[str]]:
-    """Lines per initializer (the product's question); panels per other varying axis."""
+    """Lines per initializer (the product's question); one panel per combination of every
+    other varying axis, so lines never mix configurations."""
     varying = results.varying
     hue = "initializer" if "initializer" in varying or not varying else varying[0]
-    facets = [a for a in varying if a != hue][:2] + extra
-    return hue, facets
+    return hue, [a for a in varying if a != hue] + extra
 
 
 # --- sections ---------------------------------------------------------------------------
@@ -175,16 +175,37 @@ def _label(frame: pd.DataFrame, axes: list[str]) -> pd.Series:
     return frame[axes].astype(str).agg(", ".join, axis=1) if axes else pd.Series("all", frame.index)
 
 
-def _figure_jobs(results: Results) -> list[tuple[str, str, Callable[..., Any], tuple, dict]]:
+Job = tuple[str, str, Callable[..., Any], tuple, dict]
+
+
+def _figure_jobs(results: Results) -> list[Job]:
     """(section, caption, drawing function, args, kwargs) for every figure of the report."""
-    jobs: list[tuple[str, str, Callable[..., Any], tuple, dict]] = []
+    jobs: list[Job] = []
     ok = results.runs[results.runs["status"] == "ok"]
     train = results.study["kind"] == "train"
-    metric, direction = results.metric, results.direction()
+    metric, direction, varying = results.metric, results.direction(), results.varying
 
-    if not ok.empty and metric in ok and ok[metric].notna().any():
+    def band(
+        section: str,
+        caption: str,
+        frame: pd.DataFrame,
+        x: str,
+        hue: str,
+        facets: list[str],
+        ylabel: str,
+        **kwargs: Any,
+    ) -> None:
+        panels = frame.groupby(facets, sort=False).ngroups if facets else 1
+        if panels > figures.MAX_PANELS:
+            caption += (
+                f" (the first {figures.MAX_PANELS} of {panels} panels; every "
+                "configuration is in the leaderboard)"
+            )
+        jobs.append((section, caption, figures.band_plot, (frame, x, hue, facets, ylabel), kwargs))
+
+    if not ok.empty and ok[metric].notna().any():
         summary = results.summary()
-        summary["configuration"] = _label(summary, results.varying)
+        summary["configuration"] = _label(summary, varying)
         if len(summary) > 1:
             jobs.append(
                 (
@@ -196,13 +217,9 @@ def _figure_jobs(results: Results) -> list[tuple[str, str, Callable[..., Any], t
                     {},
                 )
             )
-        varying = results.varying
         if len(varying) >= 2:
-            x, y = (
-                ("activation", "initializer")
-                if {"activation", "initializer"} <= set(varying)
-                else (varying[1], varying[0])
-            )
+            pair = ("activation", "initializer")
+            x, y = pair if set(pair) <= set(varying) else (varying[1], varying[0])
             facets = [a for a in varying if a not in (x, y)]
             jobs.append(
                 (
@@ -219,117 +236,110 @@ def _figure_jobs(results: Results) -> list[tuple[str, str, Callable[..., Any], t
     curves = curves[curves["status"] == "ok"]
     if not curves.empty:
         hue, facets = _hue_and_facets(results, [])
-        keys = [*results.varying, "epoch"]
+        keys = [*varying, "epoch"]
         for split, name, label in (
             ("train", "loss", "training loss"),
             ("test", "loss", "test loss"),
             ("test", "accuracy", "test accuracy"),
+            ("test", "mse", "test MSE"),
         ):
             part = curves[(curves["split"] == split) & (curves["metric"] == name)]
-            if part.empty:
-                continue
-            jobs.append(
-                (
+            if not part.empty:
+                band(
                     "curves",
                     f"{label.capitalize()} per epoch: mean and 95% CI over seeds",
-                    figures.band_plot,
-                    (aggregate(part, keys), "epoch", hue, facets, label),
-                    {},
+                    aggregate(part, keys),
+                    "epoch",
+                    hue,
+                    facets,
+                    label,
                 )
-            )
         params = curves[curves["split"] == "params"]
         if not params.empty:
-            truth = curves[curves["split"] == "truth"]
-            truth = truth.drop(columns="epoch").merge(
-                pd.DataFrame({"epoch": sorted(params["epoch"].unique())}), how="cross"
+            epochs = pd.DataFrame({"epoch": sorted(params["epoch"].unique())})
+            truth = (
+                curves[curves["split"] == "truth"].drop(columns="epoch").merge(epochs, how="cross")
             )
-            jobs.append(
-                (
-                    "curves",
-                    "Parameters w and b per epoch (dashed: the true values)",
-                    figures.band_plot,
-                    (
-                        aggregate(params, [*keys, "metric"]),
-                        "epoch",
-                        hue,
-                        [*facets, "metric"],
-                        "value",
-                    ),
-                    {"dashed": aggregate(truth, [*keys, "metric"]), "log": False},
-                )
+            band(
+                "curves",
+                "Parameters w and b per epoch (dashed: the true values)",
+                aggregate(params, [*keys, "metric"]),
+                "epoch",
+                hue,
+                [*facets, "metric"],
+                "value",
+                dashed=aggregate(truth, [*keys, "metric"]),
+                log=False,
             )
 
     layers = results.labelled("layers")
     layers = layers[layers["status"] != "failed"]
     if not layers.empty:
         hue, facets = _hue_and_facets(results, ["phase"] if train else [])
-        keys = [*results.varying, "phase", "layer"]
-        std = aggregate(layers[layers["metric"] == "act_std"], keys)
-        theory = aggregate(layers[layers["metric"] == "theory_std"], keys)
-        pre = aggregate(layers[layers["metric"] == "preact_std"], keys)
-        jobs.append(
-            (
-                "signal",
-                "Pre-activation std per layer (dashed: mean-field theory, Poole et al. 2016)",
-                figures.band_plot,
-                (pre, "layer", hue, facets, "pre-activation std"),
-                {"dashed": theory if not theory.empty else None},
-            )
+        keys = [*varying, "phase", "layer"]
+
+        def per_layer(name: str) -> pd.DataFrame:
+            return aggregate(layers[layers["metric"] == name], keys)
+
+        theory = per_layer("theory_std")
+        band(
+            "signal",
+            "Pre-activation std per layer (dashed: mean-field theory, Poole et al. 2016)",
+            per_layer("preact_std"),
+            "layer",
+            hue,
+            facets,
+            "pre-activation std",
+            dashed=theory if not theory.empty else None,
         )
-        jobs.append(
-            (
-                "signal",
-                "Activation std per layer",
-                figures.band_plot,
-                (std, "layer", hue, facets, "activation std"),
-                {},
-            )
+        band(
+            "signal",
+            "Activation std per layer",
+            per_layer("act_std"),
+            "layer",
+            hue,
+            facets,
+            "activation std",
         )
-        grad = aggregate(layers[layers["metric"] == "grad_norm"], keys)
-        jobs.append(
-            (
-                "signal",
-                "Gradient norm of each layer's weights (log scale): vanishing "
-                "gradients fall toward layer 1",
-                figures.band_plot,
-                (grad, "layer", hue, facets, "gradient norm"),
-                {"log": True},
-            )
+        band(
+            "signal",
+            "Gradient norm of each layer's weights (log scale): vanishing gradients "
+            "fall toward layer 1",
+            per_layer("grad_norm"),
+            "layer",
+            hue,
+            facets,
+            "gradient norm",
+            log=True,
         )
-        for metric_name, label in (
+        for name, label in (
             ("saturated_frac", "saturated fraction (phi' < 10% of max)"),
             ("dead_frac", "dead fraction (output exactly 0)"),
         ):
-            frac = aggregate(layers[layers["metric"] == metric_name], keys)
+            frac = per_layer(name)
             if frac["mean"].fillna(0).abs().max() > 0:
-                jobs.append(
-                    (
-                        "signal",
-                        f"Per-layer {label}",
-                        figures.band_plot,
-                        (frac, "layer", hue, facets, label),
-                        {"log": False},
-                    )
-                )
+                band("signal", f"Per-layer {label}", frac, "layer", hue, facets, label, log=False)
 
     hists = results.labelled("histograms")
     hists = hists[hists["status"] != "failed"]
     if not hists.empty:
         rows_axis = "initializer"
-        others = [a for a in results.varying if a != rows_axis]
+        others = [a for a in varying if a != rows_axis]
         keys = [rows_axis, *others, "phase", "layer", "bin", "left", "right"]
         summed = hists.groupby(keys, sort=False, dropna=False)["count"].sum().reset_index()
-        groups = summed.groupby(others, sort=False) if others else [((), summed)]
-        for index, (key, frame) in enumerate(groups):
-            if index >= figures.MAX_PANELS:
-                break
+        groups = list(summed.groupby(others, sort=False)) if others else [((), summed)]
+        for key, frame in groups[: figures.MAX_PANELS]:
             key = key if isinstance(key, tuple) else (key,)
             title = ", ".join(f"{a} = {v}" for a, v in zip(others, key, strict=True)) or "all cells"
+            caption = f"Activation histograms, {title}: rows = initializer, columns = layers" + (
+                " (init and after training)" if train else ""
+            )
+            if len(groups) > figures.MAX_PANELS:
+                caption += f" ({len(groups)} combinations; the first {figures.MAX_PANELS} drawn)"
             jobs.append(
                 (
                     "histograms",
-                    f"Activation histograms, {title}: rows = initializer, "
-                    "columns = layers" + (" (init and after training)" if train else ""),
+                    caption,
                     figures.histogram_grid,
                     (frame, rows_axis, title),
                     {"hue": "phase" if train else None},

@@ -33,13 +33,19 @@ OPTIMIZERS = ["adam", "sgd(lr=0.1)"]
 
 
 def write_synthetic(
-    folder: Path, *, seeds: int = 10, epochs: int = 20, layers: int = 3, chunk: int = 50
+    folder: Path,
+    *,
+    seeds: int = 10,
+    epochs: int = 20,
+    layers: int = 3,
+    chunk: int = 50,
+    losses: tuple[str, ...] = ("cross_entropy",),
 ) -> int:
-    """Write a 10 x 5 x 2 x ``seeds`` train result set (1,000 cells by default)."""
+    """Write a 10 x 5 x 2 x ``losses`` x ``seeds`` result set (1,000 cells by default)."""
     rng = np.random.default_rng(0)
     store = Store(folder, create=True)
     axes = ["initializer", "activation", "optimizer", "loss"]
-    configs = list(itertools.product(INITIALIZERS, ACTIVATIONS, OPTIMIZERS, ["cross_entropy"]))
+    configs = list(itertools.product(INITIALIZERS, ACTIVATIONS, OPTIMIZERS, losses))
     cells = []
     for n, (config, seed) in enumerate(itertools.product(configs, range(seeds))):
         cells.append((f"{n:016x}", dict(zip(axes, config, strict=True)), seed))

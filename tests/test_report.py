@@ -231,3 +231,21 @@ def test_a_big_study_gives_a_bounded_readable_page(tmp_path):
     assert 0 < len(histograms) <= MAX_PANELS, "one histogram grid per (activation, optimizer)"
     assert len(images) <= 3 + 5 + 5 + MAX_PANELS, "aggregated over seeds, never one per cell"
     assert "Diverged" in page.text("problems")
+
+
+def test_lines_never_mix_configurations(tmp_path):
+    from synthetic import write_synthetic
+
+    from benchinit.report import _figure_jobs
+
+    write_synthetic(tmp_path / "four", seeds=2, epochs=3, losses=("cross_entropy", "mse"))
+    results = load_results(tmp_path / "four")
+    assert results.varying == ["initializer", "activation", "optimizer", "loss"]
+    bands = [job for job in _figure_jobs(results) if job[2].__name__ == "band_plot"]
+    assert bands
+    for _, caption, _, (frame, x, hue, facets, _), _ in bands:
+        assert {"activation", "optimizer", "loss"} <= set(facets), caption
+        assert not frame.duplicated([hue, *facets, x]).any(), caption
+    for section, caption, *_ in bands:  # 20 panels fit; with init and final phases, 40 do not
+        capped = "(the first 24 of 40 panels; every configuration is in the leaderboard)"
+        assert (capped in caption) == (section == "signal"), caption
