@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 import pandas as pd
 from markdown_it import MarkdownIt
 from markupsafe import Markup
@@ -34,8 +33,7 @@ from benchinit._version import __version__
 from benchinit.descriptors import ReportSection
 from benchinit.errors import ResultsError
 from benchinit.metrics import METRICS
-from benchinit.results import Results, load_results
-from benchinit.stats import t_half_widths
+from benchinit.results import Results, load_results, mean_ci_by
 from benchinit.store import write_atomic
 
 SECTIONS_FILE = "sections.json"
@@ -86,16 +84,8 @@ def environment() -> jinja2.Environment:
 
 
 def aggregate(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Mean and 95% t-interval of ``value`` over seeds, per combination of ``keys``.
-
-    NaN values are left out; a group of one value gets a zero-width interval.
-    """
-    grouped = frame.groupby(keys, sort=False, dropna=False)["value"]
-    table = grouped.agg(["mean", "std", "count"]).reset_index()
-    half = t_half_widths(table["count"].to_numpy(), table["std"].fillna(0.0).to_numpy())
-    half = np.where(table["count"].to_numpy() == 1, 0.0, half)
-    table["low"], table["high"] = table["mean"] - half, table["mean"] + half
-    return table[[*keys, "mean", "low", "high"]]
+    """Mean and 95% t-interval of ``value`` over seeds, per combination of ``keys``."""
+    return mean_ci_by(frame, keys)[[*keys, "mean", "low", "high"]]
 
 
 def _hue_and_facets(results: Results, extra: list[str]) -> tuple[str, list[str]]:
@@ -133,10 +123,9 @@ def _header(results: Results) -> dict[str, Any]:
     }
 
 
-def _leaderboard(results: Results) -> dict[str, Any] | None:
-    if results.runs.empty or results.metric not in results.runs:
+def _leaderboard(results: Results, summary: pd.DataFrame) -> dict[str, Any] | None:
+    if results.runs.empty:
         return None
-    summary = results.summary()
     others = [
         m
         for m in METRICS[results.study["kind"]]
@@ -178,7 +167,7 @@ def _label(frame: pd.DataFrame, axes: list[str]) -> pd.Series:
 Job = tuple[str, str, Callable[..., Any], tuple, dict]
 
 
-def _figure_jobs(results: Results) -> list[Job]:
+def _figure_jobs(results: Results, summary: pd.DataFrame) -> list[Job]:
     """(section, caption, drawing function, args, kwargs) for every figure of the report."""
     jobs: list[Job] = []
     ok = results.runs[results.runs["status"] == "ok"]
@@ -204,7 +193,7 @@ def _figure_jobs(results: Results) -> list[Job]:
         jobs.append((section, caption, figures.band_plot, (frame, x, hue, facets, ylabel), kwargs))
 
     if not ok.empty and ok[metric].notna().any():
-        summary = results.summary()
+        summary = summary.copy()
         summary["configuration"] = _label(summary, varying)
         if len(summary) > 1:
             jobs.append(
@@ -476,7 +465,8 @@ def render_report(
             raise ResultsError(f"'{stored}' is corrupt: {exc}") from None
     else:
         sections = []
-    jobs = _figure_jobs(results)
+    summary = results.summary()  # once: the leaderboard and the figures share it
+    jobs = _figure_jobs(results, summary)
     images = draw_all(jobs, parallel)
     grouped: dict[str, list[dict[str, str]]] = {}
     for (section, caption, *_), image in zip(jobs, images, strict=True):
@@ -487,7 +477,7 @@ def render_report(
         .render(
             version=__version__,
             header=_header(results),
-            leaderboard=_leaderboard(results),
+            leaderboard=_leaderboard(results, summary),
             figures=grouped,
             problems=_problems(results),
             plugin_sections=sections,

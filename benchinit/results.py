@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from benchinit.errors import ResultsError
 from benchinit.metrics import METRICS
-from benchinit.stats import mean_ci
+from benchinit.stats import t_half_widths
 from benchinit.store import Store
 
 COLUMNS: dict[str, dict[str, str]] = {
@@ -76,6 +77,19 @@ COLUMNS: dict[str, dict[str, str]] = {
     },
 }
 ALL_METRICS = {m for metrics in METRICS.values() for m in metrics}
+
+
+def mean_ci_by(frame: pd.DataFrame, keys: list[str], level: float = 0.95) -> pd.DataFrame:
+    """Per combination of ``keys``: ``mean``, ``std``, ``count``, and a Student-t interval
+    ``low``-``high`` of the column ``value``. NaNs are left out; one value gets a zero-width
+    interval, none a NaN one. Vectorized: the t-quantiles are cached per sample size."""
+    grouped = frame.groupby(keys, sort=False, dropna=False)["value"]
+    table = grouped.agg(["mean", "std", "count"]).reset_index()
+    counts = table["count"].to_numpy()
+    half = t_half_widths(counts, table["std"].fillna(0.0).to_numpy(), level)
+    half = np.where(counts == 1, 0.0, half)
+    table["low"], table["high"] = table["mean"] - half, table["mean"] + half
+    return table
 
 
 def conform(table: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -139,29 +153,15 @@ class Results:
         metric = metric or self.metric
         if metric not in self.runs:
             raise ResultsError(f"metric '{metric}' is not in these results")
-        rows = []
-        groups = (
-            self.runs.groupby(self.axes, sort=False, dropna=False)
-            if self.axes
-            else [((), self.runs)]
+        runs = self.runs
+        ok = runs.assign(value=runs[metric].where(runs["status"] == "ok"))
+        table = mean_ci_by(ok, self.axes).rename(
+            columns={"low": "ci_low", "high": "ci_high", "count": "seeds"}
         )
-        for key, group in groups:
-            key = key if isinstance(key, tuple) else (key,)
-            ok = group[group["status"] == "ok"][metric].astype(float)
-            mean, low, high = mean_ci(ok.tolist())
-            rows.append(
-                {
-                    **dict(zip(self.axes, key, strict=True)),
-                    "mean": mean,
-                    "ci_low": low,
-                    "ci_high": high,
-                    "std": ok.std(ddof=1),
-                    "seeds": int(ok.notna().sum()),
-                    "diverged": int((group["status"] == "diverged").sum()),
-                    "failed": int((group["status"] == "failed").sum()),
-                }
-            )
-        table = pd.DataFrame(rows)
+        by_config = [runs[axis] for axis in self.axes]
+        for status in ("diverged", "failed"):  # counted, not averaged
+            counts = (runs["status"] == status).groupby(by_config, sort=False, dropna=False).sum()
+            table[status] = counts.to_numpy().astype(int)
         ascending = self.direction(metric) == "min"
         return table.sort_values(
             "mean", ascending=ascending, na_position="last", kind="stable"

@@ -241,7 +241,9 @@ def test_lines_never_mix_configurations(tmp_path):
     write_synthetic(tmp_path / "four", seeds=2, epochs=3, losses=("cross_entropy", "mse"))
     results = load_results(tmp_path / "four")
     assert results.varying == ["initializer", "activation", "optimizer", "loss"]
-    bands = [job for job in _figure_jobs(results) if job[2].__name__ == "band_plot"]
+    bands = [
+        job for job in _figure_jobs(results, results.summary()) if job[2].__name__ == "band_plot"
+    ]
     assert bands
     for _, caption, _, (frame, x, hue, facets, _), _ in bands:
         assert {"activation", "optimizer", "loss"} <= set(facets), caption
