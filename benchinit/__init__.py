@@ -42,12 +42,17 @@ __all__ = [
     "Optimizer",
     "PluginError",
     "ReportSection",
+    "Results",
     "ResultsError",
     "Study",
     "StudyError",
     "__version__",
+    "compare",
     "hookimpl",
+    "load_results",
     "load_study",
+    "render_report",
+    "run",
 ]
 
 # Heavier parts load on first use, so a plugin's `from benchinit import hookimpl` stays cheap.

@@ -1,19 +1,38 @@
-"""The ``benchinit`` command.
+"""The ``benchinit`` command: the only module that speaks in command-line flags.
 
-Exit status: 0 done; 1 a compare found a regression, or some cells failed; 2 bad input
-(a one-paragraph message, no traceback); 130 interrupted (finished cells are kept).
+Exit status: 0 done; 1 a compare found a regression, or some cells failed; 2 bad input or
+an output that cannot be written (a one-paragraph message, no traceback); 130 interrupted
+by Ctrl-C or SIGTERM (finished cells are kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tomllib
 from collections.abc import Sequence
+from typing import Any
 
 from benchinit._version import __version__
 from benchinit.errors import BenchinitError, did_you_mean
+
+# How the command line spells the options that library errors name ({name} placeholders).
+FLAGS = {
+    "force": "--force",
+    "max_cells": "--no-size-check",
+    "check_memory": "--no-size-check",
+    "device": "--device",
+    "jobs": "--jobs",
+    "threads": "--threads",
+    "executor": "--executor local",
+}
+INTERRUPTED = {
+    "run": "interrupted; finished cells are saved, a rerun continues where it stopped.",
+    "report": "interrupted; the report was not written.",
+    "compare": "interrupted; nothing was written.",
+}
 
 KIND_ALIASES = {
     "initializer": "initializer",
@@ -106,6 +125,22 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="torch deterministic algorithms (default: $BENCHINIT_DETERMINISTIC)",
     )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time limit per cell; a cell past it fails (default: none)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a folder that holds other files (never replacing one)",
+    )
+    p.add_argument(
+        "--no-size-check",
+        action="store_true",
+        help="run grids over 100,000 cells and batches estimated not to fit in memory",
+    )
     p.add_argument("--no-report", action="store_true", help="store results, skip the HTML")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -142,24 +177,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM stops a command the way Ctrl-C does: cleanly, keeping what is finished."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     args.argv = argv  # recorded with the results: the command that made them
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
     except BenchinitError as exc:
-        print(f"benchinit: error: {exc}", file=sys.stderr)
+        print(f"benchinit: error: {exc.render(FLAGS)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(
-            "\nbenchinit: interrupted; finished cells are saved, a rerun continues.",
-            file=sys.stderr,
-        )
+        message = INTERRUPTED.get(args.command, "interrupted.")
+        print(f"\nbenchinit: {message}", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from benchinit.descriptors import plain
     from benchinit.registry import Registry
     from benchinit.study import builtin_studies
 
@@ -183,7 +225,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
                     for p in params.values()
                 ]
                 name += f"({', '.join(shown)})" if shown else ""
-            rows.append((entry.kind, name, entry.plugin.source, entry.descriptor.doc))
+            rows.append((entry.kind, name, entry.plugin.source, plain(entry.descriptor.doc)))
     if kind in (None, "study"):
         for name, text in sorted(builtin_studies().items()):
             title = tomllib.loads(text).get("study", {}).get("title", "")
@@ -201,15 +243,20 @@ def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from benchinit.runner import run
-    from benchinit.study import load_study
+    from benchinit.study import MAX_CELLS, load_study
 
-    study = load_study(args.study, args.overrides, plugins=args.plugin, seeds=args.seeds)
-    executor = args.executor or ("process" if args.jobs > 1 else "local")
+    study = load_study(
+        args.study,
+        args.overrides,
+        plugins=args.plugin,
+        seeds=args.seeds,
+        max_cells=None if args.no_size_check else MAX_CELLS,
+    )
     outcome = run(
         study,
         out=args.out,
         device=args.device,
-        executor=executor,
+        executor=args.executor,
         jobs=args.jobs,
         threads=args.threads,
         scheduler=args.scheduler,
@@ -217,6 +264,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         command=["benchinit", *args.argv],
         deterministic=args.deterministic,
+        timeout=args.timeout,
+        force=args.force,
+        check_memory=not args.no_size_check,
     )
     print(outcome.summary())
     return 1 if outcome.failed else 0

@@ -24,11 +24,19 @@ import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+_RST_LITERAL = re.compile(r"``(.+?)``")
+_RST_ROLE = re.compile(r":[a-z]+:`~?([^`]+?)`")
+
+
+def plain(doc: str) -> str:
+    """A plugin's doc as plain text: reStructuredText literals (````x````) and roles
+    (``:class:`x```) lose their markup; the report renders docs as Markdown instead."""
+    return _RST_ROLE.sub(r"\1", _RST_LITERAL.sub(r"\1", doc))
 Task = Literal["classification", "regression"]
 
 
@@ -233,15 +241,19 @@ KINDS: dict[str, type[Descriptor]] = {
 }
 
 
+D = TypeVar("D", bound=Descriptor)
+
+
 @dataclass(frozen=True, eq=False)
-class Bound:
+class Bound(Generic[D]):
     """A descriptor with its parameters resolved: what a study's spec turns into.
 
     ``params`` holds every parameter (defaults filled in); ``label`` is the spec as shown in
-    tables: the name plus the parameters that differ from their defaults.
+    tables: the name plus the parameters that differ from their defaults. Generic over its
+    descriptor's class, so ``Bound[Activation]`` type-checks ``bound.descriptor.gain``.
     """
 
-    descriptor: Descriptor
+    descriptor: D
     params: Mapping[str, Any]
     label: str
 

@@ -14,6 +14,7 @@ or raises from a hook is an error naming the plugin and the cause.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -21,16 +22,26 @@ import importlib.util
 import os
 import re
 import sys
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import pluggy
 
 from benchinit import hookspecs
 from benchinit._version import __version__
-from benchinit.descriptors import KINDS, Bound, Descriptor
+from benchinit.descriptors import (
+    KINDS,
+    Activation,
+    Bound,
+    Dataset,
+    Descriptor,
+    Initializer,
+    Loss,
+    Optimizer,
+)
 from benchinit.errors import PluginError
 from benchinit.specs import bind_params, label_of, parse_spec, unknown_name
 
@@ -67,11 +78,14 @@ class PluginInfo:
         return f"plugin '{self.name}'"
 
 
+D = TypeVar("D", bound=Descriptor)
+
+
 @dataclass(frozen=True)
-class Entry:
+class Entry(Generic[D]):
     """One registered descriptor and the plugin that provided it."""
 
-    descriptor: Descriptor
+    descriptor: D
     plugin: PluginInfo
 
     @property
@@ -81,11 +95,19 @@ class Entry:
 
 @dataclass(frozen=True)
 class RegistrySpec:
-    """What it takes to build the same registry again (in a worker process)."""
+    """What identifies a registry, and rebuilds it in another process (a worker).
+
+    Batches carry this, never the live object: in the process that made the registry,
+    :func:`registry_from` finds the object itself; elsewhere it rebuilds it from the files
+    and checks their content hashes, so a plugin file edited mid-run is an error, not a
+    silent mix of two versions.
+    """
 
     files: tuple[str, ...] = ()
     autoload: bool | None = None
     blocked: tuple[str, ...] | None = None
+    digests: tuple[str, ...] = ()  # the files' content hashes, in order
+    objects: tuple[str, ...] = ()  # in-memory plugins: this process alone has them
 
 
 def _env_blocked() -> tuple[str, ...]:
@@ -119,8 +141,10 @@ class Registry:
             )
         if self.autoload:
             self._load_entry_points()
+        self._digests: list[str] = []
         for path in self.files:
             self._load_file(Path(path))
+        self._objects = tuple(f"{name}@{id(obj)}" for obj, name in objects)
         for obj, name in objects:
             self._register(obj, PluginInfo(name, "object", name, getattr(obj, "__version__", "0")))
         try:
@@ -132,9 +156,10 @@ class Registry:
                 f"{who} implements a hook that does not exist: {exc}. "
                 f"Valid hooks: {', '.join(sorted(self._hook_names()))}."
             ) from exc
-        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self._entries: dict[str, dict[str, Entry[Any]]] = {kind: {} for kind in KINDS}
         for kind in KINDS:
             self._collect(kind)
+        _LIVE[self.spec()] = self
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -180,6 +205,7 @@ class Registry:
             raise PluginError(f"plugin file '{path}' does not exist")
         content = path.read_bytes()
         digest = hashlib.sha256(content).hexdigest()[:12]
+        self._digests.append(digest)
         module_name = "benchinit_plugin_" + re.sub(r"\W", "_", path.stem) + "_" + digest
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
@@ -226,24 +252,52 @@ class Registry:
     # --- lookups ---------------------------------------------------------------------------
 
     def spec(self) -> RegistrySpec:
-        """Arguments that rebuild this registry elsewhere (in-memory objects excepted)."""
-        return RegistrySpec(self.files, self.autoload, self._blocked_arg)
+        """What identifies this registry (see :class:`RegistrySpec`)."""
+        return RegistrySpec(
+            self.files, self.autoload, self._blocked_arg, tuple(self._digests), self._objects
+        )
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._entries[kind])
 
-    def entries(self, kind: str | None = None) -> list[Entry]:
+    def entries(self, kind: str | None = None) -> list[Entry[Any]]:
         kinds = [kind] if kind else list(KINDS)
         return [self._entries[k][n] for k in kinds for n in sorted(self._entries[k])]
 
-    def get(self, kind: str, name: str) -> Entry:
+    @overload
+    def get(self, kind: Literal["initializer"], name: str) -> Entry[Initializer]: ...
+    @overload
+    def get(self, kind: Literal["activation"], name: str) -> Entry[Activation]: ...
+    @overload
+    def get(self, kind: Literal["loss"], name: str) -> Entry[Loss]: ...
+    @overload
+    def get(self, kind: Literal["optimizer"], name: str) -> Entry[Optimizer]: ...
+    @overload
+    def get(self, kind: Literal["dataset"], name: str) -> Entry[Dataset]: ...
+    @overload
+    def get(self, kind: str, name: str) -> Entry[Any]: ...
+
+    def get(self, kind: str, name: str) -> Entry[Any]:
         """The entry for ``name``; a SpecError with a "did you mean" when unknown."""
         try:
             return self._entries[kind][name]
         except KeyError:
             raise unknown_name(kind, name, self.names(kind)) from None
 
-    def bind(self, kind: str, value: Any) -> Bound:
+    @overload
+    def bind(self, kind: Literal["initializer"], value: Any) -> Bound[Initializer]: ...
+    @overload
+    def bind(self, kind: Literal["activation"], value: Any) -> Bound[Activation]: ...
+    @overload
+    def bind(self, kind: Literal["loss"], value: Any) -> Bound[Loss]: ...
+    @overload
+    def bind(self, kind: Literal["optimizer"], value: Any) -> Bound[Optimizer]: ...
+    @overload
+    def bind(self, kind: Literal["dataset"], value: Any) -> Bound[Dataset]: ...
+    @overload
+    def bind(self, kind: str, value: Any) -> Bound[Any]: ...
+
+    def bind(self, kind: str, value: Any) -> Bound[Any]:
         """Resolve a spec (string or inline table) of ``kind`` into a Bound descriptor."""
         name, args, kwargs = parse_spec(value)
         descriptor = self.get(kind, name).descriptor
@@ -258,15 +312,26 @@ class Registry:
         return self.pm.hook
 
 
+# Registries alive in this process, by spec: batches find the study's own object here.
+_LIVE: weakref.WeakValueDictionary[RegistrySpec, Registry] = weakref.WeakValueDictionary()
+
+
 def registry_from(spec: RegistrySpec) -> Registry:
-    """Rebuild a registry from its spec, once per process (workers call this per batch)."""
-    return _cached_registry(spec)
+    """The registry a batch names: the live object in this process, else rebuilt once."""
+    live = _LIVE.get(spec)
+    return live if live is not None else _rebuild(spec)
 
 
-_REGISTRIES: dict[RegistrySpec, Registry] = {}
-
-
-def _cached_registry(spec: RegistrySpec) -> Registry:
-    if spec not in _REGISTRIES:
-        _REGISTRIES[spec] = Registry(spec.files, autoload=spec.autoload, blocked=spec.blocked)
-    return _REGISTRIES[spec]
+@functools.lru_cache(maxsize=8)
+def _rebuild(spec: RegistrySpec) -> Registry:
+    if spec.objects:
+        names = ", ".join(o.split("@")[0] for o in spec.objects)
+        raise PluginError(f"in-memory plugins ({names}) exist only in the process that made them")
+    registry = Registry(spec.files, autoload=spec.autoload, blocked=spec.blocked)
+    if registry.spec() != spec:
+        raise PluginError(
+            "plugin files changed while the run was going on ("
+            + ", ".join(spec.files)
+            + "); run again"
+        )
+    return registry

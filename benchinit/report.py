@@ -13,7 +13,6 @@ study file and no plugins, is the page ``benchinit run`` wrote.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import re
@@ -31,12 +30,10 @@ from markupsafe import Markup
 from benchinit import figures
 from benchinit._version import __version__
 from benchinit.descriptors import ReportSection
-from benchinit.errors import ResultsError
 from benchinit.metrics import METRICS
 from benchinit.results import Results, load_results, mean_ci_by
-from benchinit.store import write_atomic
+from benchinit.store import Store
 
-SECTIONS_FILE = "sections.json"
 LEADERBOARD_ROWS = 500  # beyond this the table lists the best ones and says so
 _IMAGE_URI = re.compile(r"^data:image/(png|jpeg|gif|svg\+xml);base64,[A-Za-z0-9+/=\s]+$")
 
@@ -102,7 +99,7 @@ def _hue_and_facets(results: Results, extra: list[str]) -> tuple[str, list[str]]
 def _header(results: Results) -> dict[str, Any]:
     meta = results.meta
     env = meta["environment"]
-    values = meta["study"].get("values", {})
+    values = meta["study"]["values"]
     return {
         "title": results.study["title"],
         "description": results.study.get("description", ""),
@@ -110,16 +107,16 @@ def _header(results: Results) -> dict[str, Any]:
         "metric": results.metric,
         "direction": "higher is better" if results.direction() == "max" else "lower is better",
         "axes": [(axis, values.get(axis, [])) for axis in results.axes],
-        "seeds": results.study.get("seeds", []),
+        "seeds": results.study["seeds"],
         "counts": results.counts(),
         "cells": len(results.runs),
         "device": env.get("device", "?"),
         "versions": {k: env.get(k) for k in ("benchinit", "torch", "python", "numpy", "pandas")},
         "platform": env.get("platform", ""),
-        "started": meta.get("started"),
-        "finished": meta.get("finished"),
-        "command": shlex.join(meta.get("command", [])),
-        "components": meta.get("components", []),
+        "started": meta["started"],
+        "finished": meta["finished"],
+        "command": shlex.join(meta["command"]),
+        "components": meta["components"],
     }
 
 
@@ -379,13 +376,12 @@ def _problems(results: Results) -> dict[str, list[dict[str, Any]]]:
     return {"diverged": diverged, "failed": failed}
 
 
-def _reproducibility(results: Results) -> dict[str, Any]:
-    toml_path = results.path / "study.toml"
+def _reproducibility(results: Results, study_toml: str) -> dict[str, Any]:
     cells = results.runs[["cell", *results.axes, "seed", "status"]]
     return {
-        "study_toml": toml_path.read_text(encoding="utf-8") if toml_path.is_file() else "",
-        "plugins": results.meta.get("plugins", []),
-        "environment": results.meta.get("environment", {}),
+        "study_toml": study_toml,
+        "plugins": results.meta["plugins"],
+        "environment": results.meta["environment"],
         "axes": results.axes,
         "cells": cells.itertuples(index=False),
     }
@@ -452,19 +448,13 @@ def render_report(
     and stored in the folder; without one, the stored sections are shown. ``parallel``:
     worker processes for the figures (see :func:`draw_all`).
     """
-    folder = Path(path)
-    results = load_results(folder)
-    stored = folder / SECTIONS_FILE
+    store = Store(path)
+    results = load_results(path)
     if registry is not None:
         sections = plugin_sections(registry, results)
-        write_atomic(stored, json.dumps(sections, indent=1))
-    elif stored.is_file():
-        try:
-            sections = json.loads(stored.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ResultsError(f"'{stored}' is corrupt: {exc}") from None
+        store.write_sections(sections)
     else:
-        sections = []
+        sections = store.read_sections() or []
     summary = results.summary()  # once: the leaderboard and the figures share it
     jobs = _figure_jobs(results, summary)
     images = draw_all(jobs, parallel)
@@ -481,10 +471,7 @@ def render_report(
             figures=grouped,
             problems=_problems(results),
             plugin_sections=sections,
-            repro=_reproducibility(results),
+            repro=_reproducibility(results, store.study_toml()),
         )
     )
-    target = Path(out) if out is not None else folder / "index.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, html)
-    return target
+    return store.write_report(html, out)

@@ -32,51 +32,16 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from benchinit.errors import ResultsError
+from benchinit.meta import Meta, StudyInfo
 from benchinit.metrics import METRICS
+from benchinit.records import COLUMNS, conform
 from benchinit.stats import t_half_widths
 from benchinit.store import Store
-
-COLUMNS: dict[str, dict[str, str]] = {
-    "runs": {
-        "cell": "str",
-        "seed": "int64",
-        "status": "str",
-        "error": "str",
-        "diverged_epoch": "Int64",
-        "seconds": "float64",
-        "device": "str",
-    },
-    "curves": {
-        "cell": "str",
-        "epoch": "int64",
-        "split": "str",
-        "metric": "str",
-        "value": "float64",
-    },
-    "layers": {
-        "cell": "str",
-        "phase": "str",
-        "layer": "int64",
-        "metric": "str",
-        "value": "float64",
-    },
-    "histograms": {
-        "cell": "str",
-        "phase": "str",
-        "layer": "int64",
-        "bin": "int64",
-        "left": "float64",
-        "right": "float64",
-        "count": "int64",
-    },
-}
-ALL_METRICS = {m for metrics in METRICS.values() for m in metrics}
 
 
 def mean_ci_by(frame: pd.DataFrame, keys: list[str], level: float = 0.95) -> pd.DataFrame:
@@ -92,22 +57,6 @@ def mean_ci_by(frame: pd.DataFrame, keys: list[str], level: float = 0.95) -> pd.
     return table
 
 
-def conform(table: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every column of ``table`` present and of its documented dtype."""
-    frame = frame.copy()
-    for column, dtype in COLUMNS[table].items():
-        if column not in frame:
-            frame[column] = pd.Series([None] * len(frame), dtype="object")
-        if dtype == "str":
-            frame[column] = frame[column].fillna("").astype(str)
-        else:
-            frame[column] = frame[column].astype(dtype)
-    if table == "runs":
-        for metric in ALL_METRICS & set(frame.columns):
-            frame[metric] = frame[metric].astype("float64")
-    return frame
-
-
 @dataclass
 class Results:
     """The tables of one results folder, plus its metadata (``meta.json``)."""
@@ -116,11 +65,11 @@ class Results:
     curves: pd.DataFrame
     layers: pd.DataFrame
     histograms: pd.DataFrame
-    meta: dict[str, Any]
+    meta: Meta
     path: Path
 
     @property
-    def study(self) -> dict[str, Any]:
+    def study(self) -> StudyInfo:
         return self.meta["study"]
 
     @property
@@ -183,13 +132,13 @@ def load_results(path: str | os.PathLike[str], *, all_cells: bool = False) -> Re
         tables = {t: pd.DataFrame() for t in COLUMNS}
     tables = {t: conform(t, frame) for t, frame in tables.items()}
     if not all_cells:
-        current = set(meta.get("cells", []))
+        current = set(meta["cells"])
         tables = {t: f[f["cell"].isin(current)].reset_index(drop=True) for t, f in tables.items()}
     runs = tables["runs"]
-    for metric in METRICS.get(meta["study"]["kind"], {}):  # every documented metric column,
+    for metric in METRICS[meta["study"]["kind"]]:  # every documented metric column,
         if metric not in runs:  # even when no cell recorded it (all diverged, say)
             runs[metric] = pd.Series(math.nan, index=runs.index, dtype="float64")
-    order = {cid: i for i, cid in enumerate(meta.get("cells", []))}
+    order = {cid: i for i, cid in enumerate(meta["cells"])}
     runs = (
         runs.assign(_order=runs["cell"].map(order).fillna(math.inf))
         .sort_values(["_order", "cell"], kind="stable")

@@ -2,18 +2,18 @@
 
 A run first records the study and environment (so even an interrupted run leaves a readable
 folder), skips the cells already finished, claims the rest, groups them into stacked
-batches and stores each batch's records as it arrives. Cells another run is computing are
-waited for at the end, not computed twice.
+batches and stores each batch's records as it arrives. Cells another live run is computing
+are waited for at the end, not computed twice. Before anything runs, the memory a stacked
+batch needs is estimated and a batch that cannot fit on the device is refused
+(benchinit.memory).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,21 +24,21 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchinit import memory
 from benchinit._version import __version__
-from benchinit.engine import Batch, device_name
+from benchinit.cells import Cell
 from benchinit.errors import BenchinitError
-from benchinit.execute import make_executor
+from benchinit.execute import Batch, Executor, make_executor, plan
+from benchinit.meta import SCHEMA_VERSION, Component, Meta
 from benchinit.progress import Progress
+from benchinit.registry import Registry
 from benchinit.results import Results, load_results
-from benchinit.store import SCHEMA_VERSION, Store
-from benchinit.study import Cell, Study, resolved_document
+from benchinit.stack import device_name, resolve_device
+from benchinit.store import Store
+from benchinit.study import Study, resolved_document
 from benchinit.tomlwrite import dumps
 
-# Members per stacked model, by device type. On a CPU the work is compute-bound and a stack
-# of 1 or 12 trains 12 MLPs in the same time (measured: 784-256-256-10 and 64-100-100-10),
-# so stacks stay small and a process pool gets enough batches to balance. A GPU is
-# launch-bound on small MLPs: there one stack should hold as many members as memory allows.
-MAX_MEMBERS = {"cpu": 8, "cuda": 128}
+POLL_SECONDS = 0.5  # how often a run looks at cells another live run is computing
 
 
 @dataclass
@@ -79,24 +79,6 @@ class RunOutcome:
         return "\n".join(lines)
 
 
-def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; checks an explicit device."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise BenchinitError(
-            f"--device {name!r} is not a device; use auto, cpu or cuda[:N]"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BenchinitError(
-            f"--device {name}: CUDA is not available here (torch {torch.__version__}); "
-            "use --device cpu, or auto to take CUDA when present"
-        )
-    return str(device)
-
-
 def environment(device: str) -> dict[str, Any]:
     return {
         "benchinit": __version__,
@@ -113,49 +95,12 @@ def environment(device: str) -> dict[str, Any]:
     }
 
 
-def plan(
-    cells: Sequence[Cell],
-    study: Study,
-    *,
-    device: str,
-    threads: int,
-    deterministic: bool = False,
-    max_members: int | None = None,
-) -> list[Batch]:
-    """Group cells into stacked batches.
-
-    Cells that differ only in initializer and seed share a stack, unless their optimizer is
-    not elementwise (then each trains alone). Big groups are split evenly into stacks of at
-    most ``max_members`` (default: MAX_MEMBERS of the device type). The plan depends only on
-    the cells and the device, never on the executor or the number of jobs, so results are
-    bit-identical whichever executor runs them; regrouping changes float32 results only in
-    the last digits (a batched matmul rounds differently from a single one).
-    """
-    size = max_members or MAX_MEMBERS.get(torch.device(device).type, 32)
-    groups: dict[str, list[Cell]] = defaultdict(list)
-    for cell in cells:
-        optimizer = cell.config.get("optimizer")
-        alone = (
-            optimizer is not None
-            and not study.registry.get("optimizer", optimizer["name"]).descriptor.elementwise
-        )  # type: ignore[attr-defined]
-        groups[cell.id if alone else cell.group_key()].append(cell)
-    spec = study.registry.spec()
-    batches = []
-    for group in groups.values():
-        pieces = math.ceil(len(group) / size)
-        for i in range(pieces):
-            part = group[i * len(group) // pieces : (i + 1) * len(group) // pieces]
-            batches.append(Batch(tuple(part), spec, device, threads, deterministic))
-    return batches
-
-
 def run(
     study: Study,
     out: str | os.PathLike[str] | None = None,
     *,
     device: str = "auto",
-    executor: str = "local",
+    executor: str | None = None,
     jobs: int = 1,
     threads: int = 1,
     scheduler: str | None = None,
@@ -163,9 +108,16 @@ def run(
     progress: bool = True,
     command: Sequence[str] | None = None,
     deterministic: bool | None = None,
+    timeout: float | None = None,
+    force: bool = False,
+    check_memory: bool = True,
 ) -> RunOutcome:
     """Run every unfinished cell of ``study`` into ``out`` (default ``reports/<name>``).
 
+    ``executor``: ``local``, ``process`` or ``dask`` (default: local for one job, else
+    process, as on the command line). ``timeout``: seconds per cell, after which it fails.
+    ``force``: write into a folder that holds other files (never replacing one).
+    ``check_memory``: refuse batches estimated not to fit on the device.
     ``deterministic`` (default: the environment variable ``BENCHINIT_DETERMINISTIC``) makes
     torch use deterministic algorithms in every worker (on CUDA, with cuBLAS's fixed
     workspace); it is recorded with the environment, not in the cell ids.
@@ -174,40 +126,35 @@ def run(
         deterministic = os.environ.get("BENCHINIT_DETERMINISTIC", "") not in ("", "0")
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts
+    if timeout is not None and not timeout > 0:
+        raise BenchinitError(f"the time limit per cell must be positive seconds, got {timeout}")
     started = time.perf_counter()
     out_path = Path(out) if out is not None else Path("reports") / study.name
     device = resolve_device(device)
     cells = study.cells()
-    store = Store(out_path, create=True)
-    meta = _meta(study, cells, device, command, threads)
-    meta["environment"]["deterministic"] = deterministic
-    toml = dumps(resolved_document(study))
-    store.write_meta(meta, toml)
-
-    finished = store.finished()
-    todo = [c for c in cells if c.id not in finished]
-    by_id = {c.id: c for c in cells}
-    claimed = store.try_claim(c.id for c in todo)
-    deferred = [by_id[cid] for cid in {c.id for c in todo} - set(claimed)]
+    settings = {"device": device, "threads": threads, "deterministic": deterministic}
+    if check_memory:
+        memory.check(plan(cells, study.registry, **settings), device, concurrent=jobs)
+    pool = make_executor(
+        executor or ("local" if jobs == 1 else "process"),
+        study.registry,
+        jobs=jobs,
+        threads=threads,
+        scheduler=scheduler,
+    )
     bar = Progress(len(cells), study.name, enabled=progress)
-    bar.advance(len(cells) - len(todo))
-    pool = make_executor(executor, study.registry, jobs=jobs, threads=threads, scheduler=scheduler)
-    computed = 0
-    batch_settings = {"device": device, "threads": threads, "deterministic": deterministic}
+    aborted = True
     try:
-        claimed_cells = [by_id[c] for c in claimed]
-        computed += _execute(pool, claimed_cells, study, store, bar, batch_settings)
-        for cell in sorted(deferred, key=lambda c: c.id):  # computed by another run
-            store.wait_claim(cell.id)
-            if cell.id in store.finished():
-                store.release([cell.id])
-                bar.advance(1)
-                continue
-            computed += _execute(pool, [cell], study, store, bar, batch_settings)
+        store = Store(out_path, create=True, force=force)
+        meta = _meta(study, cells, device, command, threads, deterministic)
+        toml = dumps(resolved_document(study))
+        store.write_meta(meta, toml)
+        with store.running():
+            computed = _compute(store, pool, cells, study.registry, bar, timeout, settings)
+        aborted = False
     finally:
-        pool.close()
+        pool.close(abort=aborted)
         bar.close()
-        store.release()
     meta["finished"] = _now()
     store.write_meta(meta, toml)
     results = load_results(out_path)
@@ -220,25 +167,47 @@ def run(
         out_path,
         results,
         computed,
-        len(cells) - len(todo),
+        len(cells) - computed,
         time.perf_counter() - started,
         report_path,
     )
 
 
-def _execute(
-    pool: Any,
-    cells: list[Cell],
-    study: Study,
+def _compute(
     store: Store,
+    pool: Executor,
+    cells: list[Cell],
+    registry: Registry,
     bar: Progress,
+    timeout: float | None,
     settings: dict[str, Any],
 ) -> int:
-    """Run ``cells`` in stacked batches, storing and unlocking each as it finishes."""
-    if not cells:
-        return 0
+    """Compute every unfinished cell once, sharing the work with other live runs."""
+    finished = store.finished()
+    todo = {c.id: c for c in cells if c.id not in finished}
+    bar.advance(len(cells) - len(todo))
+    computed = 0
+    while todo:
+        mine, _ = store.claim_all(todo)  # what no live run holds
+        finished = store.finished()  # after claiming: another run may just have finished one
+        for cid in [cid for cid in todo if cid in finished]:
+            del todo[cid]
+            bar.advance(1)
+        store.release([cid for cid in mine if cid in finished])
+        mine = [cid for cid in mine if cid in todo]
+        if mine:
+            batches = plan([todo[cid] for cid in mine], registry, timeout=timeout, **settings)
+            computed += _execute(pool, batches, store, bar)
+            for cid in mine:
+                del todo[cid]
+        elif todo:
+            time.sleep(POLL_SECONDS)  # every cell left is being computed by a live run
+    return computed
+
+
+def _execute(pool: Executor, batches: list[Batch], store: Store, bar: Progress) -> int:
+    """Run batches, storing and releasing each as it finishes; the cells computed."""
     done = 0
-    batches = plan(cells, study, **settings)
     for batch, records in pool.run(batches):
         store.write(records)
         ids = [c.id for c in batch.cells]
@@ -248,9 +217,9 @@ def _execute(
     return done
 
 
-def _components(study: Study, cells: Sequence[Cell]) -> list[dict[str, str]]:
+def _components(study: Study, cells: Sequence[Cell]) -> list[Component]:
     """The plugins the grid names, with their docs: the report shows them without plugins."""
-    seen: dict[tuple[str, str], dict[str, str]] = {}
+    seen: dict[tuple[str, str], Component] = {}
     axes = [
         ("initializer", "initializer"),
         ("activation", "activation"),
@@ -276,8 +245,14 @@ def _now() -> str:
 
 
 def _meta(
-    study: Study, cells: Sequence[Cell], device: str, command: Sequence[str] | None, threads: int
-) -> dict[str, Any]:
+    study: Study,
+    cells: Sequence[Cell],
+    device: str,
+    command: Sequence[str] | None,
+    threads: int,
+    deterministic: bool,
+) -> Meta:
+    data = study.registry.bind("dataset", study.data)
     return {
         "schema": SCHEMA_VERSION,
         "study": {
@@ -293,9 +268,16 @@ def _meta(
             "values": {  # each axis's values, in grid order
                 axis: list(dict.fromkeys(c.labels[axis] for c in cells)) for axis in study.axes
             },
+            "settings": {"data": {"name": data.name, **data.params}, **study.settings},
         },
         "command": list(command) if command else [sys.executable, "-m", "benchinit"],
-        "environment": {**environment(device), "threads": threads},
+        "overrides": list(study.overrides),
+        "environment": {
+            **environment(device),
+            "threads": threads,
+            "deterministic": deterministic,
+        },
+        "provenance": {},
         "plugins": [
             {"name": p.name, "origin": p.origin, "source": p.source, "version": p.version}
             for p in study.registry.plugins.values()

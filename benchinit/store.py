@@ -1,23 +1,33 @@
 """A results folder on disk: crash-safe, resumable, safe to share between runs.
 
-Layout::
+The store owns every file of a results folder; nothing else opens them::
 
     DIR/meta.json                    the study, command, environment, plugins, current cells
     DIR/study.toml                   the resolved study (defaults filled in)
+    DIR/sections.json                report sections computed by plugins (shown by `report`)
+    DIR/index.html                   the report
     DIR/records/<chunk>/<table>.parquet   one finished batch: runs, curves, layers, histograms
-    DIR/locks/<cell>.lock            advisory locks of cells being computed
+    DIR/locks/run-<id>.lock          held (flock) by each live run
+    DIR/locks/<cell>.claim           the id of the run computing that cell
 
 How the promises are kept:
 
 - *Whole or nothing*: a chunk is written into ``records/.tmp-<random>/``, flushed, and then
   renamed into place; a directory rename is atomic, so ``kill -9`` at any moment leaves
   either the whole chunk or a ``.tmp-*`` folder that readers ignore (and a later run removes).
+  Every other file is replaced atomically the same way. A failed write (full disk, read-only
+  folder) removes its temporary file and raises :class:`~benchinit.errors.OutputError`.
 - *Never recomputed*: a cell whose record says ``ok`` or ``diverged`` is finished; a rerun
   skips it. ``failed`` cells are retried (the failure may have been transient).
-- *Concurrent runs*: a run takes an exclusive ``flock`` on each cell before computing it and
-  holds it until the cell's chunk is in place; another run skips cells it cannot lock and
-  waits for them at the end. The kernel drops the locks of a killed process. Should two
-  records of one cell exist anyway, readers keep one (a finished one, the newest).
+- *Concurrent runs*: each run holds one ``flock`` on its own ``locks/run-<id>.lock`` for its
+  lifetime, and claims a cell by writing its id into the cell's ``.claim`` file (under a
+  short flock). A claim whose run no longer holds its lock is free: the kernel drops the
+  locks of a killed process. So a run holds one descriptor however many cells it claims,
+  and a claim never outlives its run. After claiming, a run checks again that nobody
+  finished the cell meanwhile. Should two records of one cell exist anyway, readers keep one
+  (a finished one, the newest).
+- *Never someone else's files*: a folder that is neither new, empty nor a results folder is
+  refused unless ``force`` is given, and even then no file benchinit would write may exist.
 - No pickle: Parquet and JSON only.
 """
 
@@ -29,23 +39,28 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
 
-from benchinit.errors import ResultsError
+from benchinit.errors import BenchinitError, OutputError, ResultsError, os_reason
+from benchinit.meta import SCHEMA_VERSION, Meta, check_meta
+from benchinit.records import TABLES
 
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; concurrent runs may duplicate work
     fcntl = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "Store", "write_atomic"]
+
 FINISHED = ("ok", "diverged")
-TABLES = ("runs", "curves", "layers", "histograms")
 STALE_TMP_SECONDS = 3600
+# Files and folders benchinit writes into a results folder; with force it still never
+# replaces one of these that it did not write.
+OWN_NAMES = ("meta.json", "study.toml", "sections.json", "index.html", "records", "locks")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -57,51 +72,162 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step (write a temporary file, then rename)."""
+def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Replace ``path`` with ``text`` in one step (write a temporary file, then rename).
+
+    Raises OutputError with the operating system's reason when it cannot be written; the
+    temporary file is removed then.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(path, "it is a folder; name a file")
+    if not path.parent.is_dir():
+        raise OutputError(path, f"the folder '{path.parent}' does not exist")
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(path, os_reason(exc)) from None
+    return path
+
+
+def read_text(path: Path) -> str:
+    """A results file's text; a ResultsError naming it when unreadable or not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ResultsError(f"'{path}' is damaged: it is not UTF-8 text") from None
+    except OSError as exc:
+        raise ResultsError(f"cannot read '{path}': {os_reason(exc)}") from None
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"'{path}' is corrupt: {exc}") from None
 
 
 class Store:
-    """The records of a results folder (see the module docstring)."""
+    """The files of one results folder (see the module docstring)."""
 
-    def __init__(self, root: str | os.PathLike[str], *, create: bool = False) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, create: bool = False, force: bool = False
+    ) -> None:
+        """Open a results folder; ``create`` makes it (see :meth:`_check_ownership`)."""
         self.root = Path(root)
         self.records = self.root / "records"
         self.locks = self.root / "locks"
+        self.run_id = uuid.uuid4().hex[:16]
+        self._run_lock: Any = None
+        self._claimed: set[str] = set()
         if create:
-            self.records.mkdir(parents=True, exist_ok=True)
-            self.locks.mkdir(parents=True, exist_ok=True)
+            self._check_ownership(force)
+            try:
+                self.records.mkdir(parents=True, exist_ok=True)
+                self.locks.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(self.root, os_reason(exc)) from None
             self._remove_stale_tmp()
+        elif self.root.exists() and not self.root.is_dir():
+            raise ResultsError(f"'{self.root}' is a file, not a benchinit results folder")
         elif not self.root.is_dir():
             raise ResultsError(f"results folder '{self.root}' does not exist")
-        self._held: dict[str, IO[Any]] = {}
+
+    # --- paths -----------------------------------------------------------------------------
+
+    @property
+    def meta_path(self) -> Path:
+        return self.root / "meta.json"
+
+    @property
+    def study_path(self) -> Path:
+        return self.root / "study.toml"
+
+    @property
+    def sections_path(self) -> Path:
+        return self.root / "sections.json"
+
+    @property
+    def report_path(self) -> Path:
+        return self.root / "index.html"
+
+    def is_results_folder(self) -> bool:
+        """True when the folder was made by benchinit (its meta.json or its records)."""
+        if self.records.is_dir() and self.locks.is_dir():
+            return True
+        try:
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(meta, dict) and "schema" in meta and "study" in meta
+
+    def _check_ownership(self, force: bool) -> None:
+        """Refuse a folder that holds files benchinit did not write (see the module doc)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise OutputError(self.root, "it is a file, not a folder")
+        if not self.root.exists() or self.is_results_folder():
+            return
+        try:
+            entries = sorted(p.name for p in self.root.iterdir())
+        except OSError as exc:
+            raise OutputError(self.root, os_reason(exc)) from None
+        if not entries:
+            return
+        shown = ", ".join(entries[:5]) + (
+            f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+        )
+        if not force:
+            raise BenchinitError(
+                f"'{self.root}' is not empty and is not a benchinit results folder (it holds "
+                f"{shown}); choose a new or empty folder, or allow adding results beside its "
+                "files with {force}",
+                options={"force": "force=True"},
+            )
+        clashes = [name for name in OWN_NAMES if (self.root / name).exists()]
+        if clashes:
+            raise BenchinitError(
+                f"'{self.root}' holds {', '.join(clashes)}, which benchinit did not write and "
+                "never replaces; choose another folder"
+            )
 
     # --- writing ---------------------------------------------------------------------------
 
     def write(self, records: dict[str, pd.DataFrame]) -> Path:
         """Store one batch's tables as one chunk, atomically."""
         tmp = self.records / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        for table in TABLES:
-            path = tmp / f"{table}.parquet"
-            records[table].to_parquet(path, index=False)
-            with open(path, "rb+") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(tmp)
-        final = self.records / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        os.rename(tmp, final)
+        try:
+            tmp.mkdir()
+            for table in TABLES:
+                path = tmp / f"{table}.parquet"
+                records[table].to_parquet(path, index=False)
+                with open(path, "rb+") as f:
+                    os.fsync(f.fileno())
+            _fsync_dir(tmp)
+            final = self.records / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+            os.rename(tmp, final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OutputError(self.records, os_reason(exc)) from None
         _fsync_dir(self.records)
         return final
 
-    def write_meta(self, meta: dict[str, Any], study_toml: str) -> None:
-        write_atomic(self.root / "study.toml", study_toml)
-        write_atomic(self.root / "meta.json", json.dumps(meta, indent=2, default=str))
+    def write_meta(self, meta: Meta, study_toml: str) -> None:
+        write_atomic(self.study_path, study_toml)
+        write_atomic(self.meta_path, json.dumps(meta, indent=2, default=str))
+
+    def write_sections(self, sections: list[dict[str, Any]]) -> None:
+        write_atomic(self.sections_path, json.dumps(sections, indent=1))
+
+    def write_report(self, html: str, out: str | os.PathLike[str] | None = None) -> Path:
+        """Write the report page (``index.html`` unless ``out``); return where."""
+        return write_atomic(Path(out) if out is not None else self.report_path, html)
 
     def _remove_stale_tmp(self) -> None:
         for tmp in self.records.glob(".tmp-*"):
@@ -111,20 +237,32 @@ class Store:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def meta(self) -> dict[str, Any]:
-        path = self.root / "meta.json"
-        if not path.is_file():
+    def meta(self) -> Meta:
+        """``meta.json``, validated (a ResultsError naming the file and key when damaged)."""
+        if not self.meta_path.is_file():
             raise ResultsError(f"'{self.root}' is not a benchinit results folder (no meta.json)")
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ResultsError(f"'{path}' is corrupt: {exc}") from None
-        if meta.get("schema") != SCHEMA_VERSION:
+        return check_meta(read_json(self.meta_path), str(self.meta_path))
+
+    def study_toml(self) -> str:
+        """The resolved study as saved ("" when the file is missing)."""
+        return read_text(self.study_path) if self.study_path.is_file() else ""
+
+    def read_sections(self) -> list[dict[str, Any]] | None:
+        """The stored plugin sections, shape-checked; None when there is no file.
+
+        The report validates their content (figures, text) exactly like fresh sections.
+        """
+        if not self.sections_path.is_file():
+            return None
+        sections = read_json(self.sections_path)
+        if not isinstance(sections, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("title"), str) for s in sections
+        ):
             raise ResultsError(
-                f"'{path}' has results schema {meta.get('schema')!r}; this benchinit reads "
-                f"schema {SCHEMA_VERSION}"
+                f"'{self.sections_path}' is damaged: expected a list of sections, each an "
+                "object with a string 'title'"
             )
-        return meta
+        return sections
 
     def chunks(self) -> list[Path]:
         """Finished chunks, oldest first."""
@@ -138,7 +276,11 @@ class Store:
         try:
             return pd.read_parquet(path, columns=columns)
         except Exception as exc:  # pyarrow raises several types for damaged files
-            raise ResultsError(f"'{path}' is corrupt or unreadable: {exc}") from None
+            raise ResultsError(
+                f"'{path}' is corrupt or unreadable ({type(exc).__name__}: {exc}). Its cells "
+                f"can be computed again: move the folder '{path.parent}' out of "
+                f"'{self.records}' and run the study into this folder again"
+            ) from None
 
     def statuses(self) -> pd.DataFrame:
         """``cell, status, chunk`` of every stored run record."""
@@ -172,31 +314,96 @@ class Store:
 
     # --- claims ----------------------------------------------------------------------------
 
-    def try_claim(self, cell_ids: Iterable[str]) -> list[str]:
-        """Lock the cells no other run is computing; return those locked."""
-        return [cid for cid in cell_ids if self._lock(cid, block=False)]
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Store]:
+        """Hold this run's lock while inside; release every claim on the way out."""
+        if fcntl is not None:
+            path = self.locks / f"run-{self.run_id}.lock"
+            try:
+                self._run_lock = open(path, "a+")  # noqa: SIM115 - held for the run
+            except OSError as exc:
+                raise OutputError(path, os_reason(exc)) from None
+            fcntl.flock(self._run_lock, fcntl.LOCK_EX)
+        try:
+            yield self
+        finally:
+            self.release()
+            if self._run_lock is not None:
+                self._run_lock.close()
+                self._run_lock = None
+                with contextlib.suppress(OSError):
+                    (self.locks / f"run-{self.run_id}.lock").unlink()
 
-    def wait_claim(self, cell_id: str) -> None:
-        """Block until the cell's lock is free, then hold it."""
-        self._lock(cell_id, block=True)
+    def _alive(self, run_id: str) -> bool:
+        """Whether the run ``run_id`` still holds its lock (a live process)."""
+        if run_id == self.run_id:
+            return True
+        path = self.locks / f"run-{run_id}.lock"
+        try:
+            handle = open(path, "a+")  # noqa: SIM115 - a probe, closed below
+        except OSError:
+            return False
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        with contextlib.suppress(OSError):
+            path.unlink()  # a killed run's lock file
+        return False
+
+    @contextlib.contextmanager
+    def _claim_file(self, cell_id: str) -> Iterator[Any]:
+        """The cell's claim file, opened and flocked (briefly), the same inode as the path."""
+        path = self.locks / f"{cell_id}.claim"
+        while True:
+            handle = open(path, "a+")  # noqa: SIM115 - closed below
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False  # released (unlinked) while we waited: open the new file
+            if same:
+                break
+            handle.close()
+        try:
+            yield handle
+        finally:
+            handle.close()
+
+    def claim(self, cell_id: str) -> bool:
+        """Claim a cell unless a live run has; True when this run now holds it."""
+        if fcntl is None or cell_id in self._claimed:
+            self._claimed.add(cell_id)
+            return True
+        with self._claim_file(cell_id) as handle:
+            handle.seek(0)
+            owner = handle.read().strip()
+            if owner and owner != self.run_id and self._alive(owner):
+                return False
+            handle.seek(0)
+            handle.truncate()
+            handle.write(self.run_id)
+            handle.flush()
+        self._claimed.add(cell_id)
+        return True
+
+    def claim_all(self, cell_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """(claimed, held by other live runs), each in the given order."""
+        mine, others = [], []
+        for cid in cell_ids:
+            (mine if self.claim(cid) else others).append(cid)
+        return mine, others
 
     def release(self, cell_ids: Iterable[str] | None = None) -> None:
-        """Drop the locks of these cells (of every held cell when None)."""
-        for cid in list(self._held if cell_ids is None else cell_ids):
-            handle = self._held.pop(cid, None)
-            if handle is not None:
-                handle.close()  # closing drops the flock
-
-    def _lock(self, cell_id: str, *, block: bool) -> bool:
-        if cell_id in self._held:
-            return True
-        if fcntl is None:
-            return True
-        handle = open(self.locks / f"{cell_id}.lock", "a+")  # noqa: SIM115 - held while locked
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
-        except BlockingIOError:
-            handle.close()
-            return False
-        self._held[cell_id] = handle
-        return True
+        """Give up these claims (every claim of this run when None)."""
+        for cid in list(self._claimed if cell_ids is None else cell_ids):
+            if cid not in self._claimed:
+                continue
+            self._claimed.discard(cid)
+            if fcntl is None:
+                continue
+            with contextlib.suppress(OSError), self._claim_file(cid) as handle:
+                handle.seek(0)
+                if handle.read().strip() == self.run_id:
+                    (self.locks / f"{cid}.claim").unlink()

@@ -249,14 +249,14 @@ def _check_optimizer(d: Optimizer, registry: Registry, problems: _Problems) -> N
 
 
 def _check_dataset(d: Dataset, registry: Registry, problems: _Problems) -> None:
-    from benchinit.engine import _check_data
+    from benchinit.stack import check_data
 
     who = f"dataset '{d.name}'"
     bound = _default(d, registry)
     first = problems.run(who, bound)
     if first is None:
         return
-    problems.run(f"{who} returned data that", _check_data, first, bound)
+    problems.run(f"{who} returned data that", check_data, first, bound)
     second = bound()
     problems.check(
         torch.equal(first.x_train, second.x_train) and torch.equal(first.y_test, second.y_test),

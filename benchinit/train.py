@@ -31,29 +31,21 @@ training samples; there ``grad_norm`` is the gradient of the training loss on th
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from benchinit.descriptors import Bound, Data
-from benchinit.engine import (
-    DTYPES,
-    Recorder,
-    Records,
-    bind,
-    build_stack,
-    derive_seed,
-    device_name,
-    load_data,
-)
+from benchinit.cells import Cell
+from benchinit.descriptors import Activation, Bound, Data, Loss, Optimizer
 from benchinit.models import StackedMLP
 from benchinit.probes import layer_statistics, theory, weight_grad_norms
+from benchinit.records import Recorder
 from benchinit.registry import Registry
 from benchinit.schedules import make_scheduler
-from benchinit.study import Cell
+from benchinit.stack import DTYPES, bind, build_stack, derive_seed, device_name, load_data
 
 EVAL_CHUNK = 4096  # samples per evaluation forward pass (bounds memory for big stacks)
 # The epoch-0 training loss is measured on at most this many training samples (the first
@@ -64,7 +56,9 @@ EPOCH0_TRAIN_SAMPLES = 10_000
 class Task:
     """The data on the device, with targets in the form the loss expects."""
 
-    def __init__(self, data: Data, loss: Bound, dtype: torch.dtype, device: torch.device):
+    def __init__(
+        self, data: Data, loss: Bound[Loss], dtype: torch.dtype, device: torch.device
+    ) -> None:
         self.classification = data.task == "classification"
         self.classes = data.outputs if self.classification else 0
         self.x_train = data.x_train.to(device=device, dtype=dtype)
@@ -73,20 +67,20 @@ class Task:
         self.labels_test = data.y_test.to(device) if self.classification else None
         self.y_train = self._targets(data.y_train, loss, dtype, device)
         self.y_test = self._targets(data.y_test, loss, dtype, device)
-        per_output = 2 if loss.descriptor.prediction == "mean_var" else 1  # type: ignore[attr-defined]
+        per_output = 2 if loss.descriptor.prediction == "mean_var" else 1
         self.outputs = data.outputs * per_output
 
     def _targets(
-        self, y: torch.Tensor, loss: Bound, dtype: torch.dtype, device: torch.device
+        self, y: torch.Tensor, loss: Bound[Loss], dtype: torch.dtype, device: torch.device
     ) -> torch.Tensor:
         if not self.classification:
             return y.to(device=device, dtype=dtype)
-        if loss.descriptor.class_targets == "one_hot":  # type: ignore[attr-defined]
+        if loss.descriptor.class_targets == "one_hot":
             return F.one_hot(y, self.classes).to(device=device, dtype=dtype)
         return y.to(device)
 
 
-def _member_losses(loss: Bound, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _member_losses(loss: Bound[Loss], pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample loss ``[G, B]``, checked once per call site (plugins can get it wrong)."""
     values = loss(pred, target)
     if values.shape != pred.shape[:2]:
@@ -101,7 +95,7 @@ def _member_losses(loss: Bound, pred: torch.Tensor, target: torch.Tensor) -> tor
 def evaluate(
     model: StackedMLP,
     activation: Callable[[torch.Tensor], torch.Tensor],
-    loss: Bound,
+    loss: Bound[Loss],
     task: Task,
     split: str,
     limit: int | None = None,
@@ -131,7 +125,11 @@ def evaluate(
 
 
 def probe(
-    model: StackedMLP, activation: Bound, loss: Bound, x: torch.Tensor, y: torch.Tensor
+    model: StackedMLP,
+    activation: Bound[Activation],
+    loss: Bound[Loss],
+    x: torch.Tensor,
+    y: torch.Tensor,
 ) -> tuple[list[dict[str, torch.Tensor]], list[torch.Tensor]]:
     """Layer statistics and histograms on a probe batch; grad_norm from the training loss."""
     for p in model.parameters():
@@ -158,38 +156,40 @@ def _permutations(generators: list[torch.Generator], n: int, device: torch.devic
 
 @dataclass
 class Trained:
-    """A trained stack and what it records: ``members`` are the cells still in the stack
-    (a member whose initializer failed is dropped and listed in ``failures``)."""
+    """A trained stack: ``members`` are the cells still in it (a member whose initializer
+    failed is dropped and listed in ``failures``)."""
 
     model: StackedMLP | None
     members: list[Cell]
     failures: dict[str, str]
-    writes: list[Callable[[Recorder], None]]
 
 
-def run_train(cells: list[Cell], registry: Registry, device: torch.device) -> Records:
-    start = time.perf_counter()
-    trained = train_stack(cells, registry, device)
-    recorder = Recorder(device_name(device), time.perf_counter() - start, len(cells))
-    for write in trained.writes:
-        write(recorder)
+def run_train(
+    cells: list[Cell], registry: Registry, device: torch.device, recorder: Recorder
+) -> None:
+    """Train the cells as one stacked model, recording into ``recorder``."""
+    trained = train_stack(cells, registry, device, recorder)
     for cell in cells:
         if cell.id in trained.failures:
             recorder.run(cell, "failed", error=trained.failures[cell.id])
-    return recorder.frames()
 
 
-def train_stack(cells: list[Cell], registry: Registry, device: torch.device) -> Trained:
+def train_stack(
+    cells: list[Cell],
+    registry: Registry,
+    device: torch.device,
+    recorder: Recorder | None = None,
+) -> Trained:
     """Build, initialize and train one stacked model for ``cells`` (one group)."""
+    recorder = recorder or Recorder(device_name(device))
     config = cells[0].config
     data = load_data(registry, config["data"])
     activation = bind(registry, "activation", config["activation"])
     loss = bind(registry, "loss", config["loss"])
     optimizer_spec = bind(registry, "optimizer", config["optimizer"])
-    settings = config["train"]
     task = Task(data, loss, DTYPES[config["model"]["dtype"]], device)
     depth, width = config["model"]["depth"], config["model"]["width"]
-    probe_n = min(settings["probe_samples"], len(task.x_train))
+    probe_n = min(config["train"]["probe_samples"], len(task.x_train))
     model, kept, failures = build_stack(
         cells,
         registry,
@@ -199,91 +199,146 @@ def train_stack(cells: list[Cell], registry: Registry, device: torch.device) -> 
         device=device,
         calibration_x=data.x_train[:probe_n],
     )
-    if not kept:
-        return Trained(None, [], failures, [])
-    writes = _train(
-        model, kept, task, data, activation, loss, optimizer_spec, settings, device, probe_n
-    )
-    return Trained(model, kept, failures, writes)
+    if kept:
+        run = _Run(model, kept, task, data, activation, loss, config["train"], recorder)
+        run.train(optimizer_spec, probe_n)
+    return Trained(model if kept else None, kept, failures)
 
 
-def _train(
-    model: StackedMLP,
-    cells: list[Cell],
-    task: Task,
-    data: Data,
-    activation: Bound,
-    loss: Bound,
-    optimizer_spec: Bound,
-    settings: dict,
-    device: torch.device,
-    probe_n: int,
-) -> list[Callable[[Recorder], None]]:
-    """Train the stack in place; return the writes to make into the batch's recorder."""
-    G, epochs, batch_size = model.members, settings["epochs"], settings["batch_size"]
-    writes: list[Callable[[Recorder], None]] = []
-    x_probe, y_probe = task.x_train[:probe_n], task.y_train[:probe_n]
+class _Run:
+    """One stack's training: what stays fixed while it trains, and what it records."""
 
-    init_stats, init_hists = probe(model, activation, loss, x_probe, y_probe)
-    predicted = theory(activation, x_probe, model.weights, model.biases, model.hidden)
-    writes.append(_layer_writes(cells, "init", init_stats, init_hists, activation, predicted))
+    def __init__(
+        self,
+        model: StackedMLP,
+        cells: list[Cell],
+        task: Task,
+        data: Data,
+        activation: Bound[Activation],
+        loss: Bound[Loss],
+        settings: Mapping[str, Any],
+        recorder: Recorder,
+    ) -> None:
+        self.model, self.cells, self.task, self.data = model, cells, task, data
+        self.activation, self.loss, self.settings = activation, loss, settings
+        self.recorder = recorder
+        self.hist_range = activation.descriptor.range_of(activation.params)
+        self.curves: dict[tuple[int, str, str], torch.Tensor] = {}
 
-    curves: dict[tuple[int, str, str], torch.Tensor] = {}
-    train0 = evaluate(model, activation, loss, task, "train", EPOCH0_TRAIN_SAMPLES)["loss"]
-    tested = evaluate(model, activation, loss, task, "test")
-    curves[(0, "train", "loss")] = train0
-    curves.update({(0, "test", name): values for name, values in tested.items()})
-    track_params = model.layers == 1 and data.features == 1 and task.outputs == 1
-    if track_params:
-        _record_params(curves, model, 0)
-        for name in ("w", "b"):
-            if name in data.truth:
-                curves[(0, "truth", name)] = torch.full((G,), float(data.truth[name]))
+    def probe_layers(self, phase: str, probe_n: int, with_theory: bool) -> None:
+        """Record every hidden layer's statistics on the first ``probe_n`` samples."""
+        model, task, activation = self.model, self.task, self.activation
+        x, y = task.x_train[:probe_n], task.y_train[:probe_n]
+        stats, hists = probe(model, activation, self.loss, x, y)
+        extra = {}
+        if with_theory:
+            extra["theory_std"] = theory(activation, x, model.weights, model.biases, model.hidden)
+        self.recorder.layers(self.cells, phase, stats, hists, self.hist_range, extra)
 
-    # alive[g]: member g has not diverged. diverged_at[g]: the epoch it did (-1: never).
-    alive = torch.isfinite(train0) & torch.isfinite(tested["loss"])
-    diverged_at = torch.where(alive, -1, 0).to(device)
-    params = list(model.parameters())
-    optimizer = optimizer_spec(params)
-    scheduler = make_scheduler(optimizer, optimizer_spec.params, epochs)
-    generators = [torch.Generator().manual_seed(derive_seed(c.seed, "shuffle")) for c in cells]
-    frozen = [p.detach().clone() for p in params]  # where each member's weights stay if it dies
-    n = len(task.x_train)
-    for epoch in range(1, epochs + 1):
-        _snapshot(frozen, params, alive)
-        order = _permutations(generators, n, device)
-        loss_sum = torch.zeros(G, dtype=torch.float64, device=device)
-        for begin in range(0, n, batch_size):
-            index = order[:, begin : begin + batch_size]
-            pred = model(task.x_train[index], activation)
-            per_member = _member_losses(loss, pred, task.y_train[index]).mean(1)
-            finite = torch.isfinite(per_member)
+    def evaluate_epoch(self, epoch: int, train_loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Test metrics after ``epoch``; stores them and ``train_loss`` as curves."""
+        tested = evaluate(self.model, self.activation, self.loss, self.task, "test")
+        self.curves[(epoch, "train", "loss")] = train_loss
+        self.curves.update({(epoch, "test", name): values for name, values in tested.items()})
+        if self.track_params:
+            _record_params(self.curves, self.model, epoch)
+        return tested
+
+    @property
+    def track_params(self) -> bool:
+        """A linear model with one input and one output: record w and b per epoch."""
+        return self.model.layers == 1 and self.data.features == 1 and self.task.outputs == 1
+
+    def train(self, optimizer_spec: Bound[Optimizer], probe_n: int) -> None:
+        """Train in place (see the module docstring); record layers, curves and runs."""
+        model, task, settings = self.model, self.task, self.settings
+        G, epochs, batch_size = model.members, settings["epochs"], settings["batch_size"]
+        device = task.x_train.device
+        self.probe_layers("init", probe_n, with_theory=True)
+        train0 = evaluate(model, self.activation, self.loss, task, "train", EPOCH0_TRAIN_SAMPLES)
+        tested = self.evaluate_epoch(0, train0["loss"])
+        if self.track_params:
+            for name in ("w", "b"):
+                if name in self.data.truth:
+                    value = float(self.data.truth[name])
+                    self.curves[(0, "truth", name)] = torch.full((G,), value)
+
+        # alive[g]: member g has not diverged. diverged_at[g]: the epoch it did (-1: never).
+        alive = torch.isfinite(train0["loss"]) & torch.isfinite(tested["loss"])
+        diverged_at = torch.where(alive, -1, 0).to(device)
+        params = list(model.parameters())
+        optimizer = optimizer_spec(params)
+        scheduler = make_scheduler(optimizer, optimizer_spec.params, epochs)
+        generators = [
+            torch.Generator().manual_seed(derive_seed(c.seed, "shuffle")) for c in self.cells
+        ]
+        frozen = [p.detach().clone() for p in params]  # where a member stays if it dies
+        n = len(task.x_train)
+        for epoch in range(1, epochs + 1):
+            _snapshot(frozen, params, alive)
+            order = _permutations(generators, n, device)
+            loss_sum = torch.zeros(G, dtype=torch.float64, device=device)
+            for begin in range(0, n, batch_size):
+                index = order[:, begin : begin + batch_size]
+                pred = model(task.x_train[index], self.activation)
+                per_member = _member_losses(self.loss, pred, task.y_train[index]).mean(1)
+                finite = torch.isfinite(per_member)
+                diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
+                alive = alive & finite
+                masked = torch.where(alive, per_member, torch.zeros_like(per_member))
+                optimizer.zero_grad(set_to_none=True)
+                masked.sum().backward()  # a sum: each member's gradient is its own mean loss's
+                optimizer.step()
+                loss_sum += masked.detach().double() * index.shape[1]
+            scheduler.step()
+            tested = self.evaluate_epoch(epoch, loss_sum / n)
+            finite = torch.isfinite(tested["loss"])
             diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
             alive = alive & finite
-            masked = torch.where(alive, per_member, torch.zeros_like(per_member))
-            optimizer.zero_grad(set_to_none=True)
-            masked.sum().backward()  # a sum: each member's gradient is its own mean loss's
-            optimizer.step()
-            loss_sum += masked.detach().double() * index.shape[1]
-        scheduler.step()
-        tested = evaluate(model, activation, loss, task, "test")
-        finite = torch.isfinite(tested["loss"])
-        diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
-        alive = alive & finite
-        _restore(params, frozen, alive)
-        curves[(epoch, "train", "loss")] = loss_sum / n
-        curves.update({(epoch, "test", name): values for name, values in tested.items()})
-        if track_params:
-            _record_params(curves, model, epoch)
+            _restore(params, frozen, alive)
 
-    final_stats, final_hists = probe(model, activation, loss, x_probe, y_probe)
-    writes.append(_layer_writes(cells, "final", final_stats, final_hists, activation, None))
-    writes.append(
-        _curve_and_run_writes(
-            cells, curves, diverged_at.cpu().tolist(), epochs, settings["target_accuracy"]
-        )
-    )
-    return writes
+        self.probe_layers("final", probe_n, with_theory=False)
+        self.record_results(diverged_at.cpu().tolist())
+
+    def record_results(self, diverged_at: list[int]) -> None:
+        """Curves (each ends before its member diverged) and one run row per member."""
+        values = {key: v.double().cpu().tolist() for key, v in self.curves.items()}
+        cells, epochs = self.cells, self.settings["epochs"]
+        for (epoch, split, metric), column in values.items():
+            keep = [g for g, d in enumerate(diverged_at) if d < 0 or epoch < d]
+            self.recorder.curve(
+                [cells[g] for g in keep], epoch, split, metric, [column[g] for g in keep]
+            )
+        target = self.settings["target_accuracy"]
+        for g, cell in enumerate(cells):
+            if diverged_at[g] >= 0:
+                self.recorder.run(
+                    cell,
+                    "diverged",
+                    diverged_epoch=diverged_at[g],
+                    error=f"loss became non-finite in epoch {diverged_at[g]}",
+                )
+                continue
+            final = {
+                name: column[g]
+                for (e, split, name), column in values.items()
+                if e == epochs and split == "test"
+            }
+            reached = math.nan
+            if target is not None and (0, "test", "accuracy") in values:
+                hits = [
+                    e for e in range(epochs + 1) if values[(e, "test", "accuracy")][g] >= target
+                ]
+                reached = float(hits[0]) if hits else math.nan
+            self.recorder.run(
+                cell,
+                "ok",
+                train_loss=values[(epochs, "train", "loss")][g],
+                test_loss=final["loss"],
+                test_accuracy=final.get("accuracy", math.nan),
+                test_mse=final.get("mse", math.nan),
+                epochs_to_target=reached,
+            )
 
 
 def _snapshot(frozen: list[torch.Tensor], params: list[torch.Tensor], alive: torch.Tensor) -> None:
@@ -304,69 +359,3 @@ def _record_params(curves: dict, model: StackedMLP, epoch: int) -> None:
     curves[(epoch, "params", "w")] = model.weights[0].detach()[:, 0, 0].clone()
     if model.biases is not None:
         curves[(epoch, "params", "b")] = model.biases[0].detach()[:, 0].clone()
-
-
-def _layer_writes(
-    cells: list[Cell],
-    phase: str,
-    stats: list[dict[str, torch.Tensor]],
-    hists: list[torch.Tensor],
-    activation: Bound,
-    predicted: list[list[float]] | None,
-) -> Callable[[Recorder], None]:
-    lo, hi = activation.descriptor.range_of(activation.params)
-    stats_cpu = [{k: v.double().cpu().tolist() for k, v in s.items()} for s in stats]
-
-    def write(recorder: Recorder) -> None:
-        for layer, (layer_stats, counts) in enumerate(zip(stats_cpu, hists, strict=True), 1):
-            for metric, values in layer_stats.items():
-                recorder.layer(cells, phase, layer, metric, values)
-            if predicted is not None:
-                recorder.layer(cells, phase, layer, "theory_std", [p[layer - 1] for p in predicted])
-            recorder.histogram(cells, phase, layer, counts, lo, hi)
-
-    return write
-
-
-def _curve_and_run_writes(
-    cells: list[Cell], curves: dict, diverged_at: list[int], epochs: int, target: float | None
-) -> Callable[[Recorder], None]:
-    values = {key: v.double().cpu().tolist() for key, v in curves.items()}  # one read per table
-
-    def write(recorder: Recorder) -> None:
-        for (epoch, split, metric), column in values.items():
-            keep = [g for g, d in enumerate(diverged_at) if d < 0 or epoch < d]
-            recorder.curve(
-                [cells[g] for g in keep], epoch, split, metric, [column[g] for g in keep]
-            )
-        for g, cell in enumerate(cells):
-            if diverged_at[g] >= 0:
-                recorder.run(
-                    cell,
-                    "diverged",
-                    diverged_epoch=diverged_at[g],
-                    error=f"loss became non-finite in epoch {diverged_at[g]}",
-                )
-                continue
-            final = {
-                name: column[g]
-                for (e, split, name), column in values.items()
-                if e == epochs and split == "test"
-            }
-            reached = math.nan
-            if target is not None and (0, "test", "accuracy") in values:
-                hits = [
-                    e for e in range(epochs + 1) if values[(e, "test", "accuracy")][g] >= target
-                ]
-                reached = float(hits[0]) if hits else math.nan
-            recorder.run(
-                cell,
-                "ok",
-                train_loss=values[(epochs, "train", "loss")][g],
-                test_loss=final["loss"],
-                test_accuracy=final.get("accuracy", math.nan),
-                test_mse=final.get("mse", math.nan),
-                epochs_to_target=reached,
-            )
-
-    return write

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchinit.results import conform
+from benchinit.records import conform
 from benchinit.store import SCHEMA_VERSION, Store
 
 INITIALIZERS = [

@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 
 from benchinit import load_results, load_study, run
-from benchinit.engine import run_batch
-from benchinit.runner import plan
+from benchinit.execute import plan, run_batch
 
 N01, N001 = "normal", "normal(std=0.01)"
 
@@ -123,8 +122,8 @@ def test_stacked_equals_one_at_a_time():
     cells = study.cells()
 
     def tables(max_members):
-        batches = plan(cells, study, device="cpu", threads=1, max_members=max_members)
-        parts = [run_batch(b, study.registry) for b in batches]
+        batches = plan(cells, study.registry, device="cpu", threads=1, max_members=max_members)
+        parts = [run_batch(b) for b in batches]
         return {
             t: pd.concat([p[t] for p in parts])
             .sort_values(
@@ -135,7 +134,9 @@ def test_stacked_equals_one_at_a_time():
         }
 
     stacked, alone = tables(64), tables(1)
-    assert len(plan(cells, study, device="cpu", threads=1)) == 3  # one stack per activation
+    assert (
+        len(plan(cells, study.registry, device="cpu", threads=1)) == 3
+    )  # one stack per activation
     pd.testing.assert_frame_equal(stacked["layers"], alone["layers"], rtol=1e-5)
     pd.testing.assert_frame_equal(stacked["histograms"], alone["histograms"])
     cols = ["cell", "status", "std_drift", "saturated_frac", "dead_frac", "grad_drift"]

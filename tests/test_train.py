@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from benchinit import load_results, load_study, run
-from benchinit.cli import main
-from benchinit.engine import run_batch
-from benchinit.runner import plan
+from benchinit.cells import group_key
+from benchinit.cli import FLAGS, main
+from benchinit.execute import plan, run_batch
 from benchinit.train import train_stack
 
 BASE = """
@@ -62,7 +62,7 @@ def weights_by_cell(cells, registry, groups):
 def test_stacked_training_is_exactly_training_alone(write_study, optimizer):
     study = study_of(write_study, optimizers=[OPTIMIZERS[optimizer]])
     cells = study.cells()
-    assert len({c.group_key() for c in cells}) == 1  # one stack of 6
+    assert len({group_key(c) for c in cells}) == 1  # one stack of 6
     stacked = weights_by_cell(cells, study.registry, [range(6)])
     alone = weights_by_cell(cells, study.registry, [[i] for i in range(6)])
     pairs = weights_by_cell(cells, study.registry, [[0, 3], [5, 1, 4], [2]])
@@ -75,8 +75,8 @@ def test_stacked_training_is_exactly_training_alone(write_study, optimizer):
 
 
 def tables(study, max_members):
-    batches = plan(study.cells(), study, device="cpu", threads=1, max_members=max_members)
-    parts = [run_batch(b, study.registry) for b in batches]
+    batches = plan(study.cells(), study.registry, device="cpu", threads=1, max_members=max_members)
+    parts = [run_batch(b) for b in batches]
     frames = {}
     for table, keys in (
         ("curves", ["cell", "epoch", "split", "metric"]),
@@ -139,7 +139,7 @@ def test_a_diverging_member_is_a_result_and_harms_no_one(write_study):
         assert torch.allclose(a[0], b[0], rtol=0, atol=1e-12), "the healthy one trains as if alone"
     for w in stacked.model.weights:
         assert torch.isfinite(w[1]).all(), "the diverged member is frozen where it stopped"
-    records = run_batch(plan(cells, study, device="cpu", threads=1)[0], study.registry)
+    records = run_batch(plan(cells, study.registry, device="cpu", threads=1)[0])
     runs = records["runs"].set_index("initializer")
     assert runs.loc["xavier_normal", "status"] == "ok"
     assert runs.loc["normal(std=10)", "status"] == "diverged"
@@ -302,5 +302,7 @@ def test_in_memory_plugins_need_the_local_executor(write_study, tmp_path):
     study = load_study(
         write_study(BASE.format(dtype="float32", epochs=1, optimizers='"adam"')), registry=registry
     )
-    with pytest.raises(BenchinitError, match=r"in-memory plugin 'in_memory'.*--executor local"):
+    with pytest.raises(BenchinitError, match=r"in-memory plugin 'in_memory'.*local executor") as e:
         run(study, tmp_path / "o", executor="process", jobs=2, report=False, progress=False)
+    assert "executor='local'" in str(e.value)  # the library names its own option...
+    assert "--executor local" in e.value.render(FLAGS)  # ...and the command line its flag

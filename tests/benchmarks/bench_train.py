@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("BENCHINIT_DISABLE_PLUGIN_AUTOLOAD", "1")
 
 from benchinit import load_study, run
-from benchinit.engine import load_data
+from benchinit.stack import load_data
 
 INITS = {
     "normal(std=1)": lambda w: nn.init.normal_(w, 0.0, 1.0),

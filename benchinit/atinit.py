@@ -16,14 +16,16 @@ backward signal: vanishing gradients show as norms falling toward layer 1.
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 
-from benchinit.engine import Recorder, Records, bind, build_stack, device_name, load_data
+from benchinit.cells import Cell
+from benchinit.descriptors import Activation, Bound
+from benchinit.models import StackedMLP
 from benchinit.probes import entropy_bits, layer_statistics, theory, weight_grad_norms
+from benchinit.records import Recorder
 from benchinit.registry import Registry
-from benchinit.study import Cell
+from benchinit.stack import bind, build_stack, load_data
 
 READOUT_SEED = 0
 
@@ -35,8 +37,10 @@ def readout(samples: int, width: int, dtype: torch.dtype, device: torch.device) 
     return r.to(device=device, dtype=dtype)
 
 
-def run_signal(cells: list[Cell], registry: Registry, device: torch.device) -> Records:
-    start = time.perf_counter()
+def run_signal(
+    cells: list[Cell], registry: Registry, device: torch.device, recorder: Recorder
+) -> None:
+    """Record the cells' statistics at initialization (one stacked model) into ``recorder``."""
     config = cells[0].config
     data = load_data(registry, config["data"])
     activation = bind(registry, "activation", config["activation"])
@@ -50,49 +54,54 @@ def run_signal(cells: list[Cell], registry: Registry, device: torch.device) -> R
         device=device,
         calibration_x=data.x_train,
     )
-    dtype = model.kernels[0].dtype
-    x = data.x_train.to(device=device, dtype=dtype)
-
-    trace: list[tuple[torch.Tensor, torch.Tensor]] = []
-    stats: list[dict[str, torch.Tensor]] = []
-    hists = []
     if kept:
-        out = model(x, activation, trace)
-        r = readout(len(x), width, dtype, device)
-        (out * r).sum(2).mean(1).sum().backward()
-        for pre, act in trace:
-            layer_stats, counts = layer_statistics(pre, act, activation)
-            stats.append(layer_stats)
-            hists.append(counts)
-        grads = weight_grad_norms(model.kernels)
-        for layer_stats, grad in zip(stats, grads, strict=True):
-            layer_stats["grad_norm"] = grad
-        finite = torch.stack([torch.isfinite(act).flatten(1).all(1) for _, act in trace]).all(0)
-        predicted = theory(activation, x, model.weights, model.biases, model.hidden)
+        _measure(
+            model, kept, x_train=data.x_train, width=width, activation=activation, recorder=recorder
+        )
+    for cell in cells:
+        if cell.id in failures:
+            recorder.run(cell, "failed", error=failures[cell.id])
 
-    recorder = Recorder(device_name(device), time.perf_counter() - start, len(cells))
-    lo, hi = activation.descriptor.range_of(activation.params)
-    for layer, (layer_stats, counts) in enumerate(zip(stats, hists, strict=True), start=1):
-        for metric, values in layer_stats.items():
-            recorder.layer(kept, "init", layer, metric, values.double().cpu().tolist())
-        recorder.layer(kept, "init", layer, "theory_std", [p[layer - 1] for p in predicted])
-        recorder.histogram(kept, "init", layer, counts, lo, hi)
-    for g, cell in enumerate(kept):
-        first, last = stats[0], stats[-1]
+
+def _measure(
+    model: StackedMLP,
+    cells: list[Cell],
+    *,
+    x_train: torch.Tensor,
+    width: int,
+    activation: Bound[Activation],
+    recorder: Recorder,
+) -> None:
+    """One forward and one backward pass of the stack; record layers and runs."""
+    device = model.kernels[0].device
+    x = x_train.to(device=device, dtype=model.kernels[0].dtype)
+    trace: list[tuple[torch.Tensor, torch.Tensor]] = []
+    out = model(x, activation, trace)
+    r = readout(len(x), width, x.dtype, device)
+    (out * r).sum(2).mean(1).sum().backward()
+    stats, hists = [], []
+    for (pre, act), grad in zip(trace, weight_grad_norms(model.kernels), strict=True):
+        layer_stats, counts = layer_statistics(pre, act, activation)
+        layer_stats["grad_norm"] = grad
+        stats.append(layer_stats)
+        hists.append(counts)
+    finite = torch.stack([torch.isfinite(act).flatten(1).all(1) for _, act in trace]).all(0)
+    predicted = theory(activation, x, model.weights, model.biases, model.hidden)
+    hist_range = activation.descriptor.range_of(activation.params)
+    recorder.layers(cells, "init", stats, hists, hist_range, {"theory_std": predicted})
+    first, last = stats[0], stats[-1]
+    for g, cell in enumerate(cells):
+        ok = bool(finite[g])
         recorder.run(
             cell,
-            "ok" if bool(finite[g]) else "diverged",
-            diverged_epoch=None if bool(finite[g]) else 0,
+            "ok" if ok else "diverged",
+            diverged_epoch=None if ok else 0,
             act_entropy=float(entropy_bits(hists[-1])[g]),
             std_drift=_abs_log(last["act_std"][g], first["act_std"][g], 2),
             saturated_frac=float(last["saturated_frac"][g]),
             dead_frac=float(last["dead_frac"][g]),
             grad_drift=_abs_log(first["grad_norm"][g], last["grad_norm"][g], 10),
         )
-    for cell in cells:
-        if cell.id in failures:
-            recorder.run(cell, "failed", error=failures[cell.id])
-    return recorder.frames()
 
 
 def _abs_log(numerator: torch.Tensor, denominator: torch.Tensor, base: float) -> float:

@@ -1,0 +1,167 @@
+"""Grid expansion: a study's axes x seeds -> cells, each a fully resolved configuration.
+
+Every grid value is bound once (plugins against their signatures, dotted settings against
+their section's checks), so an error names the key before anything runs. A cell's config is
+plain JSON (see benchinit.cells); its ``labels`` are the grid columns of the result tables.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from benchinit import settings
+from benchinit.cells import CELL_FORMAT, Cell, canonical_json
+from benchinit.descriptors import Bound
+from benchinit.errors import did_you_mean
+from benchinit.registry import Registry
+from benchinit.specs import SpecError
+
+PLUGIN_AXES = ("initializer", "activation", "loss", "optimizer")
+TRAIN_ONLY_AXES = ("loss", "optimizer")
+SETTING_SECTIONS = ("model", "train", "data")
+
+Fail = Callable[[str, str], Exception]
+
+
+def count(axes: Mapping[str, Sequence[Any]], seeds: Sequence[int]) -> int:
+    """How many cells a grid makes, without making them."""
+    return math.prod(len(values) for values in axes.values()) * len(seeds)
+
+
+class Resolver:
+    """Turns grid values into labels and resolved, JSON-able cell configurations."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        kind: str,
+        task: str,
+        sections: Mapping[str, Mapping[str, Any]],
+        data: Mapping[str, Any],
+        fail: Fail,
+    ) -> None:
+        """``sections``: the checked [model] (and [train]) values; ``data``: [data]."""
+        self.registry, self.kind, self.task = registry, kind, task
+        self.sections, self.data, self.fail = sections, data, fail
+        self._bound: dict[tuple[str, str], Bound[Any]] = {}
+
+    def bind(self, kind: str, value: Any, key: str) -> Bound[Any]:
+        memo = (kind, canonical_json(value))
+        if memo not in self._bound:
+            try:
+                self._bound[memo] = self.registry.bind(kind, value)
+            except SpecError as exc:
+                raise self.fail(key, str(exc)) from None
+        return self._bound[memo]
+
+    def label(self, axis: str, value: Any) -> Any:
+        """The value as shown in tables: a spec's label, or the checked setting."""
+        if axis in PLUGIN_AXES:
+            return self.bind(axis, value, f"grid.{axis}").label
+        section, _, sub = axis.partition(".")
+        if section == "data":
+            return self.bind("dataset", {**self.data, sub: value}, f"grid.{axis}").params[sub]
+        try:
+            return settings.check_value(section, sub, value)
+        except KeyError:
+            raise self.fail(
+                f"grid.{axis}",
+                f"unknown key '{sub}' in [{section}].{did_you_mean(sub, settings.keys(section))}",
+            ) from None
+        except settings.Invalid as exc:
+            raise self.fail(f"grid.{axis}", str(exc)) from None
+
+    def plugin(self, kind: str, bound: Bound[Any]) -> dict[str, Any]:
+        return {
+            "name": bound.name,
+            "params": dict(bound.params),
+            "version": self.registry.version(kind, bound.name),
+        }
+
+    def config(self, combo: Mapping[str, Any], seed: int) -> dict[str, Any]:
+        """The cell configuration of one grid combination and seed."""
+        sections = {s: dict(values) for s, values in self.sections.items()}
+        data_doc = dict(self.data)
+        for axis, value in combo.items():
+            section, _, sub = axis.partition(".")
+            if section == "data":
+                data_doc[sub] = value
+            elif sub:
+                sections[section][sub] = value
+        key = "grid" if any(a.startswith("data.") for a in combo) else "data"
+        data = self.bind("dataset", data_doc, key)
+        model = sections["model"]
+        if self.kind == "signal" and model["depth"] < 1:
+            raise self.fail("model.depth", "a signal study needs at least one hidden layer")
+        bias_init = self.bind("initializer", model["bias_init"], "model.bias_init")
+        config: dict[str, Any] = {
+            "format": CELL_FORMAT,
+            "kind": self.kind,
+            "data": self.plugin("dataset", data),
+            "model": {**model, "bias_init": self.plugin("initializer", bias_init)},
+            "seed": seed,
+        }
+        for axis in PLUGIN_AXES:
+            if axis in combo:
+                config[axis] = self.plugin(axis, self.bind(axis, combo[axis], f"grid.{axis}"))
+        if self.kind == "train":
+            config["train"] = sections["train"]
+            loss = self.bind("loss", combo["loss"], "grid.loss").descriptor
+            if self.task not in loss.tasks:
+                raise self.fail(
+                    "grid.loss",
+                    f"loss '{loss.name}' does not fit {self.task} data (dataset "
+                    f"'{data.name}'); it fits {', '.join(loss.tasks)}.",
+                )
+        return config
+
+
+def expand(
+    resolver: Resolver, axes: Mapping[str, Sequence[Any]], seeds: Sequence[int]
+) -> list[Cell]:
+    """The cells: grid combinations (in file order) times seeds."""
+    names = list(axes)
+    cells = []
+    for values in itertools.product(*(axes[a] for a in names)):
+        combo = dict(zip(names, values, strict=True))
+        labels = {axis: resolver.label(axis, value) for axis, value in combo.items()}
+        for seed in seeds:
+            cells.append(Cell.of(resolver.config(combo, seed), labels))
+    return cells
+
+
+def axis_values(axis: str, raw: Any, kind: str, fail: Fail) -> list[Any]:
+    """A grid axis's values as a list, after checking that the axis exists for ``kind``."""
+    key = f"grid.{axis}"
+    section, _, sub = axis.partition(".")
+    if axis in PLUGIN_AXES:
+        if kind == "signal" and axis in TRAIN_ONLY_AXES:
+            raise fail(key, f"a signal study has no {axis}; remove it or set study.kind = 'train'")
+    elif section in SETTING_SECTIONS and sub:
+        if kind == "signal" and section == "train":
+            raise fail(key, "a signal study does not train; set study.kind = 'train'")
+    else:
+        valid = [*PLUGIN_AXES, "model.<key>", "train.<key>", "data.<key>"]
+        raise fail(
+            key,
+            f"unknown grid axis.{did_you_mean(axis, PLUGIN_AXES)} Valid axes: {', '.join(valid)}.",
+        )
+    values = raw if isinstance(raw, list) else [raw]
+    if not values:
+        raise fail(key, "is an empty list: give at least one value")
+    return values
+
+
+def flatten(grid: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"depth": [..]}}`` -> ``{"model.depth": [..]}`` (TOML dotted keys)."""
+    flat = {}
+    for key, value in grid.items():
+        if isinstance(value, dict) and (prefix or key in SETTING_SECTIONS):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat

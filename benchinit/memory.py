@@ -1,0 +1,105 @@
+"""Will it fit? An estimate of a stacked batch's memory, checked before anything runs.
+
+A cell is cheap to describe and can be enormous to compute (``model.width = 10000000`` asks
+for tens of gigabytes per member). :func:`check` estimates the peak memory of the largest
+planned batch times the batches that run at once, and refuses a plan that exceeds the
+memory the device has available, with the estimate and the limit in the message. The
+estimate is deliberately generous (every tensor the engine keeps, twice for temporaries)
+and only meant to stop what clearly cannot run; the caller can skip the check.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from benchinit.errors import BenchinitError
+from benchinit.execute import Batch
+from benchinit.registry import registry_from
+from benchinit.stack import load_data
+
+EVAL_CHUNK = 4096  # samples per evaluation pass (benchinit.train)
+
+
+def _shape(batch: Batch) -> tuple[int, int, int, int]:
+    """(features, outputs, training samples, test samples) of the batch's dataset."""
+    config = batch.cells[0].config
+    try:
+        data = load_data(registry_from(batch.registry), config["data"])
+    except Exception:  # a broken dataset fails its cells when they run; nothing to estimate
+        return 0, 0, 0, 0
+    return data.features, data.outputs, len(data.x_train), len(data.x_test)
+
+
+def estimate(batch: Batch) -> int:
+    """Peak bytes one batch needs on its device (an upper estimate)."""
+    config = batch.cells[0].config
+    members = len(batch.cells)
+    model = config["model"]
+    width, depth = int(model["width"]), int(model["depth"])
+    scalar = 8 if model["dtype"] == "float64" else 4
+    features, outputs, n_train, n_test = _shape(batch)
+    train = config["kind"] == "train"
+    sizes = [features] + [width] * depth + ([2 * outputs] if train else [])
+    params = sum(i * o + o for i, o in itertools.pairwise(sizes)) * members
+    hidden = sum(sizes[1:])
+    data = (n_train + n_test) * features * scalar
+    if train:
+        settings = config["train"]
+        rows = max(settings["batch_size"], settings["probe_samples"], min(EVAL_CHUNK, n_test))
+        # weights, gradients, two optimizer states, the divergence snapshot
+        state = 5 * params * scalar
+        activations = 2 * members * rows * hidden * 2 * scalar  # pre-activation and output
+        order = members * n_train * 8  # each member's permutation (int64)
+        return state + activations + data + order
+    # signal: weights and gradients; per layer pre-activation, output, their gradients and
+    # the derivative, for every member and sample
+    return 2 * params * scalar + 2 * members * n_train * hidden * 5 * scalar + data
+
+
+def available(device: str) -> int:
+    """Bytes the device has free now (CPU: MemAvailable, else physical memory)."""
+    if torch.device(device).type == "cuda":
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def size_text(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"
+
+
+def check(batches: Sequence[Batch], device: str, concurrent: int = 1) -> None:
+    """Refuse (BenchinitError) a plan whose batches cannot fit in the device's memory."""
+    if not batches:
+        return
+    sizes = sorted(((estimate(b), b) for b in batches), key=lambda x: x[0], reverse=True)
+    need = sum(size for size, _ in sizes[: max(1, concurrent)])
+    have = available(device)
+    if need <= have:
+        return
+    biggest: Any = sizes[0][1].cells[0].config
+    model = biggest["model"]
+    raise BenchinitError(
+        f"the run needs about {size_text(need)} of memory on {device} (the largest stacked "
+        f"batch: {len(sizes[0][1].cells)} cells of a depth-{model['depth']}, "
+        f"width-{model['width']} MLP; {min(concurrent, len(batches))} batch(es) at once), "
+        f"more than the {size_text(have)} available; shrink the model or the data, run "
+        "fewer jobs at once, or skip this check with {check_memory}",
+        options={"check_memory": "check_memory=False"},
+    )

@@ -1,0 +1,176 @@
+"""The four result tables: their schema (one owner) and the recorder that fills them.
+
+A batch of cells records into a :class:`Recorder`; :meth:`Recorder.frames` turns the rows
+into the tables ``runs``, ``curves``, ``layers`` and ``histograms`` with the documented
+dtypes (:data:`COLUMNS`). The store writes them as they are, and ``load_results`` passes
+them through :func:`conform` again, so older or foreign chunks read the same way.
+
+``runs`` also has one column per grid axis (the cell's labels) and one per metric of its
+study kind (benchinit.metrics), all float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+
+from benchinit.cells import Cell
+from benchinit.metrics import METRICS
+
+TABLES = ("runs", "curves", "layers", "histograms")
+Records = dict[str, pd.DataFrame]
+
+COLUMNS: dict[str, dict[str, str]] = {
+    "runs": {
+        "cell": "str",
+        "seed": "int64",
+        "status": "str",  # ok | diverged | failed
+        "error": "str",
+        "diverged_epoch": "Int64",
+        "seconds": "float64",  # the stacked batch's wall time divided by its cells
+        "device": "str",
+    },
+    "curves": {
+        "cell": "str",
+        "epoch": "int64",
+        "split": "str",
+        "metric": "str",
+        "value": "float64",
+    },
+    "layers": {
+        "cell": "str",
+        "phase": "str",
+        "layer": "int64",
+        "metric": "str",
+        "value": "float64",
+    },
+    "histograms": {
+        "cell": "str",
+        "phase": "str",
+        "layer": "int64",
+        "bin": "int64",
+        "left": "float64",
+        "right": "float64",
+        "count": "int64",
+    },
+}
+ALL_METRICS = {m for metrics in METRICS.values() for m in metrics}
+
+
+def conform(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every column of ``table`` present and of its documented dtype."""
+    frame = frame.copy()
+    for column, dtype in COLUMNS[table].items():
+        if column not in frame:
+            frame[column] = pd.Series([None] * len(frame), dtype="object")
+        if dtype == "str":
+            frame[column] = frame[column].fillna("").astype(str)
+        else:
+            frame[column] = frame[column].astype(dtype)
+    if table == "runs":
+        for metric in ALL_METRICS & set(frame.columns):
+            frame[metric] = frame[metric].astype("float64")
+    return frame
+
+
+class Recorder:
+    """Collects one batch's rows column-wise; :meth:`frames` makes the four tables."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.runs: list[dict[str, Any]] = []
+        self.columns: dict[str, dict[str, list[Any]]] = {
+            table: {k: [] for k in COLUMNS[table]} for table in TABLES if table != "runs"
+        }
+
+    def run(self, cell: Cell, status: str, error: str = "", **metrics: Any) -> None:
+        """The cell's row of ``runs``: its grid labels, status and final metrics."""
+        self.runs.append(
+            {
+                "cell": cell.id,
+                **cell.labels,
+                "seed": cell.seed,
+                "status": status,
+                "error": error,
+                **metrics,
+                "seconds": None,  # filled in by frames()
+                "device": self.device,
+            }
+        )
+
+    def fail(self, cells: Sequence[Cell], error: str) -> None:
+        for cell in cells:
+            self.run(cell, "failed", error=error)
+
+    def curve(
+        self, cells: Sequence[Cell], epoch: int, split: str, metric: str, values: Sequence[float]
+    ) -> None:
+        self._rows("curves", cells, (epoch, split, metric), values)
+
+    def layer(
+        self, cells: Sequence[Cell], phase: str, layer: int, metric: str, values: Sequence[float]
+    ) -> None:
+        self._rows("layers", cells, (phase, layer, metric), values)
+
+    def layers(
+        self,
+        cells: Sequence[Cell],
+        phase: str,
+        stats: Sequence[Mapping[str, torch.Tensor]],
+        hists: Sequence[torch.Tensor],
+        hist_range: tuple[float, float],
+        extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
+    ) -> None:
+        """Every hidden layer's statistics (``{metric: [G]}`` per layer) and histograms.
+
+        ``extra`` adds per-layer metrics given as ``{metric: [member][layer]}`` (theory).
+        """
+        for layer, (layer_stats, counts) in enumerate(zip(stats, hists, strict=True), start=1):
+            for metric, values in layer_stats.items():
+                self.layer(cells, phase, layer, metric, values.double().cpu().tolist())
+            for metric, per_member in (extra or {}).items():
+                self.layer(cells, phase, layer, metric, [p[layer - 1] for p in per_member])
+            self.histogram(cells, phase, layer, counts, *hist_range)
+
+    def histogram(
+        self,
+        cells: Sequence[Cell],
+        phase: str,
+        layer: int,
+        counts: torch.Tensor,
+        lo: float,
+        hi: float,
+    ) -> None:
+        """Counts ``[G, bins]`` over [lo, hi], one row per cell and bin."""
+        bins = counts.shape[1]
+        width = (hi - lo) / bins
+        table = self.columns["histograms"]
+        for cell, row in zip(cells, counts.cpu().tolist(), strict=True):
+            table["cell"] += [cell.id] * bins
+            table["phase"] += [phase] * bins
+            table["layer"] += [layer] * bins
+            table["bin"] += list(range(bins))
+            table["left"] += [lo + b * width for b in range(bins)]
+            table["right"] += [lo + (b + 1) * width for b in range(bins)]
+            table["count"] += [int(c) for c in row]
+
+    def _rows(
+        self, table: str, cells: Sequence[Cell], fixed: tuple[Any, ...], values: Sequence[Any]
+    ) -> None:
+        """One row per cell: its id, the ``fixed`` columns, its value."""
+        columns = self.columns[table]
+        for cell, value in zip(cells, values, strict=True):
+            for column, item in zip(columns, (cell.id, *fixed, value), strict=True):
+                columns[column].append(item)
+
+    def frames(self, seconds: float) -> Records:
+        """The four tables; ``seconds`` (the batch's wall time) is shared by its cells."""
+        per_cell = seconds / max(len(self.runs), 1)
+        runs = pd.DataFrame([{**row, "seconds": per_cell} for row in self.runs])  # keeps order
+        return {
+            "runs": conform("runs", runs),
+            **{table: conform(table, pd.DataFrame(cols)) for table, cols in self.columns.items()},
+        }

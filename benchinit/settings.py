@@ -1,0 +1,201 @@
+"""The sections of a study file: one frozen dataclass per section, a comment on every field.
+
+Each field's ``check`` (in its metadata) validates a value as written in TOML and returns it
+in its resolved form; :func:`parse_section` applies them, rejects unknown keys with a "did
+you mean", and fills defaults. ``[data]`` is free-form (a dataset plugin's parameters,
+checked against its signature) and ``[grid]`` is checked by benchinit.study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchinit.errors import did_you_mean
+
+
+class Invalid(ValueError):
+    """A value failed its check; the message completes "key ..."."""
+
+
+Check = Callable[[Any], Any]
+
+
+def setting(default: Any, check: Check) -> Any:
+    return field(default=default, metadata={"check": check})
+
+
+# --- value checks ------------------------------------------------------------------------
+
+
+def integer(minimum: int) -> Check:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(f"must be an integer, got {value!r}")
+        if value < minimum:
+            raise Invalid(f"must be at least {minimum}, got {value}")
+        return value
+
+    return check
+
+
+def fraction(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise Invalid(f"must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(f"must be true or false, got {value!r}")
+    return value
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"must be a string, got {value!r}")
+    return value
+
+
+def optional_text(value: Any) -> str | None:
+    return None if value is None else text(value)
+
+
+def folder_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+        raise Invalid(f"must be a folder-safe name (letters, digits, '_', '.', '-'), got {value!r}")
+    return value
+
+
+def choice(*options: str) -> Check:
+    def check(value: Any) -> str:
+        if value not in options:
+            hint = did_you_mean(value, options) if isinstance(value, str) else ""
+            raise Invalid(
+                f"must be one of {', '.join(repr(o) for o in options)}, got {value!r}.{hint}"
+            )
+        return value
+
+    return check
+
+
+def seed_list(value: Any) -> Sequence[int]:
+    """An int n (seeds 0..n-1, kept as a lazy ``range``) or a list of distinct seeds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise Invalid(f"must be a positive number of seeds or a list of seeds, got {value}")
+        return range(value)
+    if isinstance(value, list) and value:
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
+            raise Invalid(f"must list non-negative integers, got {value!r}")
+        if len(set(value)) != len(value):
+            raise Invalid(f"lists a seed twice: {value!r}")
+        return tuple(value)
+    if isinstance(value, range | tuple):  # already resolved
+        return value
+    raise Invalid(f"must be a number of seeds or a non-empty list of seeds, got {value!r}")
+
+
+def paths(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise Invalid(f"must be a list of file paths, got {value!r}")
+    return tuple(value)
+
+
+def spec(value: Any) -> Any:
+    if not isinstance(value, str | dict):
+        raise Invalid(f'must be a spec such as "zeros" or an inline table, got {value!r}')
+    return value
+
+
+# --- sections ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """``[study]``: what the study is and how it is reported."""
+
+    name: str | None = setting(None, folder_name)  # results folder name (default: file stem)
+    title: str | None = setting(None, optional_text)  # report title (default: the name)
+    kind: str = setting("train", choice("train", "signal"))  # train, or statistics at init
+    seeds: Sequence[int] = setting(3, seed_list)  # n (seeds 0..n-1) or a list of seeds
+    description: str = setting("", text)  # Markdown shown at the top of the report
+    plugins: tuple[str, ...] = setting((), paths)  # plugin files, relative to the study
+    metric: str | None = setting(None, optional_text)  # main metric (default: by kind, task)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """``[model]``: the MLP every cell builds (depth x (Linear -> activation) [-> head])."""
+
+    depth: int = setting(2, integer(0))  # hidden layers (0: a linear model)
+    width: int = setting(100, integer(1))  # units per hidden layer
+    bias: bool = setting(True, boolean)  # affine layers with a bias
+    bias_init: Any = setting("zeros", spec)  # an initializer spec for the biases
+    dtype: str = setting("float32", choice("float32", "float64"))  # parameters' dtype
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """``[train]`` (kind = "train" only): how every cell trains and is evaluated."""
+
+    epochs: int = setting(10, integer(0))  # passes over the training split
+    batch_size: int = setting(128, integer(1))  # samples per step, per member
+    target_accuracy: float | None = setting(None, fraction)  # record first epoch reaching it
+    probe_samples: int = setting(512, integer(1))  # training samples for layer statistics
+
+
+SECTIONS: dict[str, type] = {
+    "study": StudySettings,
+    "model": ModelSettings,
+    "train": TrainSettings,
+}
+
+
+def keys(section: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(SECTIONS[section])]
+
+
+def check_value(section: str, key: str, value: Any) -> Any:
+    """One value of a section checked (Invalid when wrong, KeyError for an unknown key)."""
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+    return fields[key].metadata["check"](value)
+
+
+def parse_section(
+    section: str, table: Mapping[str, Any], fail: Callable[[str, str], Exception]
+) -> Any:
+    """The section's dataclass from its TOML table: checked, defaults filled in.
+
+    ``fail(key, message)`` makes the error to raise (it names the file).
+    """
+    cls = SECTIONS[section]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise fail(
+                f"{section}.{key}",
+                f"unknown key.{did_you_mean(key, fields)} "
+                f"Valid keys in [{section}]: {', '.join(fields)}.",
+            )
+        try:
+            values[key] = fields[key].metadata["check"](value)
+        except Invalid as exc:
+            raise fail(f"{section}.{key}", str(exc)) from None
+    for key, f in fields.items():
+        if key not in values:
+            values[key] = f.metadata["check"](f.default)
+    return cls(**values)
+
+
+def as_dict(settings: Any) -> dict[str, Any]:
+    """A section's values as a plain dict (in field order), as cells and meta.json hold it."""
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}

@@ -1,0 +1,179 @@
+"""From a batch of cells to what the engine computes on: the device, the data, a seeded stack.
+
+- :func:`resolve_device` and :func:`device_name`: where a run computes, and how it is named in
+  the results;
+- :func:`load_data`: a cell's dataset, loaded once per process and checked
+  (:func:`check_data`: a dataset that returns NaN inputs or an empty split is a data error,
+  not a diverging network);
+- :func:`derive_seed`: independent seeds per purpose of a cell's seed;
+- :func:`build_stack`: one stacked model with a member per cell, each initialized by its own
+  initializer from its own seed; a member whose initializer raises is dropped and reported.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from benchinit.cells import Cell, canonical_json
+from benchinit.descriptors import Activation, Bound, Data, Initializer
+from benchinit.errors import BenchinitError, error_text
+from benchinit.models import StackedMLP
+from benchinit.registry import Registry
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+# --- devices ------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; checks an explicit device."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BenchinitError(
+            f"{name!r} is not a device; use auto, cpu or cuda[:N] (option {{device}})",
+            options={"device": "device"},
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchinitError(
+            f"device {name!r}: CUDA is not available here (torch {torch.__version__}); use "
+            "cpu, or auto to take CUDA when present (option {device})",
+            options={"device": "device"},
+        )
+    return str(device)
+
+
+def device_name(device: torch.device | str) -> str:
+    """How results name a device: ``cpu``, or ``cuda (NVIDIA H200)``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+# --- plugins, seeds and data ------------------------------------------------------------
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """An independent 63-bit seed for one purpose ("init", "shuffle") of a cell's seed.
+
+    It depends only on the seed, not on the initializer: cells that differ only in
+    initializer see the same data order (common random numbers make comparisons sharper).
+    """
+    digest = hashlib.sha256(f"benchinit:{purpose}:{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def bind(registry: Registry, kind: str, plugin: Mapping[str, Any]) -> Bound[Any]:
+    """A stored plugin config ({name, params, version}) bound again to its descriptor."""
+    return registry.bind(kind, {"name": plugin["name"], **plugin["params"]})
+
+
+def load_data(registry: Registry, config: Mapping[str, Any]) -> Data:
+    """The dataset of a cell, loaded once per process (the last few datasets are kept)."""
+    return _load_data(registry, canonical_json({"name": config["name"], **config["params"]}))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_data(registry: Registry, spec: str) -> Data:
+    import json
+
+    bound = registry.bind("dataset", json.loads(spec))
+    data = bound()
+    check_data(data, bound)
+    return data
+
+
+def check_data(data: Any, bound: Bound[Any]) -> None:
+    """Raise ValueError unless ``data`` is a usable :class:`Data` for its dataset plugin."""
+    name = bound.name
+    if not isinstance(data, Data):
+        raise TypeError(f"dataset '{name}' returned {type(data).__name__}, not benchinit.Data")
+    if data.task != bound.descriptor.task:
+        raise ValueError(
+            f"dataset '{name}' declares task {bound.descriptor.task!r} "
+            f"but returned {data.task!r} data"
+        )
+    for split in ("train", "test"):
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if x.dim() != 2 or len(x) != len(y):
+            raise ValueError(
+                f"dataset '{name}': x_{split} must be [n, features] with one "
+                f"target per row, got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        if len(x) == 0:
+            raise ValueError(f"dataset '{name}': the {split} split is empty")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"dataset '{name}': x_{split} holds NaN or infinite values")
+        if y.is_floating_point() and not torch.isfinite(y).all():
+            raise ValueError(f"dataset '{name}': y_{split} holds NaN or infinite values")
+    if data.x_train.shape[1] != data.x_test.shape[1]:
+        raise ValueError(f"dataset '{name}': train and test inputs differ in features")
+    if data.task == "classification":
+        for y in (data.y_train, data.y_test):
+            if y.dtype != torch.int64:
+                raise ValueError(f"dataset '{name}': class labels must be int64")
+            if len(y) and not (int(y.min()) >= 0 and int(y.max()) < data.outputs):
+                raise ValueError(
+                    f"dataset '{name}': class labels must lie in 0..{data.outputs - 1}"
+                )
+
+
+# --- the stacked model --------------------------------------------------------------------
+
+
+def build_stack(
+    cells: Sequence[Cell],
+    registry: Registry,
+    sizes: Sequence[int],
+    *,
+    head: bool,
+    activation: Bound[Activation],
+    device: torch.device,
+    calibration_x: torch.Tensor,
+) -> tuple[StackedMLP, list[Cell], dict[str, str]]:
+    """A stacked model with one member per cell, each initialized by its own initializer
+    from a generator seeded by its own seed. Members whose initializer raised are dropped
+    and reported in the returned ``{cell id: error}``.
+    """
+    model_cfg = cells[0].config["model"]
+    dtype = DTYPES[model_cfg["dtype"]]
+    model = StackedMLP(len(cells), sizes, head=head, bias=model_cfg["bias"], dtype=dtype)
+    bias_init = bind(registry, "initializer", model_cfg["bias_init"])
+    failures: dict[str, str] = {}
+    initializers: dict[int, tuple[Bound[Initializer], torch.Generator]] = {}
+    for g, cell in enumerate(cells):
+        try:
+            init = bind(registry, "initializer", cell.config["initializer"])
+            generator = torch.Generator().manual_seed(derive_seed(cell.seed, "init"))
+            model.initialize_member(g, init, bias_init, activation, generator)
+            initializers[g] = (init, generator)
+        except Exception as exc:
+            failures[cell.id] = error_text(exc)
+    model.to(device)
+    for g, (init, generator) in initializers.items():
+        calibrate = init.descriptor.calibrate
+        if calibrate is None:
+            continue
+        try:
+            calibrate(
+                model.member(g, activation),
+                calibration_x,
+                generator,
+                activation,
+                **init.call_params,
+            )
+        except Exception as exc:
+            failures[cells[g].id] = error_text(exc)
+    kept = [g for g, cell in enumerate(cells) if cell.id not in failures]
+    if len(kept) < len(cells):
+        model.keep(kept)
+    return model, [cells[g] for g in kept], failures
