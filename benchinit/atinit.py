@@ -80,13 +80,14 @@ def _measure(
     r = readout(len(x), width, x.dtype, device)
     (out * r).sum(2).mean(1).sum().backward()
     stats, hists = [], []
-    for (pre, act), grad in zip(trace, weight_grad_norms(model.kernels), strict=True):
+    for (pre, act), grad in zip(trace, weight_grad_norms(list(model.kernels)), strict=True):
         layer_stats, counts = layer_statistics(pre, act, activation)
         layer_stats["grad_norm"] = grad
         stats.append(layer_stats)
         hists.append(counts)
     finite = torch.stack([torch.isfinite(act).flatten(1).all(1) for _, act in trace]).all(0)
-    predicted = theory(activation, x, model.weights, model.biases, model.hidden)
+    biases = None if model.biases is None else list(model.biases)
+    predicted = theory(activation, x, model.weights, biases, model.hidden)
     hist_range = activation.descriptor.range_of(activation.params)
     recorder.layers(cells, "init", stats, hists, hist_range, {"theory_std": predicted})
     first, last = stats[0], stats[-1]

@@ -37,6 +37,8 @@ def plain(doc: str) -> str:
     """A plugin's doc as plain text: reStructuredText literals (````x````) and roles
     (``:class:`x```) lose their markup; the report renders docs as Markdown instead."""
     return _RST_ROLE.sub(r"\1", _RST_LITERAL.sub(r"\1", doc))
+
+
 Task = Literal["classification", "regression"]
 
 

@@ -39,6 +39,7 @@ def benchinit_initializers() -> list[Initializer]:
     :returns: :class:`~benchinit.descriptors.Initializer` descriptors; each ``fn`` fills one
         weight tensor in place from ``(weight, generator, activation, **params)``.
     """
+    raise NotImplementedError  # a specification: plugins implement it
 
 
 @hookspec
@@ -48,6 +49,7 @@ def benchinit_activations() -> list[Activation]:
     :returns: :class:`~benchinit.descriptors.Activation` descriptors, each with its gain and
         histogram range.
     """
+    raise NotImplementedError  # a specification: plugins implement it
 
 
 @hookspec
@@ -57,6 +59,7 @@ def benchinit_losses() -> list[Loss]:
     :returns: :class:`~benchinit.descriptors.Loss` descriptors, each declaring the tasks it
         fits and the targets and outputs it expects.
     """
+    raise NotImplementedError  # a specification: plugins implement it
 
 
 @hookspec
@@ -66,6 +69,7 @@ def benchinit_optimizers() -> list[Optimizer]:
     :returns: :class:`~benchinit.descriptors.Optimizer` descriptors, each declaring whether
         it is elementwise (safe to train many stacked models with one instance).
     """
+    raise NotImplementedError  # a specification: plugins implement it
 
 
 # -------------------------------------------------------------------------------------------
@@ -80,6 +84,7 @@ def benchinit_datasets() -> list[Dataset]:
     :returns: :class:`~benchinit.descriptors.Dataset` descriptors; each ``fn(**params)``
         returns a :class:`~benchinit.descriptors.Data` with a fixed, seeded split.
     """
+    raise NotImplementedError  # a specification: plugins implement it
 
 
 # -------------------------------------------------------------------------------------------
@@ -98,6 +103,7 @@ def benchinit_report_sections(results: Results) -> list[ReportSection]:
     :returns: :class:`~benchinit.descriptors.ReportSection` objects (Markdown text, a table
         or an image; never raw markup).
     """
+    raise NotImplementedError  # a specification: plugins implement it
 
 
 HOOKS_BY_KIND = {

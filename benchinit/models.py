@@ -116,9 +116,8 @@ class StackedMLP(nn.Module):
     def keep(self, members: Sequence[int]) -> None:
         """Drop every member not listed (members whose initializer failed)."""
         index = torch.as_tensor(list(members), dtype=torch.long)
-        for params in (self.kernels, self.biases or []):
-            for p in params:
-                p.data = p.data[index.to(p.device)]
+        for p in [*self.kernels, *(self.biases or [])]:
+            p.data = p.data[index.to(p.device)]
         self.members = len(members)
 
 

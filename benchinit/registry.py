@@ -150,8 +150,12 @@ class Registry:
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            name = self.pm.get_name(exc.plugin)
-            who = self.plugins[name].describe() if name in self.plugins else repr(exc.plugin)
+            plugin_name = self.pm.get_name(exc.plugin)
+            who = (
+                self.plugins[plugin_name].describe()
+                if plugin_name in self.plugins
+                else repr(exc.plugin)
+            )
             raise PluginError(
                 f"{who} implements a hook that does not exist: {exc}. "
                 f"Valid hooks: {', '.join(sorted(self._hook_names()))}."

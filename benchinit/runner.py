@@ -10,11 +10,12 @@ batch needs is estimated and a batch that cannot fit on the device is refused
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,15 +29,14 @@ from benchinit import memory
 from benchinit._version import __version__
 from benchinit.cells import Cell
 from benchinit.errors import BenchinitError
-from benchinit.execute import Batch, Executor, make_executor, plan
+from benchinit.execute import Batch, plan
+from benchinit.executors import Executor, make_executor
 from benchinit.meta import SCHEMA_VERSION, Component, Meta
 from benchinit.progress import Progress
-from benchinit.registry import Registry
 from benchinit.results import Results, load_results
 from benchinit.stack import device_name, resolve_device
 from benchinit.store import Store
-from benchinit.study import Study, resolved_document
-from benchinit.tomlwrite import dumps
+from benchinit.study import Study, resolved_toml
 
 POLL_SECONDS = 0.5  # how often a run looks at cells another live run is computing
 
@@ -122,19 +122,23 @@ def run(
     torch use deterministic algorithms in every worker (on CUDA, with cuBLAS's fixed
     workspace); it is recorded with the environment, not in the cell ids.
     """
-    if deterministic is None:
-        deterministic = os.environ.get("BENCHINIT_DETERMINISTIC", "") not in ("", "0")
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before CUDA starts
+    deterministic = _deterministic(deterministic)
     if timeout is not None and not timeout > 0:
         raise BenchinitError(f"the time limit per cell must be positive seconds, got {timeout}")
     started = time.perf_counter()
     out_path = Path(out) if out is not None else Path("reports") / study.name
     device = resolve_device(device)
     cells = study.cells()
-    settings = {"device": device, "threads": threads, "deterministic": deterministic}
+    planner = functools.partial(
+        plan,
+        registry=study.registry,
+        device=device,
+        threads=threads,
+        deterministic=deterministic,
+        timeout=timeout,
+    )
     if check_memory:
-        memory.check(plan(cells, study.registry, **settings), device, concurrent=jobs)
+        memory.check(planner(cells), device, concurrent=jobs)
     pool = make_executor(
         executor or ("local" if jobs == 1 else "process"),
         study.registry,
@@ -147,10 +151,10 @@ def run(
     try:
         store = Store(out_path, create=True, force=force)
         meta = _meta(study, cells, device, command, threads, deterministic)
-        toml = dumps(resolved_document(study))
+        toml = resolved_toml(study)
         store.write_meta(meta, toml)
         with store.running():
-            computed = _compute(store, pool, cells, study.registry, bar, timeout, settings)
+            computed = _compute(store, pool, cells, planner, bar)
         aborted = False
     finally:
         pool.close(abort=aborted)
@@ -173,14 +177,21 @@ def run(
     )
 
 
+def _deterministic(asked: bool | None) -> bool:
+    """``asked``, else $BENCHINIT_DETERMINISTIC; prepares cuBLAS before CUDA starts."""
+    if asked is None:
+        asked = os.environ.get("BENCHINIT_DETERMINISTIC", "") not in ("", "0")
+    if asked:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return asked
+
+
 def _compute(
     store: Store,
     pool: Executor,
     cells: list[Cell],
-    registry: Registry,
+    planner: Callable[[list[Cell]], list[Batch]],
     bar: Progress,
-    timeout: float | None,
-    settings: dict[str, Any],
 ) -> int:
     """Compute every unfinished cell once, sharing the work with other live runs."""
     finished = store.finished()
@@ -196,8 +207,7 @@ def _compute(
         store.release([cid for cid in mine if cid in finished])
         mine = [cid for cid in mine if cid in todo]
         if mine:
-            batches = plan([todo[cid] for cid in mine], registry, timeout=timeout, **settings)
-            computed += _execute(pool, batches, store, bar)
+            computed += _execute(pool, planner([todo[cid] for cid in mine]), store, bar)
             for cid in mine:
                 del todo[cid]
         elif todo:

@@ -99,7 +99,7 @@ def paired_t(
 ) -> tuple[float, float, float, float]:
     """(mean, ci low, ci high, two-sided p) of paired differences (Student's paired t-test)."""
     d = np.asarray(differences, dtype=float)
-    mean, low, high = mean_ci(d, level)
+    mean, low, high = mean_ci(d.tolist(), level)
     if len(d) < 2:
         return mean, low, high, math.nan
     sd = float(d.std(ddof=1))

@@ -390,7 +390,8 @@ class Store:
 
     def claim_all(self, cell_ids: Iterable[str]) -> tuple[list[str], list[str]]:
         """(claimed, held by other live runs), each in the given order."""
-        mine, others = [], []
+        mine: list[str] = []
+        others: list[str] = []
         for cid in cell_ids:
             (mine if self.claim(cid) else others).append(cid)
         return mine, others

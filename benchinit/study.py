@@ -24,6 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from benchinit import grid, settings
 from benchinit.cells import Cell
 from benchinit.errors import StudyError, choices_text, did_you_mean, os_reason
@@ -341,3 +343,16 @@ def resolved_document(study: Study) -> dict[str, dict[str, Any]]:
         document["train"] = dict(study.settings["train"])
     document["grid"] = {axis: list(values) for axis, values in study.axes.items()}
     return document
+
+
+def resolved_toml(study: Study) -> str:
+    """:func:`resolved_document` as TOML (``None`` values, meaning "unset", left out).
+
+    Written with tomli-w, which escapes every control character, so any study text
+    round-trips through ``tomllib``.
+    """
+    document = {
+        section: {k: v for k, v in table.items() if v is not None}
+        for section, table in resolved_document(study).items()
+    }
+    return tomli_w.dumps(document, multiline_strings=True)

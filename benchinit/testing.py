@@ -30,6 +30,7 @@ import importlib.metadata
 import inspect
 import tempfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -238,9 +239,11 @@ def _check_optimizer(d: Optimizer, registry: Registry, problems: _Problems) -> N
     if stacked is None:
         return
     problems.check(not torch.equal(stacked, start), f"{who} did not change the parameters")
-    problems.check(torch.equal(stacked, steps(slice(0, 2))), f"{who} is not deterministic")
-    if d.elementwise:
-        alone = torch.cat([steps(slice(0, 1)), steps(slice(1, 2))])
+    again = steps(slice(0, 2))
+    problems.check(again is not None and torch.equal(stacked, again), f"{who} is not deterministic")
+    first, second = steps(slice(0, 1)), steps(slice(1, 2))
+    if d.elementwise and first is not None and second is not None:
+        alone = torch.cat([first, second])
         problems.check(
             torch.allclose(stacked, alone, rtol=0, atol=1e-12),
             f"{who} declares elementwise=True, but stepping two rows together "
@@ -264,7 +267,7 @@ def _check_dataset(d: Dataset, registry: Registry, problems: _Problems) -> None:
     )
 
 
-CHECKS = {
+CHECKS: dict[str, Callable[[Any, Registry, _Problems], None]] = {
     "initializer": _check_initializer,
     "activation": _check_activation,
     "loss": _check_loss,

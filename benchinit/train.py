@@ -31,7 +31,7 @@ training samples; there ``grad_norm`` is the gradient of the training loss on th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +104,6 @@ def evaluate(
     ``accuracy`` (classification) or ``mse`` of the point prediction (regression)."""
     x, y = getattr(task, f"x_{split}")[:limit], getattr(task, f"y_{split}")[:limit]
     labels = getattr(task, f"labels_{split}")
-    labels = labels[:limit] if labels is not None else None
     totals = {
         name: torch.zeros(model.members, dtype=torch.float64, device=x.device)
         for name in ("loss", "accuracy" if task.classification else "mse")
@@ -116,7 +115,7 @@ def evaluate(
         totals["loss"] += _member_losses(loss, pred, target).double().sum(1)
         if task.classification:
             totals["accuracy"] += (
-                (pred[..., : task.classes].argmax(-1) == labels[chunk]).double().sum(1)
+                (pred[..., : task.classes].argmax(-1) == labels[:limit][chunk]).double().sum(1)
             )
         else:
             point = pred[..., : target.shape[-1]]
@@ -139,7 +138,7 @@ def probe(
     target = y.expand(model.members, *y.shape)
     _member_losses(loss, pred, target).mean(1).sum().backward()
     stats, hists = [], []
-    for (pre, act), grad in zip(trace, weight_grad_norms(model.kernels), strict=False):
+    for (pre, act), grad in zip(trace, weight_grad_norms(list(model.kernels)), strict=False):
         layer_stats, counts = layer_statistics(pre, act, activation)
         layer_stats["grad_norm"] = grad
         stats.append(layer_stats)
@@ -232,7 +231,7 @@ class _Run:
         stats, hists = probe(model, activation, self.loss, x, y)
         extra = {}
         if with_theory:
-            extra["theory_std"] = theory(activation, x, model.weights, model.biases, model.hidden)
+            extra["theory_std"] = theory(activation, x, model.weights, _biases(model), model.hidden)
         self.recorder.layers(self.cells, phase, stats, hists, self.hist_range, extra)
 
     def evaluate_epoch(self, epoch: int, train_loss: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -341,14 +340,22 @@ class _Run:
             )
 
 
-def _snapshot(frozen: list[torch.Tensor], params: list[torch.Tensor], alive: torch.Tensor) -> None:
+def _biases(model: StackedMLP) -> list[torch.Tensor] | None:
+    return None if model.biases is None else list(model.biases)
+
+
+def _snapshot(
+    frozen: Sequence[torch.Tensor], params: Sequence[torch.Tensor], alive: torch.Tensor
+) -> None:
     """At an epoch start, remember the weights of every member still alive."""
     with torch.no_grad():
         for f, p in zip(frozen, params, strict=True):
             f.copy_(torch.where(alive.view(-1, *[1] * (p.dim() - 1)), p, f))
 
 
-def _restore(params: list[torch.Tensor], frozen: list[torch.Tensor], alive: torch.Tensor) -> None:
+def _restore(
+    params: Sequence[torch.Tensor], frozen: Sequence[torch.Tensor], alive: torch.Tensor
+) -> None:
     """At an epoch end, put diverged members back where they stopped."""
     with torch.no_grad():
         for p, f in zip(params, frozen, strict=True):

@@ -11,8 +11,7 @@ import pytest
 from benchinit import load_study
 from benchinit.cells import group_key
 from benchinit.cli import main
-from benchinit.study import builtin_studies, resolved_document
-from benchinit.tomlwrite import dumps
+from benchinit.study import builtin_studies, resolved_toml
 
 SMALL = """
     [study]
@@ -91,10 +90,22 @@ def test_builtin_study_by_name_and_the_seed_study():
 
 def test_resolved_study_round_trips(write_study):
     study = load_study(write_study(SMALL))
-    text = dumps(resolved_document(study))
+    text = resolved_toml(study)
     again = write_study(text, name="resolved.toml")
     assert tomllib.loads(text)["model"]["bias_init"] == "zeros"
     assert [c.id for c in load_study(again).cells()] == [c.id for c in study.cells()]
+
+
+@pytest.mark.parametrize("code", [0x7F, 0x00, 0x1B, 0x08, 0x2028, 0xFEFF])
+def test_control_characters_round_trip_through_the_resolved_study(write_study, code):
+    escaped = f"\\u{code:04x}"  # TOML's own escape: the study file itself is plain ASCII
+    study = load_study(write_study(SMALL.replace('name = "small"', f'title = "a{escaped}b"')))
+    assert study.title == f"a{chr(code)}b"
+    resolved = resolved_toml(study)
+    assert tomllib.loads(resolved)["study"]["title"] == study.title
+    again = load_study(write_study(resolved, name="resolved.toml"))
+    assert again.title == study.title
+    assert [c.id for c in again.cells()] == [c.id for c in study.cells()]
 
 
 # Each malformed study: (TOML text or None for a missing file, extra CLI args, key in message)

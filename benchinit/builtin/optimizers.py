@@ -8,7 +8,7 @@ Every optimizer also takes an lr schedule (``schedule``, ``step_size``, ``gamma`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -17,7 +17,9 @@ from benchinit.descriptors import Optimizer
 from benchinit.hookspecs import hookimpl
 
 
-def _fast(cls: type[torch.optim.Optimizer], params: Sequence[torch.Tensor], **kw: Any):
+def _fast(
+    cls: Callable[..., torch.optim.Optimizer], params: Sequence[torch.Tensor], **kw: Any
+) -> torch.optim.Optimizer:
     """``cls(params, fused=True, **kw)`` where supported, else ``foreach=True``."""
     try:
         return cls(params, fused=True, **kw)
