@@ -196,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = INTERRUPTED.get(args.command, "interrupted.")
         print(f"\nbenchinit: {message}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `benchinit list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -204,7 +204,6 @@ def _compute(
         for cid in [cid for cid in todo if cid in finished]:
             del todo[cid]
             bar.advance(1)
-        store.release([cid for cid in mine if cid in finished])
         mine = [cid for cid in mine if cid in todo]
         if mine:
             computed += _execute(pool, planner([todo[cid] for cid in mine]), store, bar)
@@ -220,10 +219,8 @@ def _execute(pool: Executor, batches: list[Batch], store: Store, bar: Progress) 
     done = 0
     for batch, records in pool.run(batches):
         store.write(records)
-        ids = [c.id for c in batch.cells]
-        store.release(ids)
-        bar.advance(len(ids))
-        done += len(ids)
+        bar.advance(len(batch.cells))
+        done += len(batch.cells)
     return done
 
 

@@ -8,7 +8,8 @@ The store owns every file of a results folder; nothing else opens them::
     DIR/index.html                   the report
     DIR/records/<chunk>/<table>.parquet   one finished batch: runs, curves, layers, histograms
     DIR/locks/run-<id>.lock          held (flock) by each live run
-    DIR/locks/<cell>.claim           the id of the run computing that cell
+    DIR/locks/run-<id>.claims        the cells that run has claimed, one id per line
+    DIR/locks/claims.lock            taken briefly (flock) while a run claims cells
 
 How the promises are kept:
 
@@ -20,10 +21,12 @@ How the promises are kept:
 - *Never recomputed*: a cell whose record says ``ok`` or ``diverged`` is finished; a rerun
   skips it. ``failed`` cells are retried (the failure may have been transient).
 - *Concurrent runs*: each run holds one ``flock`` on its own ``locks/run-<id>.lock`` for its
-  lifetime, and claims a cell by writing its id into the cell's ``.claim`` file (under a
-  short flock). A claim whose run no longer holds its lock is free: the kernel drops the
-  locks of a killed process. So a run holds one descriptor however many cells it claims,
-  and a claim never outlives its run. After claiming, a run checks again that nobody
+  lifetime. It claims cells under a brief lock of ``locks/claims.lock``: it reads the claims
+  of every live run, takes the cells nobody live holds, and appends their ids to its own
+  ``run-<id>.claims``. A run whose lock is free is dead (the kernel drops the locks of a
+  killed process), and its claims are ignored. So a run holds two descriptors however many
+  cells it claims (one append per claim, not one file per cell), and a claim never outlives
+  its run. After claiming, a run checks again that nobody
   finished the cell meanwhile. Should two records of one cell exist anyway, readers keep one
   (a finished one, the newest).
 - *Never someone else's files*: a folder that is neither new, empty nor a results folder is
@@ -316,95 +319,68 @@ class Store:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Store]:
-        """Hold this run's lock while inside; release every claim on the way out."""
-        if fcntl is not None:
-            path = self.locks / f"run-{self.run_id}.lock"
-            try:
-                self._run_lock = open(path, "a+")  # noqa: SIM115 - held for the run
-            except OSError as exc:
-                raise OutputError(path, os_reason(exc)) from None
-            fcntl.flock(self._run_lock, fcntl.LOCK_EX)
+        """Hold this run's lock while inside; its claims end with it."""
+        if fcntl is None:
+            yield self
+            return
+        path = self._run_file("lock")
+        try:
+            self._run_lock = open(path, "a+")  # noqa: SIM115 - held for the run
+        except OSError as exc:
+            raise OutputError(path, os_reason(exc)) from None
+        fcntl.flock(self._run_lock, fcntl.LOCK_EX)
         try:
             yield self
         finally:
-            self.release()
-            if self._run_lock is not None:
-                self._run_lock.close()
-                self._run_lock = None
+            self._claimed.clear()
+            with contextlib.suppress(OSError):
+                self._run_file("claims").unlink()
+            self._run_lock.close()
+            self._run_lock = None
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def _run_file(self, suffix: str, run_id: str | None = None) -> Path:
+        return self.locks / f"run-{run_id or self.run_id}.{suffix}"
+
+    def _live_claims(self) -> set[str]:
+        """Cells claimed by other runs that still hold their locks (dead runs cleaned up)."""
+        claimed: set[str] = set()
+        for lock in self.locks.glob("run-*.lock"):
+            run_id = lock.name[len("run-") : -len(".lock")]
+            if run_id == self.run_id:
+                continue
+            try:
+                handle = open(lock, "a+")  # noqa: SIM115 - a probe, closed below
+            except OSError:
+                continue
+            with handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # alive: its claims stand
+                    with contextlib.suppress(OSError):
+                        claimed.update(self._run_file("claims", run_id).read_text().split())
+                    continue
+            for suffix in ("claims", "lock"):  # dead: its files go
                 with contextlib.suppress(OSError):
-                    (self.locks / f"run-{self.run_id}.lock").unlink()
-
-    def _alive(self, run_id: str) -> bool:
-        """Whether the run ``run_id`` still holds its lock (a live process)."""
-        if run_id == self.run_id:
-            return True
-        path = self.locks / f"run-{run_id}.lock"
-        try:
-            handle = open(path, "a+")  # noqa: SIM115 - a probe, closed below
-        except OSError:
-            return False
-        with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-        with contextlib.suppress(OSError):
-            path.unlink()  # a killed run's lock file
-        return False
-
-    @contextlib.contextmanager
-    def _claim_file(self, cell_id: str) -> Iterator[Any]:
-        """The cell's claim file, opened and flocked (briefly), the same inode as the path."""
-        path = self.locks / f"{cell_id}.claim"
-        while True:
-            handle = open(path, "a+")  # noqa: SIM115 - closed below
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
-            except FileNotFoundError:
-                same = False  # released (unlinked) while we waited: open the new file
-            if same:
-                break
-            handle.close()
-        try:
-            yield handle
-        finally:
-            handle.close()
-
-    def claim(self, cell_id: str) -> bool:
-        """Claim a cell unless a live run has; True when this run now holds it."""
-        if fcntl is None or cell_id in self._claimed:
-            self._claimed.add(cell_id)
-            return True
-        with self._claim_file(cell_id) as handle:
-            handle.seek(0)
-            owner = handle.read().strip()
-            if owner and owner != self.run_id and self._alive(owner):
-                return False
-            handle.seek(0)
-            handle.truncate()
-            handle.write(self.run_id)
-            handle.flush()
-        self._claimed.add(cell_id)
-        return True
+                    self._run_file(suffix, run_id).unlink()
+        return claimed
 
     def claim_all(self, cell_ids: Iterable[str]) -> tuple[list[str], list[str]]:
-        """(claimed, held by other live runs), each in the given order."""
-        mine: list[str] = []
-        others: list[str] = []
-        for cid in cell_ids:
-            (mine if self.claim(cid) else others).append(cid)
-        return mine, others
-
-    def release(self, cell_ids: Iterable[str] | None = None) -> None:
-        """Give up these claims (every claim of this run when None)."""
-        for cid in list(self._claimed if cell_ids is None else cell_ids):
-            if cid not in self._claimed:
-                continue
-            self._claimed.discard(cid)
-            if fcntl is None:
-                continue
-            with contextlib.suppress(OSError), self._claim_file(cid) as handle:
-                handle.seek(0)
-                if handle.read().strip() == self.run_id:
-                    (self.locks / f"{cid}.claim").unlink()
+        """Claim the cells no other live run holds: (claimed by this run, held by others),
+        each in the given order. Must be called inside :meth:`running`."""
+        ids = list(cell_ids)
+        if fcntl is None or self._run_lock is None:
+            self._claimed.update(ids)
+            return ids, []
+        with open(self.locks / "claims.lock", "a+") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            taken = self._live_claims()
+            mine = [cid for cid in ids if cid not in taken]
+            new = [cid for cid in mine if cid not in self._claimed]
+            if new:
+                with open(self._run_file("claims"), "a", encoding="ascii") as f:
+                    f.write("".join(f"{cid}\n" for cid in new))
+                    f.flush()
+                self._claimed.update(new)
+        return mine, [cid for cid in ids if cid in taken]
