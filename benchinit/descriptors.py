@@ -216,10 +216,15 @@ class Dataset(Descriptor):
 
     ``task`` says what the data is for, so a study is checked (loss fits data) before any
     data is loaded; the returned ``Data.task`` must agree.
+
+    ``size`` (optional): ``size(**params) -> (train samples, test samples, features)``
+    without making the data, so a run can refuse a size that cannot fit in memory before the
+    plugin allocates it (synthetic generators); without it, the data is loaded to look.
     """
 
     kind: ClassVar[str] = "dataset"
     task: Task = "classification"
+    size: Callable[..., tuple[int, int, int]] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,20 @@ from benchinit.registry import registry_from
 from benchinit.stack import load_data
 
 EVAL_CHUNK = 4096  # samples per evaluation pass (benchinit.train)
+OUTPUTS_GUESS = 100  # a head's outputs when the data is not loaded (small either way)
 
 
 def _shape(batch: Batch) -> tuple[int, int, int, int]:
-    """(features, outputs, training samples, test samples) of the batch's dataset."""
-    config = batch.cells[0].config
+    """(features, outputs, training samples, test samples) of the batch's dataset: from the
+    dataset's ``size`` when it has one (nothing allocated), else from the loaded data."""
+    config = batch.cells[0].config["data"]
+    registry = registry_from(batch.registry)
     try:
-        data = load_data(registry_from(batch.registry), config["data"])
+        size = registry.get("dataset", config["name"]).descriptor.size
+        if size is not None:
+            train, test, features = size(**config["params"])
+            return features, OUTPUTS_GUESS, train, test
+        data = load_data(registry, config)
     except Exception:  # a broken dataset fails its cells when they run; nothing to estimate
         return 0, 0, 0, 0
     return data.features, data.outputs, len(data.x_train), len(data.x_test)

@@ -156,7 +156,7 @@ def build_stack(
             generator = torch.Generator().manual_seed(derive_seed(cell.seed, "init"))
             model.initialize_member(g, init, bias_init, activation, generator)
             initializers[g] = (init, generator)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # plugin code: sys.exit fails its cell only
             failures[cell.id] = error_text(exc)
     model.to(device)
     for g, (init, generator) in initializers.items():
@@ -171,7 +171,7 @@ def build_stack(
                 activation,
                 **init.call_params,
             )
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             failures[cells[g].id] = error_text(exc)
     kept = [g for g, cell in enumerate(cells) if cell.id not in failures]
     if len(kept) < len(cells):

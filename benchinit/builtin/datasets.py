@@ -12,7 +12,9 @@ import hashlib
 import math
 import os
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -237,9 +239,23 @@ def mnist(*, root: str = "", download: bool = True) -> Data:
     )
 
 
+def _size(features: int | None = None) -> Callable[..., tuple[int, int, int]]:
+    """A synthetic generator's (train, test, features) from its parameters, made or not."""
+
+    def size(**params: Any) -> tuple[int, int, int]:
+        samples = int(params["samples"])
+        test = _test_count(samples, params["test_samples"])
+        return samples, test, int(params["features"] if features is None else features)
+
+    return size
+
+
 @hookimpl
 def benchinit_datasets() -> list[Dataset]:
     return [
-        Dataset(fn.__name__, fn, task="regression" if fn is linear else "classification")
-        for fn in (gaussian, linear, blobs, spirals, digits, mnist_5k, mnist)
+        Dataset("gaussian", gaussian, size=_size()),
+        Dataset("linear", linear, task="regression", size=_size(1)),
+        Dataset("blobs", blobs, size=_size()),
+        Dataset("spirals", spirals, size=_size(2)),
+        *(Dataset(fn.__name__, fn) for fn in (digits, mnist_5k, mnist)),
     ]

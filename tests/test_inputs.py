@@ -1,0 +1,409 @@
+"""Bad input and unwritable output: exit 2 with one clear paragraph, no traceback, nothing
+lost, no file benchinit did not write touched.
+
+Each test states the guarantee it backs (README, "Guarantees"); the fuzz test at the end
+feeds generated damaged study files, results folders and command lines through run,
+report, compare and load_results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchinit import load_results
+from benchinit.cli import main
+from benchinit.errors import ResultsError
+
+TINY = """
+[study]
+name = "tiny"
+title = "Tiny"
+kind = "signal"
+seeds = 2
+[data]
+name = "gaussian"
+samples = 30
+features = 5
+[model]
+depth = 2
+width = 5
+[grid]
+initializer = ["xavier_normal", "kaiming_normal"]
+activation = ["tanh", "relu"]
+"""
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    """``benchinit ARGS`` in this process: (exit status, stderr), argparse errors included."""
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            status = main(list(args))
+        except SystemExit as exc:  # argparse: usage errors exit 2
+            status = int(exc.code or 0)
+    return status, err.getvalue()
+
+
+def assert_clear_error(status: int, err: str, *words: str) -> None:
+    assert status == 2, err
+    assert err.startswith("benchinit: error: ") or err.startswith("usage: "), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in err, (word, err)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """A finished results folder of a tiny signal study (with its report)."""
+    folder = tmp_path_factory.mktemp("results")
+    study = folder / "tiny.toml"
+    study.write_text(TINY)
+    assert main(["run", str(study), "--out", str(folder / "out"), "--quiet"]) == 0
+    return folder / "out"
+
+
+# --- sizes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("study.seeds=1000000000", ["1,000,000,000 seeds", "limit of 100,000", "--no-size-check"]),
+        ("model.width=10000000", ["needs about", "available", "--no-size-check"]),
+        ("data.samples=2000000000", ["needs about", "available"]),
+    ],
+    ids=["seeds", "width", "samples"],
+)
+def test_a_grid_too_big_to_run_is_refused_before_anything_runs(tmp_path, override, words):
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY)
+    status, err = run_cli("run", str(study), "--set", override, "--out", str(tmp_path / "o"))
+    assert_clear_error(status, err, *words)
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_size_limits_can_be_lifted(tmp_path):
+    from benchinit import load_study, run
+
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY)
+    with pytest.raises(Exception, match="more than the limit of 4"):
+        load_study(study, max_cells=4)
+    outcome = run(
+        load_study(study, max_cells=None),
+        tmp_path / "o",
+        check_memory=False,
+        report=False,
+        progress=False,
+    )
+    assert len(outcome.results.runs) == 8
+
+
+# --- folders that are not ours ---------------------------------------------------------------
+
+
+def test_a_folder_that_is_not_ours_is_refused_and_left_alone(tmp_path):
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("my page")
+    (mine / "notes.txt").write_text("my notes")
+    status, err = run_cli("run", str(study), "--out", str(mine))
+    assert_clear_error(status, err, str(mine), "not a benchinit results folder", "--force")
+    status, err = run_cli("run", str(study), "--out", str(mine), "--force")
+    assert_clear_error(status, err, "index.html", "never replaces")
+    assert sorted(p.name for p in mine.iterdir()) == ["index.html", "notes.txt"]
+    assert (mine / "index.html").read_text() == "my page"
+
+
+def test_force_adds_results_beside_other_files(tmp_path):
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("my notes")
+    assert run_cli("run", str(study), "--out", str(shared), "--force")[0] == 0
+    assert (shared / "notes.txt").read_text() == "my notes"
+    assert (shared / "index.html").is_file()
+    assert run_cli("run", str(study), "--out", str(shared))[0] == 0, "now it is ours"
+
+
+# --- outputs that cannot be written ----------------------------------------------------------
+
+
+def _limited(args: list[str], max_bytes: int, cwd: Path) -> subprocess.CompletedProcess:
+    """``benchinit ARGS`` with files limited to ``max_bytes`` (a full disk, in effect)."""
+    code = (
+        "import resource, sys\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({max_bytes}, {max_bytes}))\n"
+        "from benchinit.cli import main\n"
+        f"sys.exit(main({args!r}))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if ".tmp" in p.name]
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_no_temporary_files(tmp_path, results):
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY)
+    proc = _limited(["run", str(study), "--out", "out", "--quiet"], 1500, tmp_path)
+    assert_clear_error(proc.returncode, proc.stderr, "cannot write", "File too large")
+    assert not _temporaries(tmp_path / "out")
+    copy = tmp_path / "copy"
+    shutil.copytree(results, copy)
+    before = (copy / "index.html").read_bytes()
+    proc = _limited(["report", str(copy)], 50_000, tmp_path)
+    assert_clear_error(proc.returncode, proc.stderr, "cannot write", "index.html")
+    assert not _temporaries(copy)
+    assert (copy / "index.html").read_bytes() == before, "the old report is intact"
+
+
+def test_outputs_named_wrongly_are_clear_errors(tmp_path, results):
+    status, err = run_cli("report", str(results), "--out", str(tmp_path))
+    assert_clear_error(status, err, "is a folder")
+    status, err = run_cli(
+        "compare", str(results), str(results), "--json", str(tmp_path / "no" / "x.json")
+    )
+    assert_clear_error(status, err, "does not exist")
+    assert not _temporaries(results)
+
+
+# --- inputs that are not what they claim ---------------------------------------------------
+
+
+def test_a_study_that_is_not_text_is_a_clear_error(tmp_path):
+    image = tmp_path / "picture.toml"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    assert_clear_error(*run_cli("run", str(image)), str(image), "not UTF-8")
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    assert_clear_error(*run_cli("run", str(picture)), str(picture), "not UTF-8")
+
+
+DAMAGE = {
+    "meta not UTF-8": ("meta.json", b"\xff\xfe{}", "not UTF-8"),
+    "meta a list": ("meta.json", b"[]", "must be a JSON object"),
+    "meta empty object": ("meta.json", b"{}", "key 'schema' is missing"),
+    "meta truncated": ("meta.json", b'{"schema": 1, "stu', "is corrupt"),
+    "meta study a string": ("meta.json", "study", "key 'study' must be dict"),
+    "meta no cells": ("meta.json", "-cells", "key 'cells' is missing"),
+    "meta unknown kind": ("meta.json", "kind", "key 'study.kind'"),
+    "meta seeds strings": ("meta.json", "seeds", "key 'study.seeds'"),
+    "sections not UTF-8": ("sections.json", b"\x80\x81", "not UTF-8"),
+    "sections an object": ("sections.json", b"{}", "expected a list of sections"),
+    "sections numbers": ("sections.json", b"[1, 2]", "expected a list of sections"),
+    "sections title number": ("sections.json", b'[{"title": 3}]', "expected a list"),
+    "study.toml not UTF-8": ("study.toml", b"\xff\xff\xff", "not UTF-8"),
+}
+
+
+def _damage(folder: Path, name: str, how: bytes | str) -> None:
+    path = folder / name
+    if isinstance(how, bytes):
+        path.write_bytes(how)
+        return
+    meta = json.loads(path.read_text())
+    if how == "study":
+        meta["study"] = "tiny"
+    elif how == "-cells":
+        del meta["cells"]
+    elif how == "kind":
+        meta["study"]["kind"] = "dream"
+    elif how == "seeds":
+        meta["study"]["seeds"] = ["a"]
+    path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_a_damaged_results_file_is_named_in_a_clear_error(case, results, tmp_path):
+    name, how, words = DAMAGE[case]
+    copy = tmp_path / "copy"
+    shutil.copytree(results, copy)
+    _damage(copy, name, how)
+    assert_clear_error(*run_cli("report", str(copy)), str(copy / name), words)
+    if name == "meta.json":
+        with pytest.raises(ResultsError, match=r"meta\.json"):
+            load_results(copy)
+        assert_clear_error(*run_cli("compare", str(results), str(copy)), "meta.json")
+
+
+def test_a_corrupt_chunk_says_how_to_recover(results, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(results, copy)
+    chunk = next((copy / "records").glob("*/runs.parquet"))
+    chunk.write_bytes(b"garbage")
+    status, err = run_cli("report", str(copy))
+    assert_clear_error(status, err, "corrupt", "move the folder", "run the study")
+
+
+def test_a_file_is_not_a_results_folder(results, tmp_path):
+    status, err = run_cli("compare", str(results), "/etc/passwd")
+    assert_clear_error(status, err, "is a file, not a benchinit results folder")
+
+
+# --- fuzz ----------------------------------------------------------------------------------
+
+
+def _study_mutations(rng: random.Random, count: int) -> list[bytes]:
+    """Damaged variants of the tiny study: lines dropped or swapped, values of every type,
+    truncation, binary noise, hostile strings."""
+    lines = TINY.strip().splitlines()
+    values = [
+        "-1",
+        "0",
+        "1e309",
+        "nan",
+        "inf",
+        "true",
+        '"x"',
+        "[]",
+        "{}",
+        '["zeros", 3]',
+        "[[1]]",
+        '"<script>alert(1)</script>"',
+        '"../../etc"',
+        '"\\u0000"',
+        "99999999999999999999",
+        '{name = "sgd", lr = "fast"}',
+        '"normal(std=)"',
+        "\"sgd(lr=__import__('os'))\"",
+    ]
+    out = []
+    for _ in range(count):
+        mutated = list(lines)
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(mutated))
+            choice = rng.random()
+            if choice < 0.3:
+                del mutated[i]
+            elif choice < 0.7 and "=" in mutated[i]:
+                key = mutated[i].split("=")[0]
+                mutated[i] = f"{key}= {rng.choice(values)}"
+            elif choice < 0.85:
+                mutated.insert(i, f"{rng.choice(['junk', 'grid.x', 'seeds'])} = 1")
+            else:
+                j = rng.randrange(len(mutated))
+                mutated[i], mutated[j] = mutated[j], mutated[i]
+        text = "\n".join(mutated).encode()
+        if rng.random() < 0.15:
+            text = text[: rng.randrange(len(text))]
+        if rng.random() < 0.1:
+            text = bytes(rng.randrange(256) for _ in range(64)) + text
+        out.append(text)
+    return out
+
+
+def _folder_damages(rng: random.Random, results: Path, root: Path, count: int) -> list[Path]:
+    """Copies of a results folder, each damaged at random: files truncated, replaced by
+    noise, deleted, or meta.json values of the wrong type."""
+    files = sorted(p.relative_to(results) for p in results.rglob("*") if p.is_file())
+    folders = []
+    for n in range(count):
+        copy = root / f"damaged-{n}"
+        shutil.copytree(results, copy)
+        for _ in range(rng.randint(1, 2)):
+            victim = copy / rng.choice(files)
+            if not victim.exists():
+                continue
+            data = victim.read_bytes()
+            how = rng.random()
+            if how < 0.3:
+                victim.write_bytes(data[: rng.randrange(max(len(data), 1))])
+            elif how < 0.5:
+                victim.write_bytes(bytes(rng.randrange(256) for _ in range(rng.randrange(64))))
+            elif how < 0.7:
+                victim.unlink()
+            elif victim.name == "meta.json":
+                meta = json.loads(data)
+                key = rng.choice(sorted(meta))
+                meta[key] = rng.choice([None, 3, "x", [], {}, [1, "a"]])
+                victim.write_text(json.dumps(meta))
+            else:
+                victim.write_bytes(data.replace(b"tanh", b"\xff\xfe"))
+        folders.append(copy)
+    return folders
+
+
+def _snapshot(root: Path, skip: set[Path]) -> dict[Path, bytes]:
+    return {
+        p: p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and not any(s in p.parents for s in skip)
+    }
+
+
+@pytest.mark.slow
+def test_fuzz_every_damaged_input_ends_with_a_documented_exit_and_no_traceback(results, tmp_path):
+    rng = random.Random(20261129)
+    bystander = tmp_path / "bystander"  # files of the user's that nothing may touch
+    bystander.mkdir()
+    (bystander / "index.html").write_text("mine")
+    (bystander / "data.csv").write_text("1,2,3")
+    cases: list[tuple[str, list[str]]] = []
+    for n, text in enumerate(_study_mutations(rng, 30)):
+        path = tmp_path / f"study-{n}.toml"
+        path.write_bytes(text)
+        out = tmp_path / f"out-{n}"
+        cases.append(("run", ["run", str(path), "--out", str(out), "--quiet", "--no-report"]))
+    for folder in _folder_damages(rng, results, tmp_path, 15):
+        cases.append(("report", ["report", str(folder)]))
+        cases.append(
+            ("compare", ["compare", str(results), str(folder), "--out", str(folder / "c.html")])
+        )
+    argv_noise = [
+        ["run"],
+        ["run", "seed", "--seeds", "x"],
+        ["run", "seed", "--jobs", "0", "--out", str(tmp_path / "j")],
+        ["run", "seed", "--timeout", "-1", "--out", str(tmp_path / "t")],
+        ["compare", str(results)],
+        ["compare", str(results), str(results), "--tolerance", "x"],
+        ["report"],
+        ["list", "gizmos"],
+        ["nonsense"],
+        ["run", "seed", "--device", "tpu", "--out", str(tmp_path / "d")],
+        ["run", str(bystander)],
+        ["report", str(bystander)],
+        ["compare", str(bystander), str(results)],
+        ["run", "seed", "--out", str(bystander)],
+        ["run", "seed", "--set", "model.depth", "--out", str(tmp_path / "s")],
+    ]
+    cases += [("argv", argv) for argv in argv_noise]
+    before = _snapshot(tmp_path, set())
+    seen = {"run": 0, "report": 0, "compare": 0, "argv": 0}
+    for kind, argv in cases:
+        status, err = run_cli(*argv)
+        assert status in (0, 1, 2), (argv, status, err)
+        assert "Traceback" not in err, (argv, err)
+        if status == 2:
+            assert err.strip(), (argv, "an exit 2 says why")
+        seen[kind] += 1
+    assert len(cases) >= 50 and all(seen.values()), seen
+    after = _snapshot(tmp_path, set())
+    for path, content in before.items():
+        rel = path.relative_to(tmp_path)
+        written = rel.parts[0].startswith("out-") or path.name in {"index.html", "c.html"}
+        if not written or rel.parts[0] == "bystander":
+            assert after.get(path) == content, f"{rel} was changed"
+
+
+def test_fuzz_load_results_raises_only_documented_errors(results, tmp_path):
+    rng = random.Random(7)
+    for folder in _folder_damages(rng, results, tmp_path, 20):
+        with contextlib.suppress(ResultsError):  # documented; anything else fails the test
+            load_results(folder)
