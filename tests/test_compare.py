@@ -10,7 +10,7 @@ from htmlcheck import Page, assert_no_live_markup
 
 from benchinit import load_study, run
 from benchinit.cli import main
-from benchinit.compare import _decide
+from benchinit.verdicts import decide
 
 OPTIMIZER = """
     import torch
@@ -69,7 +69,7 @@ def test_two_runs_of_one_study_are_unchanged(base, tmp_path, capsys):
     assert "2 comparisons: 0 improved, 0 regressed, 2 unchanged, 0 inconclusive" in out
     verdicts = json.loads((tmp_path / "c.json").read_text())
     assert verdicts["regressed"] is False and verdicts["counts"]["unchanged"] == 2
-    assert {c["test"] for c in verdicts["comparisons"]} == {"paired t over 4 seeds"}
+    assert {c["test"] for c in verdicts["comparisons"]} == {"identical values in 4 paired seeds"}
     page = Page((again / "compare.html").read_text())
     assert_no_live_markup(page)
     assert "CI &lt;b&gt;study&lt;/b&gt;" in (again / "compare.html").read_text()
@@ -98,7 +98,7 @@ def test_improvement_and_a_stricter_tolerance(base, tmp_path, capsys):
     assert "2 inconclusive" in capsys.readouterr().out  # the interval straddles 0.6
 
 
-def test_more_metrics_and_unpaired_seeds_use_a_bootstrap(base, tmp_path, capsys):
+def test_more_metrics_and_unpaired_seeds_use_welch(base, tmp_path, capsys):
     other = make_run(tmp_path, "other", seeds="[10, 11, 12, 13]")
     status = main(
         [
@@ -116,7 +116,7 @@ def test_more_metrics_and_unpaired_seeds_use_a_bootstrap(base, tmp_path, capsys)
     assert status in (0, 1)
     comparisons = json.loads((tmp_path / "c.json").read_text())["comparisons"]
     assert {c["metric"] for c in comparisons} == {"test_accuracy", "test_loss"}
-    assert all(c["test"] == "bootstrap, 4 vs 4 seeds" for c in comparisons)
+    assert all(c["test"] == "Welch t, 4 vs 4 seeds" for c in comparisons)
 
 
 def test_more_divergence_is_a_regression(base, tmp_path, capsys):
@@ -172,15 +172,16 @@ def test_incompatible_inputs_exit_2(case, base, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "d, low, high, tol, verdict",
+    "d, low, high, p, tol, verdict",
     [
-        (0.0, 0.0, 0.0, 0.0, "unchanged"),
-        (0.05, 0.03, 0.07, 0.01, "improved"),
-        (-0.05, -0.07, -0.03, 0.01, "regressed"),
-        (-0.005, -0.008, -0.002, 0.01, "unchanged"),  # significant but within tolerance
-        (-0.05, -0.2, 0.1, 0.01, "inconclusive"),
-        (float("nan"), float("nan"), float("nan"), 0.01, "inconclusive"),
+        (0.0, 0.0, 0.0, 1.0, 0.0, "unchanged"),
+        (0.05, 0.03, 0.07, 0.001, 0.01, "improved"),
+        (-0.05, -0.07, -0.03, 0.001, 0.01, "regressed"),
+        (-0.05, -0.07, -0.03, 0.2, 0.01, "inconclusive"),  # significant alone, not corrected
+        (-0.005, -0.008, -0.002, 0.001, 0.01, "unchanged"),  # significant but within tolerance
+        (-0.05, -0.2, 0.1, 0.4, 0.01, "inconclusive"),
+        (float("nan"), float("nan"), float("nan"), float("nan"), 0.01, "inconclusive"),
     ],
 )
-def test_decision_rule(d, low, high, tol, verdict):
-    assert _decide(d, low, high, tol) == verdict
+def test_decision_rule(d, low, high, p, tol, verdict):
+    assert decide(d, low, high, p, tol, 0.05) == verdict
