@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import textwrap
 
 import numpy as np
 import pytest
 from htmlcheck import Page, assert_no_live_markup
+from markdowncheck import gfm_table
 from synthetic import runs_frame, write_runs
 
 from benchinit import BenchinitError, load_study, run, stats
@@ -281,25 +281,6 @@ def test_fewer_failures_do_not_hide_a_worse_metric(tmp_path):
     assert outcome.table["verdict"].tolist() == ["regressed"]
 
 
-def _gfm_table(text: str) -> list[list[str]]:
-    """The first GitHub-flavoured Markdown table in text: header, separator, rows; cells
-    split on unescaped pipes. Fails unless the separator is |---|... and every row has the
-    header's column count."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
-    block = []
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        block.append(line)
-    rows = [[c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]] for line in block]
-    header, separator, body = rows[0], rows[1], rows[2:]
-    assert all(re.fullmatch(r":?-{3,}:?", cell) for cell in separator), separator
-    assert len(separator) == len(header)
-    assert body and all(len(row) == len(header) for row in body), body
-    return [header, *body]
-
-
 def test_markdown_is_a_gfm_table_and_goes_to_the_step_summary(tmp_path, monkeypatch, capsys):
     rng = np.random.default_rng(0)
     values = 0.8 + 0.01 * rng.normal(size=(3, 4))
@@ -310,7 +291,7 @@ def test_markdown_is_a_gfm_table_and_goes_to_the_step_summary(tmp_path, monkeypa
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     assert main(["compare", str(a), str(b), "--markdown", str(tmp_path / "c.md")]) == 1
     text = (tmp_path / "c.md").read_text()
-    header, *rows = _gfm_table(text)
+    header, *rows = gfm_table(text)
     assert header[:2] == ["configuration", "metric"] and "verdict" in header
     verdict = header.index("verdict")
     assert [row[verdict] for row in rows] == ["**regressed**", "unchanged", "unchanged"]

@@ -1,0 +1,397 @@
+"""A series of result sets of one study (nightly runs, torch releases) -> one trend page.
+
+The series is ordered as given, or by the time each run started (``sort="time"``, from
+``meta["started"]``). Each consecutive step (run i -> run i + 1) is compared exactly as
+``benchinit compare`` compares two folders (:func:`benchinit.compare.comparison_rows` and
+:func:`benchinit.verdicts.judge`), with one difference that matters: the p-values of every
+step, configuration and metric on the page are adjusted together, so a long history does
+not show a "regression" somewhere by chance. Between steps the page marks what changed in
+the environment, provenance and settings (torch version, git commit, precision, ...).
+
+The page goes to ``LAST/history.html`` by default (LAST: the newest run's folder, beside its
+own ``index.html``), with relative links to each run's report: keep the folders side by side
+(a CI artifact per run, downloaded into one folder) and the links work offline.
+
+Exit status in the CLI: 1 when the last step has a regression (what a nightly job gates on;
+an old regression that stayed is visible on the page but no longer fails the job).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from benchinit import compare_render, figures, stats, verdicts
+from benchinit.compare import (
+    check_comparable,
+    check_metrics,
+    comparison_rows,
+    environment_differences,
+    load_folder,
+)
+from benchinit.errors import BenchinitError, ResultsError, did_you_mean
+from benchinit.results import Results
+from benchinit.store import write_atomic
+
+SORTS = ("given", "time")
+MAX_PANELS = figures.MAX_PANELS
+
+
+@dataclass
+class HistoryOutcome:
+    """Verdicts of every step (``table``, column ``step``: run ``step`` -> ``step + 1``,
+    1-based), each run's mean and interval per configuration (``series``), and what changed
+    between consecutive runs (``changes[i]``: from run i + 1 to run i + 2)."""
+
+    runs: list[Results]
+    table: pd.DataFrame
+    series: pd.DataFrame
+    changes: list[list[dict[str, Any]]]
+    metrics: list[str]
+    correction: str = "holm"
+    alpha: float = 0.05
+    html: Path | None = None
+    steps: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.steps = len(self.runs) - 1
+
+    def step_table(self, step: int) -> pd.DataFrame:
+        return self.table[self.table["step"] == step] if len(self.table) else self.table
+
+    @property
+    def regressed(self) -> bool:
+        """The last step regressed (older steps do not fail a nightly job)."""
+        last = self.step_table(self.steps)
+        return bool(len(last) and (last["verdict"] == "regressed").any())
+
+    @property
+    def warning(self) -> str:
+        return verdicts.power_warning(self.table) if len(self.table) else ""
+
+    def summary(self) -> str:
+        return _text_summary(self)
+
+    def to_json(self) -> dict[str, Any]:
+        return _json_summary(self)
+
+
+def _order(runs: list[Results], sort: str) -> list[Results]:
+    if sort not in SORTS:
+        raise BenchinitError(
+            f"unknown order '{sort}'.{did_you_mean(sort, SORTS)} Valid: {', '.join(SORTS)}."
+        )
+    if sort == "given":
+        return runs
+
+    def started(results: Results) -> datetime:
+        text = results.meta.get("started") or ""
+        try:
+            return datetime.fromisoformat(text)
+        except (TypeError, ValueError):
+            raise ResultsError(
+                f"'{results.path / 'meta.json'}' has no valid start time ('started': "
+                f"{text!r}); give the folders in order instead of sorting by time"
+            ) from None
+
+    return sorted(runs, key=started)
+
+
+def configuration_label(frame: pd.DataFrame, axes: list[str]) -> pd.Series:
+    """The label compare gives a configuration: its grid values joined by ', '."""
+    return frame[axes].astype(str).agg(", ".join, axis=1)
+
+
+def _series(runs: list[Results], metrics: list[str]) -> pd.DataFrame:
+    frames = []
+    for index, results in enumerate(runs, start=1):
+        for metric in metrics:
+            summary = results.summary(metric)
+            summary["configuration"] = configuration_label(summary, results.axes)
+            frames.append(summary.assign(run=index, metric=metric))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _steps(
+    runs: list[Results], metrics: list[str], tolerance: float | None, alpha: float
+) -> pd.DataFrame:
+    frames = []
+    for step in range(1, len(runs)):
+        rows = comparison_rows(runs[step - 1], runs[step], metrics, tolerance, 1 - alpha)
+        frames.append(rows.assign(step=step, step_label=f"{step} → {step + 1}"))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def history(
+    dirs: Sequence[str | os.PathLike[str]],
+    *,
+    metrics: list[str] | None = None,
+    tolerance: float | None = None,
+    alpha: float = 0.05,
+    correction: str = "holm",
+    sort: str = "given",
+    out: str | os.PathLike[str] | None = None,
+    json_out: str | os.PathLike[str] | None = None,
+    markdown_out: str | os.PathLike[str] | None = None,
+) -> HistoryOutcome:
+    """Compare each consecutive pair of ``dirs`` (results folders of one study) and write the
+    trend page (default: ``history.html`` in the last folder of the series); JSON and
+    Markdown when asked, and the Markdown appended to ``$GITHUB_STEP_SUMMARY`` when set.
+
+    Raises ResultsError naming the folder for a missing or corrupt folder or one of another
+    study, BenchinitError for bad settings.
+    """
+    verdicts.check_options(alpha, tolerance, correction)
+    if not dirs:
+        raise BenchinitError("history needs at least one results folder")
+    runs = _order([load_folder(d) for d in dirs], sort)
+    for other in runs[1:]:
+        check_comparable(runs[0], other)
+    chosen = check_metrics(runs[0], metrics)
+    table = _steps(runs, chosen, tolerance, alpha)
+    if len(table):
+        table = verdicts.judge(table, alpha=alpha, correction=correction)
+    changes = [
+        [e for e in environment_differences(a.meta, b.meta) if e["differs"]]
+        for a, b in itertools.pairwise(runs)
+    ]
+    outcome = HistoryOutcome(runs, table, _series(runs, chosen), changes, chosen, correction, alpha)
+    outcome.html = _write_html(outcome, Path(out) if out else runs[-1].path / "history.html")
+    if json_out:
+        write_atomic(Path(json_out), json.dumps(outcome.to_json(), indent=2, default=str))
+    markdown = _markdown(outcome)
+    if markdown_out:
+        write_atomic(Path(markdown_out), markdown)
+    compare_render.append_step_summary(markdown)
+    return outcome
+
+
+# --- text, JSON, Markdown ----------------------------------------------------------------
+
+
+def _step_line(outcome: HistoryOutcome, step: int) -> str:
+    counts = verdicts.counts(outcome.step_table(step))
+    line = f"step {step} → {step + 1}: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+    changed = outcome.changes[step - 1]
+    if changed:
+        line += "; changed: " + "; ".join(f"{e['key']} {e['base']} → {e['new']}" for e in changed)
+    return line
+
+
+def _text_summary(outcome: HistoryOutcome) -> str:
+    study = outcome.runs[0].study["name"]
+    method = compare_render.correction_text(outcome.correction, outcome.alpha)
+    lines = [
+        f"history {study}: {len(outcome.runs)} runs, {outcome.steps} steps, "
+        f"{len(outcome.table)} verdicts ({method}, over the whole page)"
+    ]
+    lines += [_step_line(outcome, step) for step in range(1, outcome.steps + 1)]
+    last = outcome.step_table(outcome.steps)
+    if outcome.regressed:
+        bad = last[last["verdict"] == "regressed"]
+        lines.append(
+            "last step regressed: " + "; ".join(bad["configuration"] + " " + bad["metric"])
+        )
+    if outcome.warning:
+        lines.append(outcome.warning)
+    if outcome.html is not None:
+        lines.append(f"report: {outcome.html}")
+    return "\n".join(lines)
+
+
+def _json_summary(outcome: HistoryOutcome) -> dict[str, Any]:
+    return {
+        "study": outcome.runs[0].study["name"],
+        "regressed": outcome.regressed,
+        "correction": outcome.correction,
+        "alpha": outcome.alpha,
+        "power": stats.POWER,
+        "metrics": outcome.metrics,
+        "warning": outcome.warning,
+        "runs": [
+            {"run": i, "path": str(r.path), "started": r.meta.get("started")}
+            for i, r in enumerate(outcome.runs, start=1)
+        ],
+        "steps": [
+            {
+                "step": step,
+                "base": str(outcome.runs[step - 1].path),
+                "new": str(outcome.runs[step].path),
+                "counts": verdicts.counts(outcome.step_table(step)),
+                "changes": outcome.changes[step - 1],
+            }
+            for step in range(1, outcome.steps + 1)
+        ],
+        "series": compare_render.records(outcome.series),
+        "comparisons": compare_render.records(outcome.table) if len(outcome.table) else [],
+    }
+
+
+def _markdown(outcome: HistoryOutcome) -> str:
+    md = compare_render.md
+    method = compare_render.correction_text(outcome.correction, outcome.alpha)
+    lines = [
+        f"### benchinit history: {md(outcome.runs[0].study['title'])}",
+        "",
+        f"**{len(outcome.runs)} runs, last run {md(outcome.runs[-1].path)}** ({md(method)}, "
+        "over every step)",
+        "",
+    ]
+    if outcome.steps:
+        lines += [f"**{md(_step_line(outcome, outcome.steps))}**", ""]
+        last = outcome.step_table(outcome.steps)
+        lines += [*compare_render.markdown_table(last, 1 - outcome.alpha), ""]
+        lines += compare_render.environment_lines(outcome.changes[-1])
+    if outcome.warning:
+        lines += ["", f"> {md(outcome.warning)}"]
+    return "\n".join(lines) + "\n"
+
+
+# --- the page ----------------------------------------------------------------------------
+
+
+def series_plot(
+    series: pd.DataFrame, marks: pd.DataFrame, changed: list[int], runs: int, metric: str
+) -> Figure:
+    """One panel per configuration: the metric's mean and interval at each run; a run whose
+    step regressed (improved) is marked red (green); a dashed line before a run whose
+    environment changed."""
+    configs = list(dict.fromkeys(series["configuration"]))
+    cols = min(len(configs), 4)
+    rows = -(-len(configs) // cols)
+    fig = Figure(figsize=(3.4 * cols, 2.4 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True).flat
+    for ax, config in zip(axes, configs, strict=False):
+        frame = series[series["configuration"] == config].sort_values("run")
+        error = [frame["mean"] - frame["ci_low"], frame["ci_high"] - frame["mean"]]
+        ax.errorbar(frame["run"], frame["mean"], yerr=error, fmt="-o", color="0.35", ms=4)
+        for verdict in ("regressed", "improved"):
+            hit = marks[(marks["configuration"] == config) & (marks["verdict"] == verdict)]
+            points = frame[frame["run"].isin(hit["step"] + 1)]
+            color = figures.VERDICT_COLORS[verdict]
+            ax.scatter(points["run"], points["mean"], s=70, color=color, zorder=3, label=verdict)
+        for run in changed:
+            ax.axvline(run - 0.5, color="0.5", linestyle="--", linewidth=0.8)
+        title = config if len(config) <= 40 else config[:39] + "…"
+        ax.set_title(title.replace("$", r"\$"), fontsize="small")
+        ax.set_xticks(range(1, runs + 1))
+    for ax in list(axes)[len(configs) :]:
+        ax.set_visible(False)
+    fig.supxlabel("run")
+    fig.supylabel(metric)
+    return fig
+
+
+def _panels(outcome: HistoryOutcome, metric: str) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """The configurations to draw (those that moved first, at most MAX_PANELS), the moves,
+    and how many configurations there are in all."""
+    series = outcome.series[outcome.series["metric"] == metric]
+    moves = pd.DataFrame(columns=["configuration", "metric", "step", "verdict"])
+    if len(outcome.table):
+        table = outcome.table
+        moved_rows = table["verdict"].isin(["regressed", "improved"])
+        moves = table[(table["metric"] == metric) & moved_rows]
+    every = list(dict.fromkeys(series["configuration"]))
+    moved = [c for c in every if c in set(moves["configuration"])]
+    shown = (moved + [c for c in every if c not in moved])[:MAX_PANELS]
+    return series[series["configuration"].isin(shown)], moves, len(every)
+
+
+def _figures(outcome: HistoryOutcome) -> list[dict[str, str]]:
+    # Commits change every night: only environment and settings changes get a line.
+    changed = [
+        i + 2
+        for i, step in enumerate(outcome.changes)
+        if any(not e["key"].startswith("git ") for e in step)
+    ]
+    images = []
+    for metric in outcome.metrics:
+        series, moves, total = _panels(outcome, metric)
+        if series["mean"].notna().any():
+            shown = series["configuration"].nunique()
+            more = (
+                f"; {shown} of {total} configurations, those that moved first"
+                if shown < total
+                else ""
+            )
+            images.append(
+                {
+                    "caption": f"{metric} per run: mean and {1 - outcome.alpha:.0%} interval over "
+                    "seeds; red: that step regressed, green: improved; dashed: the environment or "
+                    f"settings changed before that run (commits: see Runs){more}",
+                    "src": figures.render(
+                        series_plot, series, moves, changed, len(outcome.runs), metric
+                    ),
+                }
+            )
+    return images
+
+
+def _link(run: Path, page: Path) -> str | None:
+    """A relative link from the page to a run's report ("./" first, so a folder named like
+    a URL scheme stays a path), or None when the run has no report."""
+    report = run / "index.html"
+    if not report.is_file():
+        return None
+    relative = Path(os.path.relpath(report.resolve(), page.resolve().parent)).as_posix()
+    return urllib.parse.quote(relative if relative.startswith("..") else "./" + relative)
+
+
+def _run_rows(outcome: HistoryOutcome, page: Path) -> list[dict[str, Any]]:
+    rows = []
+    for index, results in enumerate(outcome.runs, start=1):
+        git = (results.meta.get("provenance") or {}).get("git") or {}
+        step = index - 1
+        rows.append(
+            {
+                "run": index,
+                "path": str(results.path),
+                "link": _link(results.path, page),
+                "started": results.meta.get("started") or "",
+                "torch": results.meta.get("environment", {}).get("torch", ""),
+                "commit": (git.get("commit") or "")[:12],
+                "counts": verdicts.counts(outcome.step_table(step)) if step else None,
+                "changes": outcome.changes[step - 1] if step else [],
+            }
+        )
+    return rows
+
+
+def _write_html(outcome: HistoryOutcome, path: Path) -> Path:
+    from benchinit._version import __version__
+    from benchinit.report import environment as jinja_environment
+
+    table = outcome.table
+    rows = compare_render.html_rows(compare_render.ordered(table)) if len(table) else []
+    page = (
+        jinja_environment()
+        .get_template("history.html")
+        .render(
+            version=__version__,
+            study=outcome.runs[0].study,
+            runs=_run_rows(outcome, path),
+            regressed=outcome.regressed,
+            steps=outcome.steps,
+            rows=rows,
+            moves=[r for r in rows if r["verdict"] in ("regressed", "improved")],
+            tuned=bool(len(table) and (table["tuned"] != "").any()),
+            table_id="history-verdicts",
+            figures=_figures(outcome),
+            alpha=outcome.alpha,
+            correction=compare_render.CORRECTION_NAMES[outcome.correction],
+            power=stats.POWER,
+            warning=outcome.warning,
+        )
+    )
+    write_atomic(path, page)
+    return path
