@@ -147,8 +147,8 @@ def _verdict_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--markdown",
         metavar="FILE",
-        help="also write a GitHub-flavoured Markdown summary (appended to "
-        "$GITHUB_STEP_SUMMARY whenever that is set)",
+        help="also write the summary as GitHub-flavoured Markdown (the same Markdown is "
+        "appended to $GITHUB_STEP_SUMMARY whenever that variable is set)",
     )
     p.add_argument(
         "--metric",

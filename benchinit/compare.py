@@ -167,7 +167,8 @@ def tuned_values(base: pd.DataFrame, new: pd.DataFrame) -> tuple[str, list[str]]
 
 
 def _status_change(base: pd.DataFrame, new: pd.DataFrame) -> tuple[str, list[str]]:
-    """ "fixed", "worse", "better" or "" for the configuration's diverged and failed seeds."""
+    """How the configuration's diverged and failed seeds changed: "fixed" (none finished in
+    base, some in new), "worse" (more of either), "better" (fewer) or ""; and notes."""
     notes, worse, better = [], False, False
     for status in ("diverged", "failed"):
         before = int((base["status"] == status).sum())

@@ -191,11 +191,16 @@ def _step_line(outcome: HistoryOutcome, step: int) -> str:
     return line
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _text_summary(outcome: HistoryOutcome) -> str:
     study = outcome.runs[0].study["name"]
     method = compare_render.correction_text(outcome.correction, outcome.alpha)
     lines = [
-        f"history {study}: {len(outcome.runs)} runs, {outcome.steps} steps, "
+        f"history {study}: {_plural(len(outcome.runs), 'run')}, "
+        f"{_plural(outcome.steps, 'step')}, "
         f"{len(outcome.table)} verdicts ({method}, over the whole page)"
     ]
     lines += [_step_line(outcome, step) for step in range(1, outcome.steps + 1)]

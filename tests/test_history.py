@@ -135,7 +135,7 @@ def test_markdown_of_the_last_step(tmp_path, monkeypatch):
 def test_one_run_is_a_series_without_steps(tmp_path, capsys):
     runs = write_series(tmp_path)
     assert main(["history", str(runs[0])]) == 0
-    assert "1 runs, 0 steps" in capsys.readouterr().out
+    assert "1 run, 0 steps" in capsys.readouterr().out
     assert "none: one run" in Page((runs[0] / "history.html").read_text()).text("last-step")
 
 
