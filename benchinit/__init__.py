@@ -10,6 +10,7 @@ Public API (everything else is internal)::
     load_results(dir)                 the stored tables as pandas DataFrames
     render_report(dir)                (re)write dir/index.html from stored results
     compare(base, new, ...)           compare two result sets
+    history(dirs, ...)                a series of result sets -> trend page
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ _LAZY = {
     "Results": "benchinit.results",
     "render_report": "benchinit.report",
     "compare": "benchinit.compare",
+    "history": "benchinit.history",
 }
 
 

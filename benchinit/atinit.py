@@ -25,7 +25,7 @@ from benchinit.models import StackedMLP
 from benchinit.probes import entropy_bits, layer_statistics, theory, weight_grad_norms
 from benchinit.records import Recorder
 from benchinit.registry import Registry
-from benchinit.stack import bind, build_stack, load_data
+from benchinit.stack import bind, build_stack, fingerprints, load_data
 
 READOUT_SEED = 0
 
@@ -74,6 +74,7 @@ def _measure(
 ) -> None:
     """One forward and one backward pass of the stack; record layers and runs."""
     device = model.kernels[0].device
+    hashes = fingerprints(model)
     x = x_train.to(device=device, dtype=model.kernels[0].dtype)
     trace: list[tuple[torch.Tensor, torch.Tensor]] = []
     out = model(x, activation, trace)
@@ -97,6 +98,7 @@ def _measure(
             cell,
             "ok" if ok else "diverged",
             diverged_epoch=None if ok else 0,
+            init_hash=hashes[g],
             act_entropy=float(entropy_bits(hists[-1])[g]),
             std_drift=_abs_log(last["act_std"][g], first["act_std"][g], 2),
             saturated_frac=float(last["saturated_frac"][g]),

@@ -159,7 +159,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("base", help="baseline results folder")
     p.add_argument("new", help="new results folder")
     p.add_argument("--out", metavar="FILE", help="HTML output (default NEW/compare.html)")
+    _verdict_options(p)
+
+    p = sub.add_parser(
+        "history", help="trend page of a series of result sets; exit 1 if the last step regressed"
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="results folders of one study, in order")
+    p.add_argument("--out", metavar="FILE", help="HTML output (default LAST/history.html)")
+    p.add_argument(
+        "--sort",
+        choices=["given", "time"],
+        default="given",
+        help="order of the series: as given (default) or by the time each run started",
+    )
+    _verdict_options(p)
+    return parser
+
+
+def _verdict_options(p: argparse.ArgumentParser) -> None:
+    """The options compare and history share: what to test and how."""
     p.add_argument("--json", metavar="FILE", help="also write the verdicts as JSON")
+    p.add_argument(
+        "--markdown",
+        metavar="FILE",
+        help="also write the summary as GitHub-flavoured Markdown (the same Markdown is "
+        "appended to $GITHUB_STEP_SUMMARY whenever that variable is set)",
+    )
     p.add_argument(
         "--metric",
         action="append",
@@ -174,7 +199,13 @@ def _parser() -> argparse.ArgumentParser:
         help="smallest difference that counts (default: metric-specific)",
     )
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
-    return parser
+    p.add_argument(
+        "--correction",
+        choices=["holm", "bh", "none"],
+        default="holm",
+        help="adjust p-values over all verdicts: holm (default; family-wise error), bh "
+        "(Benjamini-Hochberg, false discovery rate) or none",
+    )
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -292,11 +323,37 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         metrics=args.metric,
         tolerance=args.tolerance,
         alpha=args.alpha,
+        correction=args.correction,
         out=args.out,
         json_out=args.json,
+        markdown_out=args.markdown,
     )
     print(outcome.summary())
     return 1 if outcome.regressed else 0
 
 
-COMMANDS = {"list": _cmd_list, "run": _cmd_run, "report": _cmd_report, "compare": _cmd_compare}
+def _cmd_history(args: argparse.Namespace) -> int:
+    from benchinit.history import history
+
+    outcome = history(
+        args.dirs,
+        metrics=args.metric,
+        tolerance=args.tolerance,
+        alpha=args.alpha,
+        correction=args.correction,
+        sort=args.sort,
+        out=args.out,
+        json_out=args.json,
+        markdown_out=args.markdown,
+    )
+    print(outcome.summary())
+    return 1 if outcome.regressed else 0
+
+
+COMMANDS = {
+    "list": _cmd_list,
+    "run": _cmd_run,
+    "report": _cmd_report,
+    "compare": _cmd_compare,
+    "history": _cmd_history,
+}

@@ -1,42 +1,41 @@
-"""Compare two result sets of one study: improved, regressed, unchanged or inconclusive.
+"""Compare two result sets of one study: per configuration and metric, did NEW improve,
+regress, stay unchanged, or can the seeds not tell (inconclusive)?
 
-Configurations pair by their grid values, runs by seed. For each configuration and metric
-the difference d = NEW - BASE is signed so that positive is better (accuracy up, loss down),
-and decided with a tolerance ``tol`` (the smallest difference that matters) and a 95%
-interval (1 - ``alpha``):
+Configurations pair by their grid values, runs by seed. The statistics and the decision rule
+(paired t or Welch t, a correction over every verdict of the command, the detectable change)
+live in :mod:`benchinit.verdicts`; this module reads the folders, pairs them, and reports
+beside each verdict what else changed:
 
-- seeds that pair (at least two in common): a paired t-test over the per-seed differences;
-- otherwise: a percentile bootstrap interval of the difference of the means.
+- ``initial_weights``: ``identical`` when every paired seed's ``init_hash`` (a fingerprint
+  of the cell's initial weights) matches, ``changed`` when one differs, ``unknown`` when the
+  folders do not record it or no seed pairs. It tells a changed initializer stream (a torch
+  release, a plugin version) from a changed training;
+- ``tuned``: the value a tuned study chose per configuration (runs columns ``tuned.<param>``),
+  with a change of value called out in the note;
+- the environment and provenance (versions, device, git commit, torch build, host, plugin
+  versions, study settings) side by side, differences marked.
 
-Verdicts: ``improved`` when the interval excludes 0 and d > tol; ``regressed`` when the
-interval excludes 0 and d < -tol; ``unchanged`` when the whole interval lies within
-[-tol, tol] (two identical result sets are unchanged whatever the tolerance);
-``inconclusive`` otherwise (too few seeds or too much spread to tell). More diverged or
-failed seeds in NEW than in BASE is a regression of that configuration too.
-
-Default tolerance: 0.005 for metrics on [0, 1] (accuracy, fractions: half a point),
-otherwise 1% of the baseline mean's magnitude.
+``compare.html`` (and Markdown, JSON) are drawn by :mod:`benchinit.compare_render`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from benchinit import figures
+from benchinit import compare_render, verdicts
 from benchinit.errors import BenchinitError, ResultsError, did_you_mean
+from benchinit.meta import Meta, PluginRecord
 from benchinit.metrics import METRICS
 from benchinit.results import Results, load_results
-from benchinit.stats import bootstrap_diff, paired_t
 from benchinit.store import write_atomic
 
-UNIT_METRICS = {"test_accuracy", "saturated_frac", "dead_frac"}
 ENVIRONMENT_KEYS = (
     "benchinit",
     "torch",
@@ -49,6 +48,8 @@ ENVIRONMENT_KEYS = (
     "threads",
     "deterministic",
 )
+GIT_KEYS = ("commit", "branch", "dirty")
+TUNED_PREFIX = "tuned."
 
 
 @dataclass
@@ -58,6 +59,8 @@ class CompareOutcome:
     table: pd.DataFrame
     base: Results
     new: Results
+    correction: str = "holm"
+    alpha: float = 0.05
     html: Path | None = None
     environment: list[dict[str, Any]] = field(default_factory=list)
 
@@ -66,66 +69,35 @@ class CompareOutcome:
         return bool((self.table["verdict"] == "regressed").any())
 
     def counts(self) -> dict[str, int]:
-        verdicts = ("improved", "regressed", "unchanged", "inconclusive")
-        return {v: int((self.table["verdict"] == v).sum()) for v in verdicts}
+        return verdicts.counts(self.table)
+
+    @property
+    def warning(self) -> str:
+        return verdicts.power_warning(self.table)
 
     def summary(self, rows: int = 12) -> str:
-        counts = self.counts()
-        head = f"compare {self.base.study['name']}: {len(self.table)} comparisons: " + ", ".join(
-            f"{n} {v}" for v, n in counts.items()
-        )
-        order = {"regressed": 0, "improved": 1, "inconclusive": 2, "unchanged": 3}
-        shown = (
-            self.table.assign(_o=self.table["verdict"].map(order))
-            .sort_values(["_o", "metric"], kind="stable")
-            .head(rows)
-        )
-        columns = [
-            "configuration",
-            "metric",
-            "base",
-            "new",
-            "diff",
-            "ci_low",
-            "ci_high",
-            "verdict",
-            "note",
-        ]
-        lines = [head, "", shown[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}")]
-        if len(self.table) > rows:
-            lines.append(f"... {len(self.table) - rows} more in {self.html or 'the table'}")
-        changed = [e for e in self.environment if e["differs"]]
-        if changed:
-            lines.append(
-                "environments differ: "
-                + "; ".join(f"{e['key']} {e['base']} -> {e['new']}" for e in changed)
-            )
-        if self.html is not None:
-            lines.append(f"report: {self.html}")
-        return "\n".join(lines)
+        """A short plain-text account for the terminal."""
+        return compare_render.text_summary(self, rows)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "study": self.base.study["name"],
-            "regressed": self.regressed,
-            "counts": self.counts(),
-            "environment": self.environment,
-            "comparisons": json.loads(self.table.to_json(orient="records")),
-        }
+        return compare_render.json_summary(self)
 
 
-def default_tolerance(metric: str, base_mean: float) -> float:
-    if metric in UNIT_METRICS:
-        return 0.005
-    return 0.01 * abs(base_mean) if math.isfinite(base_mean) else 0.0
+def load_folder(path: str | os.PathLike[str]) -> Results:
+    """A results folder's tables; a ResultsError naming ``path`` when it is not one."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ResultsError(f"'{folder}' is a file, not a results folder")
+    return load_results(folder)
 
 
-def _check_comparable(base: Results, new: Results) -> None:
+def check_comparable(base: Results, new: Results) -> None:
+    """Refuse result sets of different studies or grids, naming both folders."""
     a, b = base.study, new.study
     if (a["name"], a["kind"]) != (b["name"], b["kind"]):
         raise ResultsError(
             f"these result sets come from different studies: '{a['name']}' ({a['kind']}) in "
-            f"{base.path} and '{b['name']}' ({b['kind']}) in {new.path}; compare two runs of "
+            f"{base.path} and '{b['name']}' ({b['kind']}) in {new.path}; compare runs of "
             "one study"
         )
     if set(a["axes"]) != set(b["axes"]):
@@ -135,78 +107,193 @@ def _check_comparable(base: Results, new: Results) -> None:
         )
 
 
-def _decide(d: float, low: float, high: float, tol: float) -> str:
-    if any(math.isnan(v) for v in (d, low, high)):
-        return "inconclusive"
-    if low >= -tol and high <= tol:
-        return "unchanged"
-    if low > 0 and d > tol:
-        return "improved"
-    if high < 0 and d < -tol:
-        return "regressed"
-    return "inconclusive"
+def check_metrics(results: Results, metrics: Sequence[str] | None) -> list[str]:
+    """The metrics to compare (default: the study's main one), each a metric of its kind."""
+    kind = results.study["kind"]
+    chosen = list(metrics or [results.metric])
+    for metric in chosen:
+        if metric not in METRICS[kind]:
+            raise BenchinitError(
+                f"'{metric}' is not a metric of {kind} studies."
+                f"{did_you_mean(metric, METRICS[kind])} Valid: {', '.join(METRICS[kind])}."
+            )
+    return chosen
 
 
-def _compare_metric(
+def _groups(runs: pd.DataFrame, axes: list[str]) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
+    for key, frame in runs.groupby(axes, sort=False, dropna=False):
+        yield (key if isinstance(key, tuple) else (key,)), frame
+
+
+def initial_weights(base: pd.DataFrame, new: pd.DataFrame) -> str:
+    """``identical``, ``changed`` or ``unknown``: the initial-weight fingerprints
+    (``init_hash``) of the seeds both ran."""
+    if "init_hash" not in base or "init_hash" not in new:
+        return "unknown"
+    a = base.set_index("seed")["init_hash"]
+    b = new.set_index("seed")["init_hash"]
+    pairs = [
+        (a[s], b[s])
+        for s in sorted(set(a.index) & set(b.index))
+        if isinstance(a[s], str) and isinstance(b[s], str) and a[s] and b[s]
+    ]
+    if not pairs:
+        return "unknown"
+    return "changed" if any(x != y for x, y in pairs) else "identical"
+
+
+def _chosen(frame: pd.DataFrame, column: str) -> str:
+    if column not in frame:
+        return "–"
+    values = sorted({str(v) for v in frame[column].dropna() if str(v) != ""})
+    return "/".join(values) if values else "–"
+
+
+def tuned_values(base: pd.DataFrame, new: pd.DataFrame) -> tuple[str, list[str]]:
+    """The chosen values of a tuned study's hyperparameters (``tuned.*`` columns) and, for
+    each whose choice changed, a note."""
+    columns = sorted(
+        {c for frame in (base, new) for c in frame.columns if str(c).startswith(TUNED_PREFIX)}
+    )
+    shown, notes = [], []
+    for column in columns:
+        name = column[len(TUNED_PREFIX) :]
+        before, after = _chosen(base, column), _chosen(new, column)
+        if before == after:
+            shown.append(f"{name}={after}")
+        else:
+            shown.append(f"{name}: {before} → {after}")
+            notes.append(f"chosen {name} changed: {before} → {after}")
+    return "; ".join(shown), notes
+
+
+def _status_change(base: pd.DataFrame, new: pd.DataFrame) -> tuple[str, list[str]]:
+    """How the configuration's diverged and failed seeds changed: "fixed" (none finished in
+    base, some in new), "worse" (more of either), "better" (fewer) or ""; and notes."""
+    notes, worse, better = [], False, False
+    for status in ("diverged", "failed"):
+        before = int((base["status"] == status).sum())
+        after = int((new["status"] == status).sum())
+        if after != before:
+            notes.append(f"{status} in {after} of {len(new)} seeds (base: {before})")
+        worse, better = worse or after > before, better or after < before
+    if not (base["status"] == "ok").any() and (new["status"] == "ok").any():
+        return "fixed", ["no seed finished in base", *notes]
+    return ("worse" if worse else "better" if better else ""), notes
+
+
+def _metric_row(
     metric: str,
     direction: str,
     base: pd.DataFrame,
     new: pd.DataFrame,
     tolerance: float | None,
-    alpha: float,
+    level: float,
 ) -> dict[str, Any]:
-    """One configuration's verdict on one metric; base/new hold its runs (all statuses)."""
     sign = 1.0 if direction == "max" else -1.0
     b_ok = base[base["status"] == "ok"].set_index("seed")[metric].dropna()
     n_ok = new[new["status"] == "ok"].set_index("seed")[metric].dropna()
-    common = sorted(set(b_ok.index) & set(n_ok.index))
-    base_mean = float(b_ok.mean()) if len(b_ok) else math.nan
-    new_mean = float(n_ok.mean()) if len(n_ok) else math.nan
-    tol = default_tolerance(metric, base_mean) if tolerance is None else tolerance
-    test = "none"
-    d = low = high = p = math.nan
-    if len(common) >= 2:
-        diffs = [sign * (n_ok[s] - b_ok[s]) for s in common]
-        d, low, high, p = paired_t(diffs, level=1 - alpha)
-        test = f"paired t over {len(common)} seeds"
-    elif len(b_ok) >= 2 and len(n_ok) >= 2:
-        d, low, high, p = bootstrap_diff(
-            (sign * b_ok).tolist(), (sign * n_ok).tolist(), level=1 - alpha
-        )
-        test = f"bootstrap, {len(b_ok)} vs {len(n_ok)} seeds"
-    verdict = _decide(d, low, high, tol)
-    notes = []
-    for status in ("diverged", "failed"):
-        before, after = int((base["status"] == status).sum()), int((new["status"] == status).sum())
-        if after > before:
-            verdict = "regressed"
-            notes.append(f"{status} in {after} of {len(new)} seeds (base: {before})")
-        elif after < before:
-            notes.append(f"{status} in {after} of {len(new)} seeds (base: {before})")
+    row = verdicts.seed_test(b_ok, n_ok, sign, level)
+    status_change, notes = _status_change(base, new)
+    tol = verdicts.default_tolerance(metric, row["base"]) if tolerance is None else tolerance
     return {
         "metric": metric,
-        "base": base_mean,
-        "new": new_mean,
-        "diff": d,
-        "ci_low": low,
-        "ci_high": high,
-        "p": p,
-        "tolerance": tol,
-        "test": test,
-        "verdict": verdict,
-        "note": "; ".join(notes),
         "direction": direction,
+        **row,
+        "tolerance": tol,
+        "seeds": f"{len(b_ok)} / {len(n_ok)}",
+        "status_change": status_change,
+        "note": "; ".join(notes),
     }
 
 
-def _environment(base: Results, new: Results) -> list[dict[str, Any]]:
+def comparison_rows(
+    base: Results,
+    new: Results,
+    metrics: Sequence[str],
+    tolerance: float | None,
+    level: float,
+) -> pd.DataFrame:
+    """One row per configuration both ran and metric: the test, not yet a verdict (the
+    correction needs every row of the command first: :func:`verdicts.judge`)."""
+    axes = base.axes
+    kind = base.study["kind"]
+    base_groups = dict(_groups(base.runs, axes))
+    new_groups = dict(_groups(new.runs, axes))
+    common = [key for key in base_groups if key in new_groups]
+    if not common:
+        raise ResultsError(
+            f"{base.path} and {new.path} have no configuration in common (grid values "
+            "differ everywhere): nothing to compare"
+        )
     rows = []
-    for key in ENVIRONMENT_KEYS:
-        a = base.meta.get("environment", {}).get(key)
-        b = new.meta.get("environment", {}).get(key)
-        if a is None and b is None:
-            continue
-        rows.append({"key": key, "base": a, "new": b, "differs": a != b})
+    for key in common:
+        b, n = base_groups[key], new_groups[key]
+        tuned, tuned_notes = tuned_values(b, n)
+        context = {
+            "configuration": ", ".join(str(v) for v in key),
+            **dict(zip(axes, key, strict=True)),
+            "initial_weights": initial_weights(b, n),
+            "tuned": tuned,
+        }
+        for metric in metrics:
+            row = _metric_row(metric, METRICS[kind][metric], b, n, tolerance, level)
+            row["note"] = "; ".join(filter(None, [row["note"], *tuned_notes]))
+            rows.append({**context, **row})
+    return pd.DataFrame(rows)
+
+
+def _flat(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _flat(f"{prefix}.{key}" if prefix else str(key), item)
+    else:
+        yield prefix, value
+
+
+def _provenance(meta: Meta) -> dict[str, Any]:
+    """Flat ``{key: value}`` of a run's provenance (git, torch build, host)."""
+    provenance = meta["provenance"]
+    git = provenance.get("git") or {}
+    flat = {f"git {k}": git.get(k) for k in GIT_KEYS if git.get(k) not in (None, "")}
+    build = {k: v for k, v in (provenance.get("torch_config") or {}).items() if k != "show"}
+    flat.update({f"torch build {k}": v for k, v in build.items()})
+    if provenance.get("host"):
+        flat["host"] = provenance["host"]
+    return flat
+
+
+def _plugin_name(plugin: PluginRecord) -> str:
+    """A plugin file is named by its file name: two checkouts of one project keep the same
+    plugin in different folders."""
+    name = plugin["name"]
+    return Path(name).name if plugin["origin"] == "file" else name
+
+
+def _only_differences(meta: Meta) -> dict[str, Any]:
+    """What is listed only when it differs: study settings, overrides, plugin versions."""
+    settings = dict(_flat("", meta["study"]["settings"]))
+    plugins = {f"plugin {_plugin_name(p)}": p["version"] for p in meta["plugins"]}
+    overrides = {"overrides": " ".join(meta["overrides"]) or None}
+    return {**settings, **plugins, **overrides}
+
+
+def environment_differences(base: Meta, new: Meta) -> list[dict[str, Any]]:
+    """Rows ``key, base, new, differs, group`` comparing two runs' ``meta``: the environment
+    and provenance always (differences marked), settings and plugins where they differ."""
+    rows = []
+    groups = [
+        ("environment", {k: base["environment"].get(k) for k in ENVIRONMENT_KEYS},
+         {k: new["environment"].get(k) for k in ENVIRONMENT_KEYS}, False),
+        ("provenance", _provenance(base), _provenance(new), False),
+        ("settings", _only_differences(base), _only_differences(new), True),
+    ]  # fmt: skip
+    for group, a, b, only_differences in groups:
+        for key in dict.fromkeys([*a, *b]):
+            x, y = a.get(key), b.get(key)
+            if (x is None and y is None) or (only_differences and x == y):
+                continue
+            rows.append({"key": key, "base": x, "new": y, "differs": x != y, "group": group})
     return rows
 
 
@@ -217,86 +304,33 @@ def compare(
     metrics: list[str] | None = None,
     tolerance: float | None = None,
     alpha: float = 0.05,
+    correction: str = "holm",
     out: str | os.PathLike[str] | None = None,
     json_out: str | os.PathLike[str] | None = None,
+    markdown_out: str | os.PathLike[str] | None = None,
 ) -> CompareOutcome:
-    """Compare result folders ``base`` and ``new``; write ``compare.html`` (default in NEW).
+    """Compare result folders ``base`` and ``new``; write ``compare.html`` (default in NEW),
+    and JSON and Markdown when asked. When ``$GITHUB_STEP_SUMMARY`` names a file, the
+    Markdown is appended to it (GitHub shows it on the job's page).
 
-    Raises ResultsError (exit 2 in the CLI) for missing, corrupt or incomparable folders.
+    Raises ResultsError (exit 2 in the CLI) for missing, corrupt or incomparable folders and
+    BenchinitError for bad settings (a NaN tolerance, alpha outside (0, 1)).
     """
-    if not 0 < alpha < 1:
-        raise BenchinitError(f"--alpha must be between 0 and 1, got {alpha}")
-    if tolerance is not None and tolerance < 0:
-        raise BenchinitError(f"--tolerance must be at least 0, got {tolerance}")
-    a, b = load_results(base), load_results(new)
-    _check_comparable(a, b)
-    kind = a.study["kind"]
-    metrics = metrics or [a.metric]
-    for metric in metrics:
-        if metric not in METRICS[kind]:
-            raise BenchinitError(
-                f"--metric {metric}: not a metric of {kind} studies."
-                f"{did_you_mean(metric, METRICS[kind])} Valid: {', '.join(METRICS[kind])}."
-            )
-    axes = a.axes
-    base_groups = dict(_groups(a.runs, axes))
-    new_groups = dict(_groups(b.runs, axes))
-    common = [key for key in base_groups if key in new_groups]
-    if not common:
-        raise ResultsError(
-            f"{base} and {new} have no configuration in common (grid values differ "
-            "everywhere): nothing to compare"
-        )
-    rows = []
-    for key in common:
-        label = ", ".join(str(v) for v in key)
-        for metric in metrics:
-            row = _compare_metric(
-                metric, METRICS[kind][metric], base_groups[key], new_groups[key], tolerance, alpha
-            )
-            rows.append({"configuration": label, **dict(zip(axes, key, strict=True)), **row})
-    table = pd.DataFrame(rows)
-    outcome = CompareOutcome(table, a, b, environment=_environment(a, b))
-    outcome.html = _write_html(outcome, Path(out) if out else Path(new) / "compare.html", alpha)
+    verdicts.check_options(alpha, tolerance, correction)
+    a, b = load_folder(base), load_folder(new)
+    check_comparable(a, b)
+    chosen = check_metrics(a, metrics)
+    rows = comparison_rows(a, b, chosen, tolerance, 1 - alpha)
+    table = verdicts.judge(rows, alpha=alpha, correction=correction)
+    outcome = CompareOutcome(
+        table, a, b, correction, alpha, environment=environment_differences(a.meta, b.meta)
+    )
+    html_path = Path(out) if out else Path(new) / "compare.html"
+    outcome.html = compare_render.write_html(outcome, html_path)
     if json_out:
         write_atomic(Path(json_out), json.dumps(outcome.to_json(), indent=2, default=str))
+    markdown = compare_render.markdown(outcome)
+    if markdown_out:
+        write_atomic(Path(markdown_out), markdown)
+    compare_render.append_step_summary(markdown)
     return outcome
-
-
-def _groups(runs: pd.DataFrame, axes: list[str]):
-    for key, frame in runs.groupby(axes, sort=False, dropna=False):
-        yield (key if isinstance(key, tuple) else (key,)), frame
-
-
-def _write_html(outcome: CompareOutcome, path: Path, alpha: float) -> Path:
-    from benchinit._version import __version__
-    from benchinit.report import environment as jinja_environment
-
-    images = []
-    for metric, frame in outcome.table.groupby("metric", sort=False):
-        if frame["diff"].notna().any():
-            images.append(
-                {
-                    "caption": f"{metric}: NEW - BASE, signed so that right is better, with "
-                    f"{1 - alpha:.0%} intervals; the band is the tolerance",
-                    "src": figures.render(figures.difference_plot, frame),
-                }
-            )
-    html = (
-        jinja_environment()
-        .get_template("compare.html")
-        .render(
-            version=__version__,
-            study=outcome.base.study,
-            base=outcome.base.path,
-            new=outcome.new.path,
-            counts=outcome.counts(),
-            rows=outcome.table.to_dict(orient="records"),
-            environment=outcome.environment,
-            figures=images,
-            alpha=alpha,
-        )
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, html)
-    return path

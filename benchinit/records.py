@@ -30,6 +30,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "status": "str",  # ok | diverged | failed
         "error": "str",
         "diverged_epoch": "Int64",
+        "init_hash": "str",  # fingerprint of the member's initial weights (stack.fingerprints)
         "seconds": "float64",  # the stacked batch's wall time divided by its cells
         "device": "str",
     },

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchinit import memory
+from benchinit import memory, provenance
 from benchinit._version import __version__
 from benchinit.cells import Cell
 from benchinit.errors import BenchinitError
@@ -247,6 +247,12 @@ def _components(study: Study, cells: Sequence[Cell]) -> list[Component]:
     return list(seen.values())
 
 
+def _folders(study: Study) -> list[Path]:
+    """Where to look for a git repository: the study file's folder, then the cwd."""
+    folders = [] if study.source.startswith("builtin:") else [Path(study.source).parent]
+    return [*folders, Path.cwd()]
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -284,7 +290,7 @@ def _meta(
             "threads": threads,
             "deterministic": deterministic,
         },
-        "provenance": {},
+        "provenance": provenance.collect(_folders(study)),
         "plugins": [
             {"name": p.name, "origin": p.origin, "source": p.source, "version": p.version}
             for p in study.registry.plugins.values()

@@ -130,6 +130,22 @@ def check_data(data: Any, bound: Bound[Any]) -> None:
 # --- the stacked model --------------------------------------------------------------------
 
 
+def fingerprints(model: StackedMLP) -> list[str]:
+    """Per member, a short hash of its initial weights and biases (exact bytes).
+
+    Stored with each run (``init_hash``), so compare can tell whether the initial weights
+    changed between two runs (an initializer's random stream, a torch release) or only
+    the training did.
+    """
+    tensors = [*model.kernels, *(model.biases or [])]
+    digests = [hashlib.sha256() for _ in range(model.members)]
+    for tensor in tensors:
+        values = tensor.detach().cpu().contiguous()
+        for g, digest in enumerate(digests):
+            digest.update(values[g].numpy().tobytes())
+    return [d.hexdigest()[:16] for d in digests]
+
+
 def build_stack(
     cells: Sequence[Cell],
     registry: Registry,

@@ -45,7 +45,15 @@ from benchinit.probes import layer_statistics, theory, weight_grad_norms
 from benchinit.records import Recorder
 from benchinit.registry import Registry
 from benchinit.schedules import make_scheduler
-from benchinit.stack import DTYPES, bind, build_stack, derive_seed, device_name, load_data
+from benchinit.stack import (
+    DTYPES,
+    bind,
+    build_stack,
+    derive_seed,
+    device_name,
+    fingerprints,
+    load_data,
+)
 
 EVAL_CHUNK = 4096  # samples per evaluation forward pass (bounds memory for big stacks)
 # The epoch-0 training loss is measured on at most this many training samples (the first
@@ -221,6 +229,7 @@ class _Run:
         self.model, self.cells, self.task, self.data = model, cells, task, data
         self.activation, self.loss, self.settings = activation, loss, settings
         self.recorder = recorder
+        self.hashes = fingerprints(model)  # before any step
         self.hist_range = activation.descriptor.range_of(activation.params)
         self.curves: dict[tuple[int, str, str], torch.Tensor] = {}
 
@@ -315,6 +324,7 @@ class _Run:
                     cell,
                     "diverged",
                     diverged_epoch=diverged_at[g],
+                    init_hash=self.hashes[g],
                     error=f"loss became non-finite in epoch {diverged_at[g]}",
                 )
                 continue
@@ -332,6 +342,7 @@ class _Run:
             self.recorder.run(
                 cell,
                 "ok",
+                init_hash=self.hashes[g],
                 train_loss=values[(epochs, "train", "loss")][g],
                 test_loss=final["loss"],
                 test_accuracy=final.get("accuracy", math.nan),

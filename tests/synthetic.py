@@ -2,18 +2,22 @@
 
 For report benchmarks and scale tests: the tables have the shape and dtypes benchinit
 writes (runs, curves, layers, histograms) with plausible values, without training anything.
+``runs_frame`` + ``write_runs`` write just a runs table with chosen values, for compare and
+history tests whose truth must be known exactly.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from benchinit.records import conform
+from benchinit.records import COLUMNS, conform
 from benchinit.store import SCHEMA_VERSION, Store
 
 INITIALIZERS = [
@@ -147,3 +151,87 @@ def write_synthetic(
     store.write_meta(meta, '[study]\nname = "synthetic"\n')
     (folder / "meta.json").write_text(json.dumps(meta))
     return len(cells)
+
+
+def runs_frame(
+    values: np.ndarray,
+    *,
+    seeds: Sequence[int] | None = None,
+    metric: str = "test_accuracy",
+    labels: Sequence[str] | None = None,
+    axis: str = "initializer",
+) -> pd.DataFrame:
+    """A runs table from a (configurations x seeds) array of one metric: configuration i is
+    ``labels[i]`` (default ``init<i>``) on ``axis``; every cell is ``ok``."""
+    configs, n = values.shape
+    seeds = list(range(n)) if seeds is None else list(seeds)
+    labels = [f"init{i}" for i in range(configs)] if labels is None else list(labels)
+    return pd.DataFrame(
+        {
+            axis: np.repeat(labels, n),
+            "seed": np.tile(seeds, configs),
+            "status": "ok",
+            metric: values.reshape(-1).astype(float),
+        }
+    )
+
+
+def write_runs(
+    folder: Path,
+    runs: pd.DataFrame,
+    *,
+    axes: Sequence[str] = ("initializer",),
+    name: str = "gate",
+    title: str = "Synthetic gate study",
+    kind: str = "train",
+    metric: str = "test_accuracy",
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write a results folder holding only a runs table (grid columns, ``seed``, ``status``,
+    metric columns, and any extra columns such as ``init_hash`` or ``tuned.*``) and a
+    ``meta.json`` (``meta`` is merged into it): what compare and history read, in
+    milliseconds instead of a training run."""
+    store = Store(folder, create=True)
+    runs = runs.copy()
+    runs.insert(0, "cell", [f"{folder.name[:8]}-{i:08x}" for i in range(len(runs))])
+    for column, default in (("error", ""), ("seconds", 0.1), ("device", "cpu")):
+        if column not in runs:
+            runs[column] = default
+    empty = {
+        table: conform(table, pd.DataFrame(columns=list(COLUMNS[table])))
+        for table in ("curves", "layers", "histograms")
+    }
+    store.write({"runs": conform("runs", runs), **empty})
+    values = {axis: list(dict.fromkeys(runs[axis].tolist())) for axis in axes}
+    full = {
+        "schema": SCHEMA_VERSION,
+        "study": {
+            "name": name,
+            "title": title,
+            "kind": kind,
+            "metric": metric,
+            "task": "classification",
+            "source": "synthetic",
+            "description": "",
+            "seeds": sorted({int(s) for s in runs["seed"]}),
+            "axes": list(axes),
+            "values": values,
+            "settings": {"model": {"precision": "float32"}},
+        },
+        "command": ["benchinit", "run", name],
+        "environment": {"device": "cpu", "torch": "2.13.0"},
+        "provenance": {},
+        "overrides": [],
+        "plugins": [],
+        "components": [],
+        "cells": runs["cell"].tolist(),
+        "started": "2026-01-01T00:00:00+00:00",
+        "finished": "2026-01-01T00:01:00+00:00",
+    }
+    for key, value in (meta or {}).items():
+        if isinstance(value, dict) and isinstance(full.get(key), dict):
+            full[key] = {**full[key], **value}
+        else:
+            full[key] = value
+    store.write_meta(full, f"[study]\nname = {json.dumps(name)}\n")
+    return folder

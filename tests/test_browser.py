@@ -97,3 +97,58 @@ def test_report_in_headless_chromium(seed_report, artifacts):
     assert errors == []
     others = [r for r in requests if not (r.startswith("data:") or r == url)]
     assert others == [], f"the report fetched {others}"
+
+
+@pytest.fixture(scope="module")
+def history_page(tmp_path_factory) -> Path:
+    """Three synthetic nightly runs (hostile title and labels, a planted regression and a
+    torch change in the last), each with a report to link to."""
+    from test_history import write_series
+
+    from benchinit.history import history
+
+    root = tmp_path_factory.mktemp("history")
+    runs = write_series(root, drop_last=0.05)
+    return history(runs, out=root / "history.html").html
+
+
+def test_history_page_in_headless_chromium(history_page, artifacts):
+    sync_playwright = _playwright()
+    url = history_page.resolve().as_uri()
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(url, wait_until="load")
+        page.wait_for_load_state("networkidle")
+        images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+        assert len(images) == 1 and all(done and width > 0 for done, width in images), images
+        assert page.title().startswith("History gate")
+        assert "<script>alert(1)</script>" in page.inner_text("h1")  # shown, not run
+        assert "the gate fails" in page.inner_text("#last-step")
+
+        def column(index: int) -> list[str]:
+            return page.eval_on_selector_all(
+                "#history-verdicts tbody tr",
+                f"rows => rows.map(r => r.cells[{index}].textContent.trim())",
+            )
+
+        headers = page.eval_on_selector_all(
+            "#history-verdicts thead th", "hs => hs.map(h => h.textContent.trim())"
+        )
+        verdict = headers.index("verdict")
+        assert column(verdict)[0] == "regressed"  # regressions first
+        page.click(f"#history-verdicts thead th:nth-child({headers.index('difference') + 1})")
+        diffs = [float(v) for v in column(headers.index("difference"))]
+        assert diffs == sorted(diffs)
+        page.screenshot(path=str(artifacts / "history-full.png"), full_page=True)
+        hrefs = page.eval_on_selector_all("#runs-table a", "links => links.map(a => a.href)")
+        assert [h.rsplit("/", 2)[-2] for h in hrefs] == ["night1", "night2", "night3"]
+        browser.close()
+    assert errors == []
+    others = [r for r in requests if not (r.startswith("data:") or r == url)]
+    assert others == [], f"the history page fetched {others}"

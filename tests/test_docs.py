@@ -75,7 +75,7 @@ def test_every_hook_is_documented_and_tested():
 
 def test_readme_commands_exist():
     synopsis = section("Commands")
-    for command in ("list", "run", "report", "compare"):
+    for command in ("list", "run", "report", "compare", "history"):
         assert f"benchinit {command}" in synopsis
     for flag in (
         "--set",
@@ -93,5 +93,8 @@ def test_readme_commands_exist():
         "--metric",
         "--json",
         "--alpha",
+        "--correction",
+        "--markdown",
+        "--sort",
     ):
         assert flag in synopsis, flag

@@ -1,0 +1,276 @@
+"""How a comparison is shown: the terminal summary, ``compare.html``, JSON for machines, and
+GitHub-flavoured Markdown for pull requests and ``$GITHUB_STEP_SUMMARY``.
+
+Every string from a study (titles, grid labels, notes) is escaped for where it goes:
+Jinja2's autoescaping in HTML, backslash and entity escapes in Markdown, so a label like
+``a|b`` or ``<script>`` shows as text and never breaks a table.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from benchinit import figures, stats
+from benchinit.errors import BenchinitError
+from benchinit.store import write_atomic
+
+if TYPE_CHECKING:
+    from benchinit.compare import CompareOutcome
+
+CORRECTION_NAMES = {
+    "holm": "Holm (family-wise error)",
+    "bh": "Benjamini-Hochberg (false discovery rate)",
+    "none": "none (each test alone)",
+}
+ORDER = {"regressed": 0, "improved": 1, "inconclusive": 2, "unchanged": 3}
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def correction_text(correction: str, alpha: float) -> str:
+    """'p adjusted by Holm (family-wise error), alpha 0.05'."""
+    return f"p adjusted by {CORRECTION_NAMES[correction]}, alpha {alpha:g}"
+
+
+def number(value: Any, digits: int = 4) -> str:
+    """A number for text and Markdown: 4 significant digits, '–' for missing, '∞' for
+    a change no test could detect; never '-0'."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞"
+    text = f"{float(value) + 0.0:.{digits}g}"
+    return "0" if text in ("-0", "0") else text
+
+
+def ordered(table: pd.DataFrame) -> pd.DataFrame:
+    """Regressions first, then improvements, then the rest (stable within each)."""
+    key = table["verdict"].map(ORDER)
+    return table.assign(_o=key).sort_values("_o", kind="stable").drop(columns="_o")
+
+
+# --- the terminal ------------------------------------------------------------------------
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {v}" for v, n in counts.items())
+
+
+def text_summary(outcome: CompareOutcome, rows: int = 12) -> str:
+    table = outcome.table
+    head = (
+        f"compare {outcome.base.study['name']}: {len(table)} comparisons: "
+        f"{_counts_text(outcome.counts())} ({correction_text(outcome.correction, outcome.alpha)})"
+    )
+    columns = {
+        "configuration": "configuration",
+        "metric": "metric",
+        "base": "base",
+        "new": "new",
+        "diff": "diff",
+        "ci_low": "ci_low",
+        "ci_high": "ci_high",
+        "p_adjusted": "p_adj",
+        "detectable": "detectable",
+        "initial_weights": "init",
+        "verdict": "verdict",
+        "note": "note",
+    }
+    shown = ordered(table).head(rows)[list(columns)].rename(columns=columns)
+    lines = [head, "", shown.to_string(index=False, float_format=number)]
+    if len(table) > rows:
+        lines.append(f"... {len(table) - rows} more in {outcome.html or 'the table'}")
+    if outcome.warning:
+        lines.append(outcome.warning)
+    changed = [e for e in outcome.environment if e["differs"]]
+    if changed:
+        lines.append(
+            "environments differ: "
+            + "; ".join(f"{e['key']} {e['base']} -> {e['new']}" for e in changed)
+        )
+    if outcome.html is not None:
+        lines.append(f"report: {outcome.html}")
+    return "\n".join(lines)
+
+
+# --- JSON --------------------------------------------------------------------------------
+
+
+def records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts (NaN and infinity become null)."""
+    return json.loads(table.to_json(orient="records"))
+
+
+def json_summary(outcome: CompareOutcome) -> dict[str, Any]:
+    return {
+        "study": outcome.base.study["name"],
+        "base": str(outcome.base.path),
+        "new": str(outcome.new.path),
+        "regressed": outcome.regressed,
+        "counts": outcome.counts(),
+        "correction": outcome.correction,
+        "alpha": outcome.alpha,
+        "power": stats.POWER,
+        "warning": outcome.warning,
+        "environment": outcome.environment,
+        "comparisons": records(outcome.table),
+    }
+
+
+# --- Markdown ----------------------------------------------------------------------------
+
+
+def md(value: Any) -> str:
+    """Text safe in a Markdown table cell: HTML entities for & < >, backslashes before
+    Markdown's active characters (| included), one line."""
+    text = html.escape(str(value), quote=False)
+    return " ".join(_MARKDOWN_SPECIAL.sub(r"\\\1", text).split())
+
+
+def markdown_table(table: pd.DataFrame, level: float) -> list[str]:
+    """The verdicts as a GitHub-flavoured Markdown table (lines)."""
+    header = [
+        "configuration",
+        "metric",
+        "base",
+        "new",
+        "difference",
+        f"{level:.0%} interval",
+        "p (adjusted)",
+        f"detectable ({stats.POWER:.0%} power)",
+        "initial weights",
+        "verdict",
+        "note",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in ordered(table).to_dict(orient="records"):
+        verdict = (
+            f"**{r['verdict']}**" if r["verdict"] in ("regressed", "improved") else r["verdict"]
+        )
+        cells = [
+            md(r["configuration"]),
+            md(r["metric"]),
+            number(r["base"]),
+            number(r["new"]),
+            number(r["diff"]),
+            f"[{number(r['ci_low'])}, {number(r['ci_high'])}]",
+            number(r["p_adjusted"], 2),
+            number(r["detectable"], 2),
+            md(r["initial_weights"]),
+            verdict,
+            md("; ".join(filter(None, [r["note"], r["tuned"], r["test"]]))),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def environment_lines(environment: list[dict[str, Any]]) -> list[str]:
+    changed = [e for e in environment if e["differs"]]
+    if not changed:
+        return ["No differences in environment, provenance or settings."]
+    return ["Differences:", ""] + [
+        f"- {md(e['key'])}: {md(e['base'])} → {md(e['new'])}" for e in changed
+    ]
+
+
+def markdown(outcome: CompareOutcome) -> str:
+    """The verdict table, a summary line, the power warning and the environment
+    differences, as GitHub-flavoured Markdown."""
+    lines = [
+        f"### benchinit compare: {md(outcome.base.study['title'])}",
+        "",
+        f"**{len(outcome.table)} comparisons: {_counts_text(outcome.counts())}** "
+        f"({md(correction_text(outcome.correction, outcome.alpha))}; base {md(outcome.base.path)}, "
+        f"new {md(outcome.new.path)})",
+        "",
+        *markdown_table(outcome.table, 1 - outcome.alpha),
+        "",
+    ]
+    if outcome.warning:
+        lines += [f"> {md(outcome.warning)}", ""]
+    lines += environment_lines(outcome.environment)
+    return "\n".join(lines) + "\n"
+
+
+def append_step_summary(text: str) -> Path | None:
+    """Append ``text`` to the file ``$GITHUB_STEP_SUMMARY`` names (GitHub Actions shows it
+    on the job's page); nothing when the variable is unset."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return None
+    path = Path(target)
+    try:
+        existing = path.read_text(encoding="utf-8") if path.is_file() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchinitError(f"cannot read the step summary '{path}': {exc}") from None
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    write_atomic(path, existing + text)
+    return path
+
+
+# --- HTML --------------------------------------------------------------------------------
+
+
+def html_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows for the templates, with the detectable change spelled out where it is infinite."""
+    rows: list[dict[str, Any]] = []
+    for row in table.to_dict(orient="records"):
+        r = {str(k): v for k, v in row.items()}
+        r["detectable_text"] = (
+            "none (fewer than 2 seeds)"
+            if math.isinf(r["detectable"])
+            else number(r["detectable"], 3)
+        )
+        rows.append(r)
+    return rows
+
+
+def difference_figures(table: pd.DataFrame, alpha: float) -> list[dict[str, str]]:
+    images = []
+    for metric, frame in table.groupby("metric", sort=False):
+        if frame["diff"].notna().any():
+            images.append(
+                {
+                    "caption": f"{metric}: NEW - BASE, signed so that right is better, with "
+                    f"{1 - alpha:.0%} intervals; the band is the tolerance",
+                    "src": figures.render(figures.difference_plot, frame),
+                }
+            )
+    return images
+
+
+def write_html(outcome: CompareOutcome, path: Path) -> Path:
+    from benchinit._version import __version__
+    from benchinit.report import environment as jinja_environment
+
+    page = (
+        jinja_environment()
+        .get_template("compare.html")
+        .render(
+            version=__version__,
+            study=outcome.base.study,
+            base=outcome.base.path,
+            new=outcome.new.path,
+            counts=outcome.counts(),
+            rows=html_rows(outcome.table),
+            tuned=bool((outcome.table["tuned"] != "").any()),
+            steps=False,
+            table_id="verdict-table",
+            environment=outcome.environment,
+            figures=difference_figures(outcome.table, outcome.alpha),
+            alpha=outcome.alpha,
+            correction=CORRECTION_NAMES[outcome.correction],
+            power=stats.POWER,
+            warning=outcome.warning,
+        )
+    )
+    write_atomic(path, page)
+    return path
