@@ -134,27 +134,13 @@ def theory_std(
     ``input_second_moment`` is the mean of x^2 over inputs; ``weight_second_moments[l]`` the
     mean of W_l^2 (sigma_w^2 / n for zero-mean weights), ``fan_ins[l]`` its number of inputs.
     """
-    return [
-        math.sqrt(q)
-        for q in _variances(
-            phi, input_second_moment, weight_second_moments, fan_ins, bias_second_moments
-        )
-    ]
-
-
-def _variances(
-    phi: Phi,
-    input_second_moment: float,
-    weight_second_moments: Sequence[float],
-    fan_ins: Sequence[int],
-    bias_second_moments: Sequence[float] | None,
-) -> list[float]:
     biases = bias_second_moments or [0.0] * len(fan_ins)
-    qs, mean_square_input = [], input_second_moment
+    stds, mean_square_input = [], input_second_moment
     for w2, n, b2 in zip(weight_second_moments, fan_ins, biases, strict=True):
-        qs.append(w2 * n * mean_square_input + b2)
-        mean_square_input = second_moment(phi, qs[-1])
-    return qs
+        q = w2 * n * mean_square_input + b2
+        stds.append(math.sqrt(q))
+        mean_square_input = second_moment(phi, q)
+    return stds
 
 
 # --- the variance map -------------------------------------------------------------------
@@ -397,7 +383,8 @@ def jacobian_theory(
     s = 1 + n_{l-1} / n_l. The recursion is in the module docstring.
     """
     fan_ins, fan_outs = list(widths[:-1]), list(widths[1:])
-    qs = _variances(phi, input_second_moment, weight_second_moments, fan_ins, bias_second_moments)
+    stds = theory_std(phi, input_second_moment, weight_second_moments, fan_ins, bias_second_moments)
+    qs = [std * std for std in stds]
     spreads = weight_spreads or [
         1 + n_in / n_out for n_in, n_out in zip(fan_ins, fan_outs, strict=True)
     ]
