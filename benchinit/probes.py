@@ -17,7 +17,7 @@ array the lesson histograms):
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -28,7 +28,7 @@ BINS = 30
 SATURATION = 0.1  # phi'(z) below this share of max phi' counts as saturated
 
 
-def derivative(activation: Bound, z: torch.Tensor) -> torch.Tensor:
+def derivative(activation: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:
     """phi'(z), elementwise, by autograd (works for any plugin activation)."""
     with torch.enable_grad():
         z = z.detach().requires_grad_(True)
