@@ -3,7 +3,10 @@
 For a batch of cells (one activation and shape, many initializers and seeds) the engine
 draws the dataset's training inputs, initializes one stacked model with a member per cell,
 pushes the inputs through it once, and records per hidden layer the statistics and
-histograms of benchinit.probes plus the mean-field prediction ``theory_std``.
+histograms of benchinit.probes plus the mean-field prediction ``theory_std`` (plain networks
+only: the theory ignores residual branches and normalization), and the input-output
+Jacobian's spectrum at a few probe inputs (benchinit.jacobian). Under ``bf16`` the forward
+pass is autocast; every statistic is computed in float32 or better.
 
 ``grad_norm`` comes from one backward pass of a fixed loss through a random linear
 read-out: L = mean over samples b of r_b . h_L(b), with r_b ~ N(0, I / width) drawn once
@@ -16,16 +19,19 @@ backward signal: vanishing gradients show as norms falling toward layer 1.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
+from benchinit import jacobian
 from benchinit.cells import Cell
 from benchinit.descriptors import Activation, Bound
 from benchinit.models import StackedMLP
 from benchinit.probes import entropy_bits, layer_statistics, theory, weight_grad_norms
 from benchinit.records import Recorder
 from benchinit.registry import Registry
-from benchinit.stack import bind, build_stack, fingerprints, load_data
+from benchinit.stack import bind, build_stack, computing, fingerprints, load_data
 
 READOUT_SEED = 0
 
@@ -55,9 +61,8 @@ def run_signal(
         calibration_x=data.x_train,
     )
     if kept:
-        _measure(
-            model, kept, x_train=data.x_train, width=width, activation=activation, recorder=recorder
-        )
+        x = data.x_train.to(device=device, dtype=model.kernels[0].dtype)
+        _measure(model, kept, x, activation, config["model"], recorder)
     for cell in cells:
         if cell.id in failures:
             recorder.run(cell, "failed", error=failures[cell.id])
@@ -66,31 +71,33 @@ def run_signal(
 def _measure(
     model: StackedMLP,
     cells: list[Cell],
-    *,
-    x_train: torch.Tensor,
-    width: int,
+    x: torch.Tensor,
     activation: Bound[Activation],
+    settings: Mapping[str, Any],
     recorder: Recorder,
 ) -> None:
-    """One forward and one backward pass of the stack; record layers and runs."""
-    device = model.kernels[0].device
+    """One forward and one backward pass of the stack, and a Jacobian probe; record the
+    layers and the runs. Statistics are float32 or better whatever the forward's precision."""
     hashes = fingerprints(model)
-    x = x_train.to(device=device, dtype=model.kernels[0].dtype)
     trace: list[tuple[torch.Tensor, torch.Tensor]] = []
-    out = model(x, activation, trace)
-    r = readout(len(x), width, x.dtype, device)
+    with computing(settings, x.device):
+        out = _wide(model(x, activation, trace))
+    r = readout(len(x), out.shape[-1], out.dtype, x.device)
     (out * r).sum(2).mean(1).sum().backward()
     stats, hists = [], []
     for (pre, act), grad in zip(trace, weight_grad_norms(list(model.kernels)), strict=True):
-        layer_stats, counts = layer_statistics(pre, act, activation)
+        layer_stats, counts = layer_statistics(_wide(pre), _wide(act), activation)
         layer_stats["grad_norm"] = grad
         stats.append(layer_stats)
         hists.append(counts)
     finite = torch.stack([torch.isfinite(act).flatten(1).all(1) for _, act in trace]).all(0)
-    biases = None if model.biases is None else list(model.biases)
-    predicted = theory(activation, x, model.weights, biases, model.hidden)
+    extra = {}
+    if model.residual is None and model.norm == "none":  # where mean-field theory applies
+        biases = None if model.biases is None else list(model.biases)
+        extra["theory_std"] = theory(activation, x, model.weights, biases, model.hidden)
     hist_range = activation.descriptor.range_of(activation.params)
-    recorder.layers(cells, "init", stats, hists, hist_range, {"theory_std": predicted})
+    recorder.layers(cells, "init", stats, hists, hist_range, extra)
+    record_spectrum(recorder, cells, "init", jacobian.probe(model, x, activation))
     first, last = stats[0], stats[-1]
     for g, cell in enumerate(cells):
         ok = bool(finite[g])
@@ -104,6 +111,23 @@ def _measure(
             saturated_frac=float(last["saturated_frac"][g]),
             dead_frac=float(last["dead_frac"][g]),
             grad_drift=_abs_log(first["grad_norm"][g], last["grad_norm"][g], 10),
+        )
+
+
+def _wide(values: torch.Tensor) -> torch.Tensor:
+    """``values`` in float32 at least (a bfloat16 forward's outputs keep their graph)."""
+    return values.float() if values.dtype in (torch.bfloat16, torch.float16) else values
+
+
+def record_spectrum(
+    recorder: Recorder, cells: list[Cell], phase: str, spectrum: jacobian.Spectrum
+) -> None:
+    """A Jacobian probe's per-layer moments, theory and last-layer spectrum histogram."""
+    recorder.layer_metrics(cells, phase, spectrum.stats, spectrum.theory)
+    if spectrum.histogram is not None:
+        lo, hi = jacobian.LOG10_SV_RANGE
+        recorder.histogram(
+            cells, phase, len(spectrum.stats), spectrum.histogram, lo, hi, table_name="spectra"
         )
 
 

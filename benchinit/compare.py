@@ -83,14 +83,6 @@ class CompareOutcome:
         return compare_render.json_summary(self)
 
 
-def load_folder(path: str | os.PathLike[str]) -> Results:
-    """A results folder's tables; a ResultsError naming ``path`` when it is not one."""
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise ResultsError(f"'{folder}' is a file, not a results folder")
-    return load_results(folder)
-
-
 def check_comparable(base: Results, new: Results) -> None:
     """Refuse result sets of different studies or grids, naming both folders."""
     a, b = base.study, new.study
@@ -317,7 +309,7 @@ def compare(
     BenchinitError for bad settings (a NaN tolerance, alpha outside (0, 1)).
     """
     verdicts.check_options(alpha, tolerance, correction)
-    a, b = load_folder(base), load_folder(new)
+    a, b = load_results(base), load_results(new)
     check_comparable(a, b)
     chosen = check_metrics(a, metrics)
     rows = comparison_rows(a, b, chosen, tolerance, 1 - alpha)

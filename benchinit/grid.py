@@ -94,7 +94,10 @@ class Resolver:
                 sections[section][sub] = value
         key = "grid" if any(a.startswith("data.") for a in combo) else "data"
         data = self.bind("dataset", data_doc, key)
-        model = sections["model"]
+        try:
+            model = settings.model_config(sections["model"])
+        except settings.Invalid as exc:
+            raise self.fail("model.precision", str(exc)) from None
         if self.kind == "signal" and model["depth"] < 1:
             raise self.fail("model.depth", "a signal study needs at least one hidden layer")
         bias_init = self.bind("initializer", model["bias_init"], "model.bias_init")

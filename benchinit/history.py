@@ -35,10 +35,9 @@ from benchinit.compare import (
     check_metrics,
     comparison_rows,
     environment_differences,
-    load_folder,
 )
 from benchinit.errors import BenchinitError, ResultsError, did_you_mean
-from benchinit.results import Results
+from benchinit.results import Results, load_results
 from benchinit.store import write_atomic
 
 SORTS = ("given", "time")
@@ -155,7 +154,7 @@ def history(
     verdicts.check_options(alpha, tolerance, correction)
     if not dirs:
         raise BenchinitError("history needs at least one results folder")
-    runs = _order([load_folder(d) for d in dirs], sort)
+    runs = _order([load_results(d) for d in dirs], sort)
     for other in runs[1:]:
         check_comparable(runs[0], other)
     chosen = check_metrics(runs[0], metrics)

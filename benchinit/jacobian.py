@@ -51,6 +51,7 @@ at the last hidden layer, with ``left``/``right`` in log10 units (``LOG10_SV_RAN
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -226,3 +227,36 @@ def spectrum_theory(
         means.append(m)
         variances.append(v)
     return means, variances
+
+
+@dataclass
+class Spectrum:
+    """What one Jacobian probe of a stack records (see the module docstring)."""
+
+    stats: list[dict[str, torch.Tensor]]  # per hidden layer: jac_sv2_mean, jac_sv2_var [G]
+    histogram: torch.Tensor | None  # [G, LOG10_SV_BINS] at the last hidden layer, or None
+    theory: dict[str, list[list[float]]]  # theory_jac_sv2_* as [member][layer]; {} if none
+
+
+def probe(
+    model: StackedMLP,
+    x: torch.Tensor,
+    activation: Activation,
+    *,
+    probes: int = PROBES,
+    singular_values: bool = True,
+) -> Spectrum:
+    """The spectrum at the first ``probes`` rows of ``x`` (``x`` is the batch that batch
+    norm's training-mode statistics come from), in float32 or better whatever the model's
+    precision, and its theory where it applies."""
+    x = x.to(dtype=model.kernels[0].dtype)
+    with torch.no_grad():
+        stats, log10_sv = jacobian_spectrum(
+            model, x[:probes], activation, batch=x, singular_values=singular_values
+        )
+        predicted = spectrum_theory(model, x, activation)
+    theory = {}
+    if predicted is not None:
+        theory = {"theory_jac_sv2_mean": predicted[0], "theory_jac_sv2_var": predicted[1]}
+    histogram = log10_sv_histogram(log10_sv) if log10_sv.shape[1] else None
+    return Spectrum(stats, histogram, theory)

@@ -388,16 +388,18 @@ def jacobian_theory(
     spreads = weight_spreads or [
         1 + n_in / n_out for n_in, n_out in zip(fan_ins, fan_outs, strict=True)
     ]
-    m1, m2, means, variances = 1.0, 1.0, [], []
-    for q, w2, n_in, n_out, s in zip(
-        qs, weight_second_moments, fan_ins, fan_outs, spreads, strict=True
-    ):
-        sigma2 = w2 * n_in
-        mu1, mu2, _ = _slope_moments(phi, _at(q))
-        b1, b2 = sigma2 * m1, (n_out / n_in) * sigma2**2 * ((s - 1) * m1**2 + m2)
-        m1, m2 = mu1 * b1, mu2 * b1**2 + mu1**2 * (b2 - b1**2)
-        means.append(m1)
-        variances.append(m2 - m1**2)
+    m1, m2 = np.float64(1.0), np.float64(1.0)  # numpy scalars: overflow gives inf, not an error
+    means, variances = [], []
+    with np.errstate(all="ignore"):
+        for q, w2, n_in, n_out, s in zip(
+            qs, weight_second_moments, fan_ins, fan_outs, spreads, strict=True
+        ):
+            sigma2 = np.float64(w2) * n_in
+            mu1, mu2, _ = _slope_moments(phi, _at(q))
+            b1, b2 = sigma2 * m1, (n_out / n_in) * sigma2**2 * ((s - 1) * m1**2 + m2)
+            m1, m2 = mu1 * b1, mu2 * b1**2 + mu1**2 * (b2 - b1**2)
+            means.append(float(m1))
+            variances.append(float(m2 - m1**2))
     return means, variances
 
 

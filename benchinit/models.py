@@ -141,10 +141,14 @@ class StackedMLP(nn.Module):
         x: torch.Tensor,
         activation: Callable[[torch.Tensor], torch.Tensor],
         trace: Trace | None = None,
+        *,
+        update: bool = True,
     ) -> torch.Tensor:
-        """Outputs ``[G, B, out]``; hidden (pre-activation, output) pairs go to ``trace``."""
+        """Outputs ``[G, B, out]``; hidden (pre-activation, output) pairs go to ``trace``.
+        ``update=False``: a training-mode batch norm leaves its running statistics alone
+        (a probe looks without changing what evaluation will see)."""
         h = x
-        for step in self.steps(x, activation):
+        for step in self.steps(x, activation, update=update):
             h = step.out
             if trace is not None:
                 trace.append((step.pre, step.out))

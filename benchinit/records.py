@@ -1,9 +1,11 @@
-"""The four result tables: their schema (one owner) and the recorder that fills them.
+"""The result tables: their schema (one owner) and the recorder that fills them.
 
 A batch of cells records into a :class:`Recorder`; :meth:`Recorder.frames` turns the rows
-into the tables ``runs``, ``curves``, ``layers`` and ``histograms`` with the documented
-dtypes (:data:`COLUMNS`). The store writes them as they are, and ``load_results`` passes
-them through :func:`conform` again, so older or foreign chunks read the same way.
+into the tables ``runs``, ``curves``, ``layers``, ``histograms`` (of activations) and
+``spectra`` (histograms of the input-output Jacobian's log10 singular values at the last
+hidden layer, benchinit.jacobian) with the documented dtypes (:data:`COLUMNS`). The store
+writes them as they are, and ``load_results`` passes them through :func:`conform` again, so
+older or foreign chunks read the same way.
 
 ``runs`` also has one column per grid axis (the cell's labels) and one per metric of its
 study kind (benchinit.metrics), all float64.
@@ -20,7 +22,9 @@ import torch
 from benchinit.cells import Cell
 from benchinit.metrics import METRICS
 
-TABLES = ("runs", "curves", "layers", "histograms")
+TABLES = ("runs", "curves", "layers", "histograms", "spectra")
+# Tables added after the first results were written: a chunk without one reads as empty.
+LATER_TABLES = ("spectra",)
 Records = dict[str, pd.DataFrame]
 
 COLUMNS: dict[str, dict[str, str]] = {
@@ -49,6 +53,15 @@ COLUMNS: dict[str, dict[str, str]] = {
         "value": "float64",
     },
     "histograms": {
+        "cell": "str",
+        "phase": "str",
+        "layer": "int64",
+        "bin": "int64",
+        "left": "float64",
+        "right": "float64",
+        "count": "int64",
+    },
+    "spectra": {  # bins in log10 units
         "cell": "str",
         "phase": "str",
         "layer": "int64",
@@ -125,16 +138,26 @@ class Recorder:
         hist_range: tuple[float, float],
         extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
     ) -> None:
-        """Every hidden layer's statistics (``{metric: [G]}`` per layer) and histograms.
+        """Every hidden layer's statistics (``{metric: [G]}`` per layer) and activation
+        histograms; ``extra`` as in :meth:`layer_metrics`."""
+        self.layer_metrics(cells, phase, stats, extra)
+        for layer, counts in enumerate(hists, start=1):
+            self.histogram(cells, phase, layer, counts, *hist_range)
 
-        ``extra`` adds per-layer metrics given as ``{metric: [member][layer]}`` (theory).
-        """
-        for layer, (layer_stats, counts) in enumerate(zip(stats, hists, strict=True), start=1):
+    def layer_metrics(
+        self,
+        cells: Sequence[Cell],
+        phase: str,
+        stats: Sequence[Mapping[str, torch.Tensor]],
+        extra: Mapping[str, Sequence[Sequence[float]]] | None = None,
+    ) -> None:
+        """Per-layer metrics ``{metric: [G]}`` per layer; ``extra`` adds metrics given as
+        ``{metric: [member][layer]}`` (theory)."""
+        for layer, layer_stats in enumerate(stats, start=1):
             for metric, values in layer_stats.items():
                 self.layer(cells, phase, layer, metric, values.double().cpu().tolist())
             for metric, per_member in (extra or {}).items():
                 self.layer(cells, phase, layer, metric, [p[layer - 1] for p in per_member])
-            self.histogram(cells, phase, layer, counts, *hist_range)
 
     def histogram(
         self,
@@ -144,11 +167,13 @@ class Recorder:
         counts: torch.Tensor,
         lo: float,
         hi: float,
+        table_name: str = "histograms",
     ) -> None:
-        """Counts ``[G, bins]`` over [lo, hi], one row per cell and bin."""
+        """Counts ``[G, bins]`` over [lo, hi], one row per cell and bin, into
+        ``histograms`` (activations) or ``spectra`` (log10 singular values)."""
         bins = counts.shape[1]
         width = (hi - lo) / bins
-        table = self.columns["histograms"]
+        table = self.columns[table_name]
         for cell, row in zip(cells, counts.cpu().tolist(), strict=True):
             table["cell"] += [cell.id] * bins
             table["phase"] += [phase] * bins

@@ -18,9 +18,14 @@
                 ``metric``, ``value``.
 ``layers``      ``cell``, ``phase`` (``init`` | ``final``), ``layer`` (int64, 1-based hidden
                 layer), ``metric`` (``act_mean``, ``act_std``, ``preact_std``,
-                ``saturated_frac``, ``dead_frac``, ``grad_norm``, ``theory_std``), ``value``.
+                ``saturated_frac``, ``dead_frac``, ``grad_norm``, ``theory_std``,
+                ``jac_sv2_mean``, ``jac_sv2_var`` (the input-output Jacobian's squared
+                singular values, benchinit.jacobian), ``theory_jac_sv2_mean``,
+                ``theory_jac_sv2_var``), ``value``.
 ``histograms``  ``cell``, ``phase``, ``layer``, ``bin`` (int64), ``left``, ``right``
-                (float64 bin edges), ``count`` (int64).
+                (float64 bin edges), ``count`` (int64): the activations.
+``spectra``     the same columns: log10 singular values of the input-output Jacobian at
+                the last hidden layer (``left``/``right`` in log10 units).
 
 Text columns have pandas' default string dtype (``object`` in pandas 2, ``str`` in 3).
 By default only the cells of the folder's latest study are returned.
@@ -65,6 +70,7 @@ class Results:
     curves: pd.DataFrame
     layers: pd.DataFrame
     histograms: pd.DataFrame
+    spectra: pd.DataFrame
     meta: Meta
     path: Path
 
@@ -145,4 +151,12 @@ def load_results(path: str | os.PathLike[str], *, all_cells: bool = False) -> Re
         .drop(columns="_order")
         .reset_index(drop=True)
     )
-    return Results(runs, tables["curves"], tables["layers"], tables["histograms"], meta, Path(path))
+    return Results(
+        runs,
+        tables["curves"],
+        tables["layers"],
+        tables["histograms"],
+        tables["spectra"],
+        meta,
+        Path(path),
+    )

@@ -103,6 +103,20 @@ def seed_list(value: Any) -> Sequence[int]:
     raise Invalid(f"must be a number of seeds or a non-empty list of seeds, got {value!r}")
 
 
+def branch_scale(value: Any) -> float | str | None:
+    """A residual branch's scale alpha: a positive number, "1/sqrt(depth)", or off."""
+    if value is None or value is False:
+        return None
+    if value == SQRT_DEPTH:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise Invalid(
+            f'must be a positive number (the branch scale alpha), "{SQRT_DEPTH}" or false, '
+            f"got {value!r}"
+        )
+    return float(value)
+
+
 def paths(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise Invalid(f"must be a list of file paths, got {value!r}")
@@ -116,6 +130,9 @@ def spec(value: Any) -> Any:
 
 
 # --- sections ----------------------------------------------------------------------------
+
+SQRT_DEPTH = "1/sqrt(depth)"
+PRECISIONS = ("float32", "float64", "bf16", "tf32")
 
 
 @dataclass(frozen=True)
@@ -139,7 +156,12 @@ class ModelSettings:
     width: int = setting(100, integer(1))  # units per hidden layer
     bias: bool = setting(True, boolean)  # affine layers with a bias
     bias_init: Any = setting("zeros", spec)  # an initializer spec for the biases
-    dtype: str = setting("float32", choice("float32", "float64"))  # parameters' dtype
+    # float32 | float64 | bf16 (autocast matmuls to bfloat16; float32 master weights,
+    # optimizer state and reductions) | tf32 (CUDA only: TF32 matmuls). Default: dtype's.
+    precision: str | None = setting(None, lambda v: None if v is None else choice(*PRECISIONS)(v))
+    dtype: str = setting("float32", choice("float32", "float64"))  # older spelling of precision
+    residual: float | str | None = setting(None, branch_scale)  # h + alpha phi(W h + b); off
+    norm: str = setting("none", choice("none", "layer", "batch"))  # normalize pre-activations
 
 
 @dataclass(frozen=True)
@@ -194,6 +216,33 @@ def parse_section(
         if key not in values:
             values[key] = f.metadata["check"](f.default)
     return cls(**values)
+
+
+# Keys added to [model] after cell format 1: they enter a cell's configuration (and so its
+# id) only when they differ from these values, so results stored before they existed stay
+# valid and are not computed again.
+LATER_MODEL_KEYS: dict[str, Any] = {"precision": None, "residual": None, "norm": "none"}
+
+
+def model_config(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A cell's ``model`` configuration from the [model] values (grid values applied).
+
+    ``precision`` and the older ``dtype`` agree or one is left at its default: float64
+    stores parameters in float64, every other precision in float32 (``dtype``), and bf16 /
+    tf32 are recorded as ``precision``. Raises Invalid when they contradict each other.
+    """
+    config = dict(model)
+    precision = config.get("precision")
+    if precision is not None:
+        dtype = "float64" if precision == "float64" else "float32"
+        if config["dtype"] != "float32" and config["dtype"] != dtype:
+            raise Invalid(f"precision {precision!r} contradicts dtype {config['dtype']!r}")
+        config["dtype"] = dtype
+        config["precision"] = None if precision in ("float32", "float64") else precision
+    for key, default in LATER_MODEL_KEYS.items():
+        if key in config and config[key] == default:
+            del config[key]
+    return config
 
 
 def as_dict(settings: Any) -> dict[str, Any]:

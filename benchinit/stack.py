@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -24,6 +26,7 @@ from benchinit.descriptors import Activation, Bound, Data, Initializer
 from benchinit.errors import BenchinitError, error_text
 from benchinit.models import StackedMLP
 from benchinit.registry import Registry
+from benchinit.settings import SQRT_DEPTH
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -130,6 +133,68 @@ def check_data(data: Any, bound: Bound[Any]) -> None:
 # --- the stacked model --------------------------------------------------------------------
 
 
+def branch_scale(model: Mapping[str, Any]) -> float | None:
+    """A cell's residual branch scale alpha (None: a plain network)."""
+    residual = model.get("residual")
+    if residual == SQRT_DEPTH:
+        return 1.0 / math.sqrt(max(int(model["depth"]), 1))
+    return None if residual is None else float(residual)
+
+
+def precision(model: Mapping[str, Any]) -> str:
+    """A cell's precision: float32, float64, bf16 or tf32."""
+    return str(model.get("precision") or model["dtype"])
+
+
+@contextlib.contextmanager
+def computing(model: Mapping[str, Any], device: torch.device) -> Iterator[None]:
+    """The numerics of a cell's forward passes: autocast to bfloat16 for ``bf16`` (float32
+    master weights; callers reduce losses and metrics in float32), TF32 matmuls for
+    ``tf32`` (CUDA only), plain otherwise. Statistics are computed outside it."""
+    kind = precision(model)
+    if kind == "bf16":
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            yield
+    elif kind == "tf32":
+        previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+    else:
+        yield
+
+
+def check_precisions(cells: Sequence[Cell], device: str) -> list[str]:
+    """Refuse precisions the device cannot run (tf32 off CUDA); return warnings for those it
+    runs slowly (bf16 without fast bfloat16 matmuls)."""
+    kinds = {precision(c.config["model"]) for c in cells if "model" in c.config}
+    kind = torch.device(device).type
+    if "tf32" in kinds and kind != "cuda":
+        raise BenchinitError(
+            f"precision 'tf32' needs a CUDA device; this run computes on {device}. Use "
+            "float32 or bf16 there, or run on CUDA (option {device})",
+            options={"device": "device"},
+        )
+    if "bf16" in kinds and not fast_bf16(device):
+        return [
+            f"{device_name(device)} has no fast bfloat16 matrix multiply: bf16 cells run "
+            "correctly, but no faster (likely slower) than float32"
+        ]
+    return []
+
+
+def fast_bf16(device: str) -> bool:
+    """Whether the device multiplies bfloat16 matrices natively (AVX512-BF16/AMX, CUDA)."""
+    if torch.device(device).type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def fingerprints(model: StackedMLP) -> list[str]:
     """Per member, a short hash of its initial weights and biases (exact bytes).
 
@@ -161,8 +226,15 @@ def build_stack(
     and reported in the returned ``{cell id: error}``.
     """
     model_cfg = cells[0].config["model"]
-    dtype = DTYPES[model_cfg["dtype"]]
-    model = StackedMLP(len(cells), sizes, head=head, bias=model_cfg["bias"], dtype=dtype)
+    model = StackedMLP(
+        len(cells),
+        sizes,
+        head=head,
+        bias=model_cfg["bias"],
+        residual=branch_scale(model_cfg),
+        norm=model_cfg.get("norm", "none"),
+        dtype=DTYPES[model_cfg["dtype"]],
+    )
     bias_init = bind(registry, "initializer", model_cfg["bias_init"])
     failures: dict[str, str] = {}
     initializers: dict[int, tuple[Bound[Initializer], torch.Generator]] = {}

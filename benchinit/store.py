@@ -6,7 +6,8 @@ The store owns every file of a results folder; nothing else opens them::
     DIR/study.toml                   the resolved study (defaults filled in)
     DIR/sections.json                report sections computed by plugins (shown by `report`)
     DIR/index.html                   the report
-    DIR/records/<chunk>/<table>.parquet   one finished batch: runs, curves, layers, histograms
+    DIR/records/<chunk>/<table>.parquet   one finished batch: runs, curves, layers, histograms,
+                                     spectra
     DIR/locks/run-<id>.lock          held (flock) by each live run
     DIR/locks/run-<id>.claims        the cells that run has claimed, one id per line
     DIR/locks/claims.lock            taken briefly (flock) while a run claims cells
@@ -50,7 +51,7 @@ import pandas as pd
 
 from benchinit.errors import BenchinitError, OutputError, ResultsError, os_reason
 from benchinit.meta import SCHEMA_VERSION, Meta, check_meta
-from benchinit.records import TABLES
+from benchinit.records import LATER_TABLES, TABLES
 
 try:
     import fcntl
@@ -311,9 +312,15 @@ class Store:
         tables: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
         for chunk_name, cells in keep.items():
             for table in TABLES:
-                frame = self._read(self.records / chunk_name / f"{table}.parquet")
+                path = self.records / chunk_name / f"{table}.parquet"
+                if table in LATER_TABLES and not path.exists():
+                    continue  # a chunk written before the table existed
+                frame = self._read(path)
                 tables[table].append(frame[frame["cell"].isin(cells)])
-        return {t: pd.concat(frames, ignore_index=True) for t, frames in tables.items()}
+        return {
+            t: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+            for t, frames in tables.items()
+        }
 
     # --- claims ----------------------------------------------------------------------------
 

@@ -30,14 +30,19 @@ training samples; there ``grad_norm`` is the gradient of the training loss on th
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from benchinit import jacobian
+from benchinit.atinit import record_spectrum
 from benchinit.cells import Cell
 from benchinit.descriptors import Activation, Bound, Data, Loss, Optimizer
 from benchinit.models import StackedMLP
@@ -49,6 +54,7 @@ from benchinit.stack import (
     DTYPES,
     bind,
     build_stack,
+    computing,
     derive_seed,
     device_name,
     fingerprints,
@@ -59,6 +65,9 @@ EVAL_CHUNK = 4096  # samples per evaluation forward pass (bounds memory for big 
 # The epoch-0 training loss is measured on at most this many training samples (the first
 # ones): on 60,000 samples a full pass would add a third of an epoch's work to every run.
 EPOCH0_TRAIN_SAMPLES = 10_000
+# Probe inputs of the Jacobian spectrum at init and after training (signal studies use
+# benchinit.jacobian.PROBES): each costs a Jacobian of the inputs' width per member.
+JACOBIAN_PROBES = 4
 
 
 class Task:
@@ -99,6 +108,11 @@ def _member_losses(loss: Bound[Loss], pred: torch.Tensor, target: torch.Tensor) 
     return values
 
 
+def _wide(values: torch.Tensor) -> torch.Tensor:
+    """Outputs in float32 at least: losses and metrics are reduced there (a bf16 forward)."""
+    return values.float() if values.dtype in (torch.bfloat16, torch.float16) else values
+
+
 @torch.no_grad()
 def evaluate(
     model: StackedMLP,
@@ -107,28 +121,53 @@ def evaluate(
     task: Task,
     split: str,
     limit: int | None = None,
+    numerics: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> dict[str, torch.Tensor]:
-    """Metrics ``{name: [G]}`` over a split (its first ``limit`` samples): ``loss``;
-    ``accuracy`` (classification) or ``mse`` of the point prediction (regression)."""
+    """Metrics ``{name: [G]}`` over a split (its first ``limit`` samples) in eval mode:
+    ``loss``; ``accuracy`` (classification) or ``mse`` of the point prediction
+    (regression). ``numerics``: the forward's precision (benchinit.stack.computing)."""
     x, y = getattr(task, f"x_{split}")[:limit], getattr(task, f"y_{split}")[:limit]
     labels = getattr(task, f"labels_{split}")
     totals = {
         name: torch.zeros(model.members, dtype=torch.float64, device=x.device)
         for name in ("loss", "accuracy" if task.classification else "mse")
     }
-    for start in range(0, len(x), EVAL_CHUNK):
-        chunk = slice(start, start + EVAL_CHUNK)
-        pred = model(x[chunk], activation)
-        target = y[chunk].expand(model.members, *y[chunk].shape)
-        totals["loss"] += _member_losses(loss, pred, target).double().sum(1)
-        if task.classification:
-            totals["accuracy"] += (
-                (pred[..., : task.classes].argmax(-1) == labels[:limit][chunk]).double().sum(1)
+    training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(x), EVAL_CHUNK):
+            chunk = slice(start, start + EVAL_CHUNK)
+            with numerics():
+                pred = _wide(model(x[chunk], activation))
+            _accumulate(
+                totals,
+                pred,
+                y[chunk],
+                labels[:limit][chunk] if labels is not None else None,
+                loss,
+                task,
             )
-        else:
-            point = pred[..., : target.shape[-1]]
-            totals["mse"] += (point - target).double().square().mean(-1).sum(1)
+    finally:
+        model.train(training)
     return {name: total / len(x) for name, total in totals.items()}
+
+
+def _accumulate(
+    totals: dict[str, torch.Tensor],
+    pred: torch.Tensor,
+    y: torch.Tensor,
+    labels: torch.Tensor | None,
+    loss: Bound[Loss],
+    task: Task,
+) -> None:
+    """Add one chunk's summed losses and accuracy (or squared errors) per member."""
+    target = y.expand(pred.shape[0], *y.shape)
+    totals["loss"] += _member_losses(loss, pred, target).double().sum(1)
+    if labels is not None:
+        totals["accuracy"] += (pred[..., : task.classes].argmax(-1) == labels).double().sum(1)
+    else:
+        point = pred[..., : target.shape[-1]]
+        totals["mse"] += (point - target).double().square().mean(-1).sum(1)
 
 
 def probe(
@@ -137,17 +176,20 @@ def probe(
     loss: Bound[Loss],
     x: torch.Tensor,
     y: torch.Tensor,
+    numerics: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> tuple[list[dict[str, torch.Tensor]], list[torch.Tensor]]:
-    """Layer statistics and histograms on a probe batch; grad_norm from the training loss."""
+    """Layer statistics and histograms on a probe batch; grad_norm from the training loss.
+    Batch norm's running statistics are left as they are; statistics are float32 or better."""
     for p in model.parameters():
         p.grad = None
     trace: list[tuple[torch.Tensor, torch.Tensor]] = []
-    pred = model(x, activation, trace)
+    with numerics():
+        pred = _wide(model(x, activation, trace, update=False))
     target = y.expand(model.members, *y.shape)
     _member_losses(loss, pred, target).mean(1).sum().backward()
     stats, hists = [], []
     for (pre, act), grad in zip(trace, weight_grad_norms(list(model.kernels)), strict=False):
-        layer_stats, counts = layer_statistics(pre, act, activation)
+        layer_stats, counts = layer_statistics(_wide(pre.detach()), _wide(act.detach()), activation)
         layer_stats["grad_norm"] = grad
         stats.append(layer_stats)
         hists.append(counts)
@@ -207,7 +249,8 @@ def train_stack(
         calibration_x=data.x_train[:probe_n],
     )
     if kept:
-        run = _Run(model, kept, task, data, activation, loss, config["train"], recorder)
+        numerics = functools.partial(computing, config["model"], device)
+        run = _Run(model, kept, task, data, activation, loss, config["train"], recorder, numerics)
         run.train(optimizer_spec, probe_n)
     return Trained(model if kept else None, kept, failures)
 
@@ -225,27 +268,39 @@ class _Run:
         loss: Bound[Loss],
         settings: Mapping[str, Any],
         recorder: Recorder,
+        numerics: Callable[[], AbstractContextManager[Any]],
     ) -> None:
         self.model, self.cells, self.task, self.data = model, cells, task, data
         self.activation, self.loss, self.settings = activation, loss, settings
-        self.recorder = recorder
+        self.recorder, self.numerics = recorder, numerics
         self.hashes = fingerprints(model)  # before any step
         self.hist_range = activation.descriptor.range_of(activation.params)
         self.curves: dict[tuple[int, str, str], torch.Tensor] = {}
 
-    def probe_layers(self, phase: str, probe_n: int, with_theory: bool) -> None:
-        """Record every hidden layer's statistics on the first ``probe_n`` samples."""
+    def probe_layers(self, phase: str, probe_n: int) -> None:
+        """Record every hidden layer's statistics and the Jacobian spectrum on the first
+        ``probe_n`` training samples: at init in training mode (batch norm normalizes with
+        the probe batch's statistics), after training in eval mode (its running ones)."""
         model, task, activation = self.model, self.task, self.activation
         x, y = task.x_train[:probe_n], task.y_train[:probe_n]
-        stats, hists = probe(model, activation, self.loss, x, y)
+        model.train(phase == "init")
+        stats, hists = probe(model, activation, self.loss, x, y, self.numerics)
         extra = {}
-        if with_theory:
+        if phase == "init" and model.residual is None and model.norm == "none":
             extra["theory_std"] = theory(activation, x, model.weights, _biases(model), model.hidden)
         self.recorder.layers(self.cells, phase, stats, hists, self.hist_range, extra)
+        spectrum = jacobian.probe(model, x, activation, probes=JACOBIAN_PROBES)
+        record_spectrum(self.recorder, self.cells, phase, spectrum)
+        model.train()
+
+    def evaluate(self, split: str, limit: int | None = None) -> dict[str, torch.Tensor]:
+        return evaluate(
+            self.model, self.activation, self.loss, self.task, split, limit, self.numerics
+        )
 
     def evaluate_epoch(self, epoch: int, train_loss: torch.Tensor) -> dict[str, torch.Tensor]:
         """Test metrics after ``epoch``; stores them and ``train_loss`` as curves."""
-        tested = evaluate(self.model, self.activation, self.loss, self.task, "test")
+        tested = self.evaluate("test")
         self.curves[(epoch, "train", "loss")] = train_loss
         self.curves.update({(epoch, "test", name): values for name, values in tested.items()})
         if self.track_params:
@@ -262,8 +317,8 @@ class _Run:
         model, task, settings = self.model, self.task, self.settings
         G, epochs, batch_size = model.members, settings["epochs"], settings["batch_size"]
         device = task.x_train.device
-        self.probe_layers("init", probe_n, with_theory=True)
-        train0 = evaluate(model, self.activation, self.loss, task, "train", EPOCH0_TRAIN_SAMPLES)
+        self.probe_layers("init", probe_n)
+        train0 = self.evaluate("train", EPOCH0_TRAIN_SAMPLES)
         tested = self.evaluate_epoch(0, train0["loss"])
         if self.track_params:
             for name in ("w", "b"):
@@ -288,7 +343,8 @@ class _Run:
             loss_sum = torch.zeros(G, dtype=torch.float64, device=device)
             for begin in range(0, n, batch_size):
                 index = order[:, begin : begin + batch_size]
-                pred = model(task.x_train[index], self.activation)
+                with self.numerics():
+                    pred = _wide(model(task.x_train[index], self.activation))
                 per_member = _member_losses(self.loss, pred, task.y_train[index]).mean(1)
                 finite = torch.isfinite(per_member)
                 diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
@@ -305,7 +361,7 @@ class _Run:
             alive = alive & finite
             _restore(params, frozen, alive)
 
-        self.probe_layers("final", probe_n, with_theory=False)
+        self.probe_layers("final", probe_n)
         self.record_results(diverged_at.cpu().tolist())
 
     def record_results(self, diverged_at: list[int]) -> None:

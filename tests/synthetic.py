@@ -118,6 +118,7 @@ def write_synthetic(
                         hists, columns=["cell", "phase", "layer", "bin", "left", "right", "count"]
                     ),
                 ),
+                "spectra": conform("spectra", pd.DataFrame(columns=list(COLUMNS["spectra"]))),
             }
         )
     values = {
@@ -199,7 +200,7 @@ def write_runs(
             runs[column] = default
     empty = {
         table: conform(table, pd.DataFrame(columns=list(COLUMNS[table])))
-        for table in ("curves", "layers", "histograms")
+        for table in ("curves", "layers", "histograms", "spectra")
     }
     store.write({"runs": conform("runs", runs), **empty})
     values = {axis: list(dict.fromkeys(runs[axis].tolist())) for axis in axes}

@@ -184,7 +184,7 @@ def test_incompatible_inputs_exit_2(case, base, tmp_path, capsys):
     assert err.startswith("benchinit: error: ") and "Traceback" not in err
     expected = {
         "missing": "does not exist",
-        "a file": "is a file, not a results folder",
+        "a file": "is a file, not a benchinit results folder",
         "different study": "different studies",
         "nothing in common": "no configuration in common",
         "corrupt": "corrupt",

@@ -159,7 +159,7 @@ def test_bad_series_exit_2_naming_the_folder(case, tmp_path, capsys):
         culprit = tmp_path / "notes.txt"
         culprit.write_text("hello")
         args[3] = str(culprit)
-        expected = "is a file, not a results folder"
+        expected = "is a file, not a benchinit results folder"
     else:
         meta = json.loads((culprit / "meta.json").read_text())
         meta["started"] = "yesterday"

@@ -26,8 +26,11 @@ def layer_means(results, metric):
 
 def test_every_cell_is_stored_ok(seed):
     assert len(seed.runs) == 120 and set(seed.runs["status"]) == {"ok"}
-    assert len(seed.layers) == 120 * 5 * 7  # 5 layers x 7 metrics
-    assert len(seed.histograms) == 120 * 5 * 30
+    # 5 layers x (7 statistics + 2 Jacobian moments + their 2 predictions)
+    assert len(seed.layers) == 120 * 5 * 11
+    assert len(seed.histograms) == 120 * 5 * 30  # activations, every layer
+    assert len(seed.spectra) == 120 * 30  # the Jacobian's spectrum at the last layer
+    assert set(seed.spectra["layer"]) == {5}
 
 
 def test_sigmoid_n01_saturates_at_0_and_1(seed):
