@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import tomllib
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -213,8 +214,13 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    print(f"benchinit: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _show_warning
     args = _parser().parse_args(argv)
     args.argv = argv  # recorded with the results: the command that made them
     previous = signal.signal(signal.SIGTERM, _terminate)

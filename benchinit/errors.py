@@ -52,6 +52,10 @@ class PluginError(BenchinitError):
     """A plugin failed to load, broke the hook contract, or clashed with another plugin."""
 
 
+class BenchinitWarning(UserWarning):
+    """Something a user should know that does not stop the run (the CLI prints it once)."""
+
+
 class ResultsError(BenchinitError):
     """A results folder is missing, corrupt, or not comparable."""
 

@@ -15,6 +15,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,13 +29,13 @@ import torch
 from benchinit import memory, provenance
 from benchinit._version import __version__
 from benchinit.cells import Cell
-from benchinit.errors import BenchinitError
+from benchinit.errors import BenchinitError, BenchinitWarning
 from benchinit.execute import Batch, plan
 from benchinit.executors import Executor, make_executor
 from benchinit.meta import SCHEMA_VERSION, Component, Meta
 from benchinit.progress import Progress
 from benchinit.results import Results, load_results
-from benchinit.stack import device_name, resolve_device
+from benchinit.stack import check_precisions, device_name, fast_bf16, resolve_device
 from benchinit.store import Store
 from benchinit.study import Study, resolved_toml
 
@@ -91,6 +92,7 @@ def environment(device: str) -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "device": device_name(torch.device(device)),
+        "bf16_fast": fast_bf16(device),
         "cuda": torch.version.cuda,
     }
 
@@ -129,6 +131,8 @@ def run(
     out_path = Path(out) if out is not None else Path("reports") / study.name
     device = resolve_device(device)
     cells = study.cells()
+    for message in check_precisions(cells, device):
+        warnings.warn(message, BenchinitWarning, stacklevel=2)
     planner = functools.partial(
         plan,
         registry=study.registry,
