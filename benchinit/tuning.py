@@ -1,4 +1,4 @@
-"""``[tune]``: which plugin parameters are tuned, the values tried, and the tuning cells.
+"""``[tune]``: which plugin parameters are tuned, their checks, and the values tried.
 
 A study may tune any numeric parameter of a grid axis's plugins, per grid configuration,
 on the validation split (DeepOBS's protocol: tune, then rerun the best value over fresh
@@ -79,8 +79,8 @@ class Tuned:
     axis: str  # a plugin axis: "initializer", "activation", "loss" or "optimizer"
     param: str  # the parameter of every plugin on that axis, e.g. "lr"
     values: tuple[Value, ...] = ()  # the explicit values tried, in file order (or empty)
-    low: float = math.nan  # a range's lower bound (NaN for a list)
-    high: float = math.nan  # a range's upper bound (NaN for a list)
+    low: float = 0.0  # a range's lower bound (0 for a list)
+    high: float = 0.0  # a range's upper bound (0 for a list)
     log: bool = False  # True: the range is drawn in log space (log_range)
     trials: int = 0  # a range's number of points (0 for a list)
     integer: bool = False  # the parameter takes integers: drawn values are rounded
