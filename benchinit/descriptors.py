@@ -195,6 +195,8 @@ class Data:
 
     Targets: int64 ``[n]`` class indices for classification, float32 ``[n, targets]`` for
     regression. ``truth`` holds known generating parameters (``linear``'s ``w`` and ``b``).
+    ``x_val`` and ``y_val``: a validation split of the dataset's own (optional); without
+    one, benchinit carves it from the training split (``[data] validation``).
     """
 
     x_train: torch.Tensor
@@ -204,6 +206,8 @@ class Data:
     task: Task
     outputs: int  # classes, or regression targets
     truth: Mapping[str, float] = field(default_factory=dict)
+    x_val: torch.Tensor | None = None  # the dataset's own validation inputs, if it has them
+    y_val: torch.Tensor | None = None  # and their targets
 
     @property
     def features(self) -> int:

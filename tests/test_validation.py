@@ -1,0 +1,151 @@
+"""The validation split: carved deterministically, disjoint, sized, stratified; or the plugin's."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from benchinit.builtin.datasets import blobs, gaussian, linear
+from benchinit.descriptors import Data
+from benchinit.settings import Invalid
+from benchinit.validation import (
+    DEFAULT_FRACTION,
+    split_validation,
+    validation_fraction,
+    validation_indices,
+    validation_seed,
+)
+
+
+def rows(x: torch.Tensor) -> set[tuple[float, ...]]:
+    return {tuple(r) for r in x.tolist()}
+
+
+def test_the_seed_comes_from_the_datasets_own_configuration():
+    seed = validation_seed("gaussian", {"samples": 100, "seed": 0})
+    assert seed == validation_seed("gaussian", {"seed": 0, "samples": 100})  # canonical
+    assert 0 <= seed < 2**63
+    assert seed != validation_seed("gaussian", {"samples": 100, "seed": 1})
+    assert seed != validation_seed("blobs", {"samples": 100, "seed": 0})
+
+
+def test_carving_is_deterministic_disjoint_and_complete():
+    data = gaussian(samples=500, features=5, seed=0)
+    seed = validation_seed("gaussian", {"samples": 500, "features": 5, "seed": 0})
+    first = split_validation(data, DEFAULT_FRACTION, seed)
+    again = split_validation(gaussian(samples=500, features=5, seed=0), DEFAULT_FRACTION, seed)
+    assert first.x_val is not None and first.y_val is not None
+    assert again.x_val is not None
+    assert torch.equal(first.x_val, again.x_val) and torch.equal(first.x_train, again.x_train)
+    assert (len(first.x_train), len(first.x_val)) == (450, 50)
+    assert not rows(first.x_train) & rows(first.x_val)
+    assert rows(first.x_train) | rows(first.x_val) == rows(data.x_train)
+    assert torch.equal(first.x_test, data.x_test) and torch.equal(first.y_test, data.y_test)
+    other = split_validation(data, DEFAULT_FRACTION, seed + 1)
+    assert other.x_val is not None and not torch.equal(other.x_val, first.x_val)
+
+
+def test_inputs_and_targets_stay_paired_and_in_order():
+    data = linear(samples=200, seed=3)
+    out = split_validation(data, 0.25, 7)
+    train, val = validation_indices(200, 0.25, 7)
+    assert out.x_val is not None and out.y_val is not None
+    assert torch.equal(out.x_val, data.x_train[torch.from_numpy(val)])
+    assert torch.equal(out.y_val, data.y_train[torch.from_numpy(val)])
+    assert torch.equal(out.y_train, data.y_train[torch.from_numpy(train)])
+    assert (np.diff(train) > 0).all() and (np.diff(val) > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("n", "fraction", "size"),
+    [(1000, 0.1, 100), (10, 0.1, 1), (10, 0.01, 1), (3, 0.5, 2), (7, 0.25, 2), (2, 0.9, 1)],
+)
+def test_sizes_round_and_keep_one_of_each_side(n, fraction, size):
+    train, val = validation_indices(n, fraction, 0)
+    assert len(val) == size and len(train) == n - size
+
+
+def test_one_sample_cannot_be_split():
+    with pytest.raises(ValueError, match="at least one must be left to train on"):
+        validation_indices(1, 0.1, 0)
+
+
+def test_fraction_zero_turns_it_off():
+    data = blobs(samples=50, seed=0)
+    assert split_validation(data, 0.0, 0) is data
+    train, val = validation_indices(50, 0.0, 0)
+    assert len(train) == 50 and len(val) == 0
+
+
+def test_stratified_for_classification():
+    labels = np.repeat(np.arange(4), [400, 300, 200, 100])
+    train, val = validation_indices(len(labels), 0.1, 5, labels)
+    assert np.bincount(labels[val]).tolist() == [40, 30, 20, 10]
+    assert len(train) + len(val) == len(labels)
+
+
+def test_stratification_keeps_the_total_exact_and_every_class_near_its_share():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, size=523)
+    _, val = validation_indices(len(labels), 0.13, 1, labels)
+    assert len(val) == round(0.13 * 523)
+    expected = 0.13 * np.bincount(labels) * len(val) / (0.13 * 523)
+    assert np.abs(np.bincount(labels[val], minlength=7) - expected).max() < 1
+
+
+def test_a_rare_class_is_not_left_out_by_chance():
+    labels = np.array([0] * 95 + [1] * 5)
+    for seed in range(20):
+        _, val = validation_indices(100, 0.2, seed, labels)
+        assert np.bincount(labels[val]).tolist() == [19, 1]
+
+
+def test_classification_data_is_stratified_and_regression_is_not():
+    data = blobs(samples=300, classes=3, seed=0)
+    out = split_validation(data, 0.2, 11)
+    assert out.y_val is not None
+    counts = np.bincount(data.y_train.numpy())
+    assert np.abs(np.bincount(out.y_val.numpy()) - 0.2 * counts).max() <= 1
+    regression = split_validation(linear(samples=100), 0.2, 11)
+    assert regression.x_val is not None and len(regression.x_val) == 20
+
+
+def test_a_plugins_own_validation_split_is_honoured():
+    data = blobs(samples=100, seed=0)
+    own = dataclasses.replace(data, x_val=data.x_test[:10], y_val=data.y_test[:10])
+    assert split_validation(own, 0.1, 0) is own
+    assert split_validation(own, 0.0, 0) is own
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"y_val": None}, "give both x_val and y_val"),
+        ({"y_val": torch.zeros(3, dtype=torch.int64)}, "one target per row"),
+        ({"x_val": torch.zeros(10, 7)}, "differ in features"),
+        ({"y_val": torch.zeros(10)}, "shaped and typed like y_train"),
+        ({"y_val": torch.full((10,), 9, dtype=torch.int64)}, "labels must lie in 0..2"),
+        ({"x_val": torch.full((10, 2), float("nan"))}, "NaN or infinite"),
+    ],
+)
+def test_a_broken_validation_split_is_a_data_error(change, words):
+    data = blobs(samples=100, seed=0)
+    own = dataclasses.replace(data, x_val=data.x_test[:10], y_val=data.y_test[:10])
+    with pytest.raises(ValueError, match=words):
+        split_validation(dataclasses.replace(own, **change), 0.1, 0, "blobs")
+
+
+def test_data_without_validation_fields_still_builds():
+    data = Data(torch.zeros(4, 2), torch.zeros(4, dtype=torch.int64), torch.zeros(2, 2),
+                torch.zeros(2, dtype=torch.int64), "classification", 2)  # fmt: skip
+    assert data.x_val is None and data.y_val is None
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, True, "0.1", None])
+def test_the_fraction_setting_is_checked(bad):
+    with pytest.raises(Invalid, match=r"in \[0, 1\)"):
+        validation_fraction(bad)
+    assert validation_fraction(0) == 0.0 and validation_fraction(0.2) == 0.2
