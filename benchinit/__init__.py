@@ -62,8 +62,8 @@ _LAZY = {
     "load_results": "benchinit.results",
     "Results": "benchinit.results",
     "render_report": "benchinit.report",
-    "compare": "benchinit.compare",
-    "history": "benchinit.history",
+    "compare": "benchinit.comparison",
+    "history": "benchinit.series",
 }
 
 

@@ -27,6 +27,7 @@ import torch
 from benchinit import jacobian
 from benchinit.cells import Cell
 from benchinit.descriptors import Activation, Bound
+from benchinit.evaluation import wide
 from benchinit.models import StackedMLP
 from benchinit.probes import entropy_bits, layer_statistics, theory, weight_grad_norms
 from benchinit.records import Recorder
@@ -81,12 +82,12 @@ def _measure(
     hashes = fingerprints(model)
     trace: list[tuple[torch.Tensor, torch.Tensor]] = []
     with computing(settings, x.device):
-        out = _wide(model(x, activation, trace))
+        out = wide(model(x, activation, trace))
     r = readout(len(x), out.shape[-1], out.dtype, x.device)
     (out * r).sum(2).mean(1).sum().backward()
     stats, hists = [], []
     for (pre, act), grad in zip(trace, weight_grad_norms(list(model.kernels)), strict=True):
-        layer_stats, counts = layer_statistics(_wide(pre), _wide(act), activation)
+        layer_stats, counts = layer_statistics(wide(pre), wide(act), activation)
         layer_stats["grad_norm"] = grad
         stats.append(layer_stats)
         hists.append(counts)
@@ -112,11 +113,6 @@ def _measure(
             dead_frac=float(last["dead_frac"][g]),
             grad_drift=_abs_log(first["grad_norm"][g], last["grad_norm"][g], 10),
         )
-
-
-def _wide(values: torch.Tensor) -> torch.Tensor:
-    """``values`` in float32 at least (a bfloat16 forward's outputs keep their graph)."""
-    return values.float() if values.dtype in (torch.bfloat16, torch.float16) else values
 
 
 def record_spectrum(

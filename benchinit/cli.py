@@ -91,15 +91,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     p.add_argument(
         "--executor",
-        choices=["local", "process", "dask"],
-        help="where batches run (default: local, or process when --jobs > 1)",
+        choices=["auto", "local", "process", "dask"],
+        default="auto",
+        help="where batches run: auto (in process for one job, else forked workers), local, "
+        "process (spawned workers) or dask (default auto)",
     )
     p.add_argument(
         "--jobs",
-        type=int,
-        default=1,
+        type=_jobs,
+        default="auto",
         metavar="N",
-        help="worker processes for --executor process (default 1)",
+        help="worker processes, or auto: the usable cores on a CPU, 1 on CUDA (default auto)",
     )
     p.add_argument(
         "--threads",
@@ -207,6 +209,19 @@ def _verdict_options(p: argparse.ArgumentParser) -> None:
         help="adjust p-values over all verdicts: holm (default; family-wise error), bh "
         "(Benjamini-Hochberg, false discovery rate) or none",
     )
+
+
+def _jobs(text: str) -> int | str:
+    """``--jobs``: a positive number, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -321,7 +336,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from benchinit.compare import compare
+    from benchinit.comparison import compare
 
     outcome = compare(
         args.base,
@@ -339,7 +354,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from benchinit.history import history
+    from benchinit.series import history
 
     outcome = history(
         args.dirs,

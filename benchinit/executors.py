@@ -27,6 +27,7 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -122,17 +123,24 @@ class _Worker:
 
 
 class ProcessExecutor:
-    """``jobs`` spawned worker processes (spawn: safe with torch's threads).
+    """``jobs`` worker processes, forked or spawned.
 
     The parent gives each worker one batch at a time, so it knows which batch a worker
     runs: a worker that dies (``os._exit``, a crash, the out-of-memory killer) or overruns
     its time limit fails exactly that batch, and a fresh worker takes its place. Workers
     ignore Ctrl-C (the parent stops them) and exit when the parent dies.
+
+    ``start``: ``spawn`` (a fresh interpreter: about 2 s of imports per worker on a 2-core
+    machine, and only plugins that can be loaded again: files and distributions) or
+    ``fork`` (Linux: a copy of this process, ready at once, with its plugins and data). A
+    forked child that runs torch with more than one thread can hang in OpenMP when the
+    parent had started its thread pool (measured: 2 threads hang, 1 thread runs), so
+    ``auto`` forks only one-thread workers; ``process`` always spawns, for full isolation.
     """
 
-    def __init__(self, jobs: int, threads: int) -> None:
+    def __init__(self, jobs: int, threads: int, start: str = "spawn") -> None:
         self.jobs, self.threads = jobs, threads
-        self.context = multiprocessing.get_context("spawn")
+        self.context = multiprocessing.get_context(start)
         self.workers: list[_Worker] = []
 
     def run(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, Records]]:
@@ -247,18 +255,46 @@ class DaskExecutor:
             self.cluster.close()
 
 
-EXECUTORS = ("local", "process", "dask")
+EXECUTORS = ("auto", "local", "process", "dask")
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. a container's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Fork where it is the platform's own safe default for CPU work (Linux)."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 def make_executor(
-    name: str, registry: Registry, *, jobs: int, threads: int, scheduler: str | None
+    name: str,
+    registry: Registry,
+    *,
+    jobs: int,
+    threads: int,
+    scheduler: str | None,
+    device: str = "cpu",
 ) -> Executor:
+    """The executor ``name`` runs batches on. ``auto``: in this process when ``jobs`` is 1
+    or the device is CUDA (one process feeds a GPU best), else ``jobs`` forked workers
+    (spawned where fork is not the platform's way)."""
     if jobs < 1 or threads < 1:
         raise BenchinitError(
             f"jobs and threads must be at least 1 (got {jobs}, {threads}; options {{jobs}} "
             "and {threads})",
             options={"jobs": "jobs", "threads": "threads"},
         )
+    if name == "auto":
+        if jobs == 1 or torch.device(device).type == "cuda":
+            return LocalExecutor()
+        if can_fork() and threads == 1:  # a forked child with OpenMP threads can hang
+            return ProcessExecutor(jobs, threads, start="fork")
+        name = "process"
     if name == "local":
         return LocalExecutor()
     for info in registry.plugins.values():

@@ -42,11 +42,14 @@ class Resolver:
         task: str,
         sections: Mapping[str, Mapping[str, Any]],
         data: Mapping[str, Any],
+        validation: float | None = None,
         fail: Fail,
     ) -> None:
-        """``sections``: the checked [model] (and [train]) values; ``data``: [data]."""
+        """``sections``: the checked [model] (and [train]) values; ``data``: [data] (the
+        plugin's name and parameters); ``validation``: the held-out share (train studies)."""
         self.registry, self.kind, self.task = registry, kind, task
         self.sections, self.data, self.fail = sections, data, fail
+        self.validation = validation
         self._bound: dict[tuple[str, str], Bound[Any]] = {}
 
     def bind(self, kind: str, value: Any, key: str) -> Bound[Any]:
@@ -101,10 +104,13 @@ class Resolver:
         if self.kind == "signal" and model["depth"] < 1:
             raise self.fail("model.depth", "a signal study needs at least one hidden layer")
         bias_init = self.bind("initializer", model["bias_init"], "model.bias_init")
+        data_config = self.plugin("dataset", data)
+        if self.validation is not None:
+            data_config["validation"] = self.validation
         config: dict[str, Any] = {
             "format": CELL_FORMAT,
             "kind": self.kind,
-            "data": self.plugin("dataset", data),
+            "data": data_config,
             "model": {**model, "bias_init": self.plugin("initializer", bias_init)},
             "seed": seed,
         }

@@ -15,7 +15,11 @@ TRAIN_METRICS: dict[str, Direction] = {
     "test_mse": "min",  # regression: mean squared error of the (mean) prediction on the test
     # split; unlike test_loss it does not depend on the loss trained with
     "train_loss": "min",  # mean minibatch loss over the last epoch
-    "epochs_to_target": "min",  # first epoch whose test accuracy reached train.target_accuracy
+    "epochs_to_target": "min",  # first epoch whose held-out accuracy reached the target
+    # (train.target_accuracy; the validation split's accuracy, the test split's without one)
+    "val_accuracy": "max",  # accuracy on the validation split after the last epoch
+    "val_loss": "min",  # loss on the validation split after the last epoch
+    "val_mse": "min",  # regression: squared error on the validation split (see test_mse)
 }
 
 SIGNAL_METRICS: dict[str, Direction] = {

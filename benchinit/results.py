@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ from benchinit.metrics import METRICS
 from benchinit.records import COLUMNS, conform
 from benchinit.stats import t_half_widths
 from benchinit.store import Store
+from benchinit.tuning import STAGE, TUNE
 
 
 def mean_ci_by(frame: pd.DataFrame, keys: list[str], level: float = 0.95) -> pd.DataFrame:
@@ -73,6 +74,9 @@ class Results:
     spectra: pd.DataFrame
     meta: Meta
     path: Path
+    # A tuned study's tuning runs (one row per tuning cell, with ``tuned.*`` columns); the
+    # tables above then hold its final cells only. Empty for an untuned study.
+    tuning: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def study(self) -> StudyInfo:
@@ -130,6 +134,8 @@ def load_results(path: str | os.PathLike[str], *, all_cells: bool = False) -> Re
     """The tables of a results folder (see the module docstring for columns and dtypes).
 
     ``all_cells=True`` also returns cells of earlier, different studies run into the folder.
+    A tuned study's tuning cells are kept apart (``Results.tuning``): every table holds
+    its final cells, so leaderboards, figures and comparisons never mix the two stages.
     """
     store = Store(path)
     meta = store.meta()
@@ -151,12 +157,19 @@ def load_results(path: str | os.PathLike[str], *, all_cells: bool = False) -> Re
         .drop(columns="_order")
         .reset_index(drop=True)
     )
+    tuning = runs.iloc[0:0]
+    if STAGE in runs:
+        is_tune = runs[STAGE] == TUNE
+        tuning, runs = runs[is_tune].reset_index(drop=True), runs[~is_tune]
+        keep = set(runs["cell"])
+        tables = {t: f[f["cell"].isin(keep)].reset_index(drop=True) for t, f in tables.items()}
     return Results(
-        runs,
+        runs.reset_index(drop=True),
         tables["curves"],
         tables["layers"],
         tables["histograms"],
         tables["spectra"],
         meta,
         Path(path),
+        tuning,
     )

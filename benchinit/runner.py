@@ -26,14 +26,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchinit import memory, provenance
+from benchinit import memory, provenance, stages
 from benchinit._version import __version__
 from benchinit.cells import Cell
 from benchinit.errors import BenchinitError, BenchinitWarning
 from benchinit.execute import Batch, plan
-from benchinit.executors import Executor, make_executor
+from benchinit.executors import Executor, make_executor, usable_cores
 from benchinit.meta import SCHEMA_VERSION, Component, Meta
 from benchinit.progress import Progress
+from benchinit.records import Recorder, conform
 from benchinit.results import Results, load_results
 from benchinit.stack import check_precisions, device_name, fast_bf16, resolve_device
 from benchinit.store import Store
@@ -60,10 +61,13 @@ class RunOutcome:
     def summary(self, rows: int = 8) -> str:
         """A few lines for the terminal: counts, the best configurations, where things are."""
         counts = self.results.counts()
+        tuning = len(self.results.tuning)
         lines = [
             f"{self.results.study['name']}: {len(self.results.runs)} cells "
-            f"({counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed); "
-            f"{self.computed} computed in {self.seconds:.1f} s, {self.reused} already stored",
+            f"({counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed)"
+            + (f" and {tuning} tuning cells" if tuning else "")
+            + f"; {self.computed} computed in {self.seconds:.1f} s, "
+            f"{self.reused} already stored",
         ]
         if counts["ok"]:
             table = self.results.summary()
@@ -102,8 +106,8 @@ def run(
     out: str | os.PathLike[str] | None = None,
     *,
     device: str = "auto",
-    executor: str | None = None,
-    jobs: int = 1,
+    executor: str = "auto",
+    jobs: int | str = "auto",
     threads: int = 1,
     scheduler: str | None = None,
     report: bool = True,
@@ -116,13 +120,17 @@ def run(
 ) -> RunOutcome:
     """Run every unfinished cell of ``study`` into ``out`` (default ``reports/<name>``).
 
-    ``executor``: ``local``, ``process`` or ``dask`` (default: local for one job, else
-    process, as on the command line). ``timeout``: seconds per cell, after which it fails.
-    ``force``: write into a folder that holds other files (never replacing one).
-    ``check_memory``: refuse batches estimated not to fit on the device.
-    ``deterministic`` (default: the environment variable ``BENCHINIT_DETERMINISTIC``) makes
-    torch use deterministic algorithms in every worker (on CUDA, with cuBLAS's fixed
-    workspace); it is recorded with the environment, not in the cell ids.
+    ``jobs``: worker processes, or ``auto``: the usable cores on a CPU (at most one per
+    batch), 1 on CUDA. ``executor``: ``auto`` (in this process for one job, else forked
+    workers), ``local``, ``process`` (spawned workers) or ``dask``. ``timeout``: seconds per
+    cell, after which it fails. ``force``: write into a folder that holds other files
+    (never replacing one). ``check_memory``: refuse batches estimated not to fit on the
+    device. ``deterministic`` (default: the environment variable
+    ``BENCHINIT_DETERMINISTIC``): torch's deterministic algorithms in every worker (on CUDA
+    with cuBLAS's fixed workspace); recorded with the environment, not in the cell ids.
+
+    A study with ``[tune]`` runs in two stages (benchinit.stages): its tuning cells, then
+    each configuration's final cells at its chosen values.
     """
     deterministic = _deterministic(deterministic)
     if timeout is not None and not timeout > 0:
@@ -130,8 +138,8 @@ def run(
     started = time.perf_counter()
     out_path = Path(out) if out is not None else Path("reports") / study.name
     device = resolve_device(device)
-    cells = study.cells()
-    for message in check_precisions(cells, device):
+    first = stages.tune_cells(study.cells(), study.tune) if study.tune else study.cells()
+    for message in check_precisions(first, device):
         warnings.warn(message, BenchinitWarning, stacklevel=2)
     planner = functools.partial(
         plan,
@@ -141,44 +149,119 @@ def run(
         deterministic=deterministic,
         timeout=timeout,
     )
-    if check_memory:
-        memory.check(planner(cells), device, concurrent=jobs)
+    workers = _check_size(study, first, planner, jobs, device, check_memory)
     pool = make_executor(
-        executor or ("local" if jobs == 1 else "process"),
+        executor,
         study.registry,
-        jobs=jobs,
+        jobs=workers,
         threads=threads,
         scheduler=scheduler,
+        device=device,
     )
-    bar = Progress(len(cells), study.name, enabled=progress)
+    bar = Progress(
+        len(first) + (len(study.cells()) if study.tune else 0), study.name, enabled=progress
+    )
     aborted = True
     try:
         store = Store(out_path, create=True, force=force)
-        meta = _meta(study, cells, device, command, threads, deterministic)
-        toml = resolved_toml(study)
-        store.write_meta(meta, toml)
-        with store.running():
-            computed = _compute(store, pool, cells, planner, bar)
+        meta = _meta(study, first, device, command, threads, deterministic)
+        computed = _stages(store, study, meta, first, pool, planner, bar)
         aborted = False
     finally:
         pool.close(abort=aborted)
         bar.close()
-    meta["finished"] = _now()
-    store.write_meta(meta, toml)
-    results = load_results(out_path)
-    report_path = None
-    if report:
-        from benchinit.report import render_report
-
-        report_path = render_report(out_path, registry=study.registry, parallel=jobs)
+    report_path = _report(out_path, study, workers) if report else None
     return RunOutcome(
         out_path,
-        results,
+        load_results(out_path),
         computed,
-        len(cells) - computed,
+        len(meta["cells"]) - computed,
         time.perf_counter() - started,
         report_path,
     )
+
+
+def _report(out: Path, study: Study, parallel: int) -> Path:
+    from benchinit.report import render_report
+
+    return render_report(out, registry=study.registry, parallel=parallel)
+
+
+def _check_size(
+    study: Study,
+    first: list[Cell],
+    planner: Callable[[list[Cell]], list[Batch]],
+    jobs: int | str,
+    device: str,
+    check_memory: bool,
+) -> int:
+    """The worker processes to use; refuses a plan that cannot fit in memory."""
+    batches = planner(first)
+    workers = resolve_jobs(jobs, device, len(batches))
+    if check_memory:
+        final = planner(study.cells()) if study.tune is not None else []
+        memory.check(batches + final, device, concurrent=workers)
+    return workers
+
+
+def resolve_jobs(jobs: int | str, device: str, batches: int) -> int:
+    """Worker processes: ``auto`` is the usable cores on a CPU, 1 on CUDA; never more than
+    there are batches."""
+    if jobs == "auto":
+        count = 1 if torch.device(device).type == "cuda" else usable_cores()
+    elif isinstance(jobs, int) and not isinstance(jobs, bool):
+        count = jobs
+    else:
+        raise BenchinitError(f"jobs must be a number of processes or 'auto', got {jobs!r}")
+    if count < 1:
+        raise BenchinitError(
+            f"jobs must be at least 1, got {count} (option {{jobs}})", options={"jobs": "jobs"}
+        )
+    return max(1, min(count, batches))
+
+
+def _final_stage(store: Store, study: Study, meta: Meta, toml: str) -> list[Cell]:
+    """After tuning: choose each configuration's values from the stored tuning runs (their
+    validation metric only), record configurations without a chosen value as failed, and
+    return the final cells to run (meta.json lists them from now on)."""
+    spec = study.tune
+    assert spec is not None
+    tune_ids = set(meta["cells"])
+    stored = store.read().get("runs", pd.DataFrame())
+    runs = conform("runs", stored[stored["cell"].isin(tune_ids)] if len(stored) else stored)
+    chosen = stages.choose(runs, spec)
+    final, skipped = stages.final_cells(study.cells(), chosen, spec)
+    missing = [c for c in skipped if c.id not in set(stored.get("cell", []))]
+    if missing:
+        recorder = Recorder(str(meta["environment"]["device"]))
+        recorder.fail(missing, stages.NOT_TUNED)
+        store.write(recorder.frames(0.0))
+    meta["cells"] = [*meta["cells"], *(c.id for c in final), *(c.id for c in skipped)]
+    store.write_meta(meta, toml)
+    return final
+
+
+def _stages(
+    store: Store,
+    study: Study,
+    meta: Meta,
+    first: list[Cell],
+    pool: Executor,
+    planner: Callable[[list[Cell]], list[Batch]],
+    bar: Progress,
+) -> int:
+    """Record the study, compute its cells (``first``: the tuning cells of a tuned study,
+    then its final cells), and record that it finished; the cells computed."""
+    toml = resolved_toml(study)
+    store.write_meta(meta, toml)
+    with store.running():
+        computed = _compute(store, pool, first, planner, bar)
+        if study.tune is not None:
+            final = _final_stage(store, study, meta, toml)
+            computed += _compute(store, pool, final, planner, bar)
+    meta["finished"] = _now()
+    store.write_meta(meta, toml)
+    return computed
 
 
 def _deterministic(asked: bool | None) -> bool:

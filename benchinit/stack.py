@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from benchinit.errors import BenchinitError, error_text
 from benchinit.models import StackedMLP
 from benchinit.registry import Registry
 from benchinit.settings import SQRT_DEPTH
+from benchinit.validation import split_validation, validation_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -81,17 +83,20 @@ def bind(registry: Registry, kind: str, plugin: Mapping[str, Any]) -> Bound[Any]
 
 
 def load_data(registry: Registry, config: Mapping[str, Any]) -> Data:
-    """The dataset of a cell, loaded once per process (the last few datasets are kept)."""
-    return _load_data(registry, canonical_json({"name": config["name"], **config["params"]}))
+    """The dataset of a cell, loaded once per process (the last few datasets are kept),
+    with its validation split carved out when the cell asks for one."""
+    spec = canonical_json({"name": config["name"], **config["params"]})
+    return _load_data(registry, spec, float(config.get("validation", 0.0)))
 
 
 @functools.lru_cache(maxsize=4)
-def _load_data(registry: Registry, spec: str) -> Data:
-    import json
-
+def _load_data(registry: Registry, spec: str, validation: float) -> Data:
     bound = registry.bind("dataset", json.loads(spec))
     data = bound()
     check_data(data, bound)
+    if validation > 0 or data.x_val is not None:
+        seed = validation_seed(bound.name, bound.params)
+        data = split_validation(data, validation, seed, bound.name)
     return data
 
 

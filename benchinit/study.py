@@ -9,6 +9,12 @@ initializer and activation, and the grid of choices to compare::
     [train]  epochs, batch_size, target_accuracy, probe_samples      (kind = "train" only)
     [grid]   initializer, activation, loss, optimizer: a spec or a list of specs; and dotted
              keys such as "model.depth" = [5, 30] over the other sections
+    [tune]   plugin parameters tuned per configuration on the validation split
+             (kind = "train" only; benchinit.tuning)
+
+``[data] validation`` (train studies; default 0.1) is the share of the training split that
+benchinit holds out as a validation split (benchinit.validation); the dataset plugin never
+sees it.
 
 Every combination of the grid's values times every seed is one cell. Everything is checked
 here, before anything runs, and the grid is expanded once; errors name the file and the key.
@@ -17,6 +23,7 @@ A grid larger than ``max_cells`` is refused before it is expanded.
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,17 +33,19 @@ from typing import Any
 
 import tomli_w
 
-from benchinit import grid, settings
+from benchinit import grid, settings, tuning
 from benchinit.cells import Cell
 from benchinit.errors import StudyError, choices_text, did_you_mean, os_reason
 from benchinit.metrics import METRICS, default_metric
 from benchinit.registry import Registry
 from benchinit.settings import ModelSettings, StudySettings, TrainSettings
 from benchinit.specs import SpecError
+from benchinit.tuning import TuneSpec
+from benchinit.validation import DEFAULT_FRACTION, validation_fraction
 
 DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
 DEFAULT_OPTIMIZER = "adam"
-SECTIONS = ("study", "data", "model", "train", "grid")
+SECTIONS = ("study", "data", "model", "train", "grid", "tune")
 # More cells than this are refused before the grid is expanded (each cell costs memory
 # before it runs); pass max_cells=None to allow any number.
 MAX_CELLS = 100_000
@@ -63,6 +72,8 @@ class Study:
     model: ModelSettings
     train: TrainSettings
     data: dict[str, Any]  # [data]: the dataset's name and parameters, as written
+    validation: float  # share of the training split held out (train studies; 0: none)
+    tune: TuneSpec | None  # [tune], or None: the grid's values are run as given
     grid_cells: tuple[Cell, ...]
 
     def cells(self) -> list[Cell]:
@@ -199,27 +210,33 @@ def _validate(
     registry = registry or Registry(_plugin_files(meta, base, extra_plugins, fail))
     data = dict(document.get("data", {}))
     data.setdefault("name", "gaussian")
+    validation = _validation(data, meta.kind, registry, fail)
     try:
         task = registry.get("dataset", data["name"]).descriptor.task
     except SpecError as exc:
         raise fail("data.name", str(exc)) from None
     axes = _axes(document, meta.kind, task, fail)
     metric = _metric(meta, task, fail)
+    tune = _tune(document, axes, registry, meta.kind, task, metric, validation, fail)
     resolver = grid.Resolver(
         registry,
         kind=meta.kind,
         task=task,
         sections={"model": settings.as_dict(model), "train": settings.as_dict(train)},
         data=data,
+        validation=validation if meta.kind == "train" else None,
         fail=fail,
     )
     _check_labels(resolver, axes, fail)
     total = grid.count(axes, meta.seeds)
+    if tune is not None:  # and the tuning cells: every configuration x trial x tuning seed
+        total += grid.count(axes, tune.seeds) * len(tuning.trials(tune))
     if max_cells is not None and total > max_cells:
         raise StudyError(
             source,
             "grid",
-            f"makes {total:,} cells (the grid's combinations x {len(meta.seeds):,} seeds), "
+            f"makes {total:,} cells (the grid's combinations x {len(meta.seeds):,} seeds"
+            f"{', and the tuning trials' if tune else ''}), "
             f"more than the limit of {max_cells:,}; shrink the grid or the seeds, or lift "
             "the limit with {max_cells}",
             options={"max_cells": "max_cells=None"},
@@ -243,8 +260,48 @@ def _validate(
         model=model,
         train=train,
         data=data,
+        validation=validation,
+        tune=tune,
         grid_cells=tuple(grid.expand(resolver, axes, meta.seeds)),
     )
+
+
+def _tune(
+    document: dict,
+    axes: dict[str, list[Any]],
+    registry: Registry,
+    kind: str,
+    task: str,
+    metric: str,
+    validation: float,
+    fail: Fail,
+) -> TuneSpec | None:
+    if "tune" not in document:
+        return None
+    if validation == 0:
+        raise fail("data.validation", "is 0, but [tune] selects on the validation split")
+    return tuning.parse_tune(
+        document["tune"], axes, registry, kind=kind, task=task, metric=metric, fail=fail
+    )
+
+
+def _validation(data: dict[str, Any], kind: str, registry: Registry, fail: Fail) -> float:
+    """Pop ``validation`` from [data] (benchinit's key, not the plugin's) and check it."""
+    if "validation" not in data:
+        return DEFAULT_FRACTION if kind == "train" else 0.0
+    if kind != "train":
+        raise fail("data.validation", "a signal study does not train: it has no use for it")
+    with contextlib.suppress(SpecError):
+        if "validation" in registry.get("dataset", data["name"]).descriptor.parameters():
+            raise fail(
+                "data.validation",
+                f"dataset '{data['name']}' has a parameter of that name, and benchinit's "
+                "validation split would hide it; rename the plugin's parameter",
+            )
+    try:
+        return validation_fraction(data.pop("validation"))
+    except settings.Invalid as exc:
+        raise fail("data.validation", str(exc)) from None
 
 
 def _check_sections(document: dict, fail: Fail) -> None:
@@ -326,6 +383,9 @@ def resolved_document(study: Study) -> dict[str, dict[str, Any]]:
     data = study.registry.bind("dataset", study.data)
     model = dict(study.settings["model"])
     model["bias_init"] = study.registry.bind("initializer", model["bias_init"]).label
+    data_table: dict[str, Any] = {"name": data.name, **data.params}
+    if study.kind == "train":
+        data_table["validation"] = study.validation
     document: dict[str, dict[str, Any]] = {
         "study": {
             "name": study.name,
@@ -336,12 +396,14 @@ def resolved_document(study: Study) -> dict[str, dict[str, Any]]:
             "description": study.description,
             "plugins": list(study.registry.files),
         },
-        "data": {"name": data.name, **data.params},
+        "data": data_table,
         "model": model,
     }
     if study.kind == "train":
         document["train"] = dict(study.settings["train"])
     document["grid"] = {axis: list(values) for axis, values in study.axes.items()}
+    if study.tune is not None:
+        document["tune"] = tuning.resolved_table(study.tune)
     return document
 
 

@@ -30,23 +30,21 @@ training samples; there ``grad_norm`` is the gradient of the training loss on th
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from benchinit import jacobian
 from benchinit.atinit import record_spectrum
 from benchinit.cells import Cell
 from benchinit.descriptors import Activation, Bound, Data, Loss, Optimizer
+from benchinit.evaluation import Numerics, Task, evaluate, member_losses, probe, wide
 from benchinit.models import StackedMLP
-from benchinit.probes import layer_statistics, theory, weight_grad_norms
+from benchinit.probes import theory
 from benchinit.records import Recorder
 from benchinit.registry import Registry
 from benchinit.schedules import make_scheduler
@@ -61,141 +59,16 @@ from benchinit.stack import (
     load_data,
 )
 
-EVAL_CHUNK = 4096  # samples per evaluation forward pass (bounds memory for big stacks)
-# The epoch-0 training loss is measured on at most this many training samples (the first
-# ones): on 60,000 samples a full pass would add a third of an epoch's work to every run.
-EPOCH0_TRAIN_SAMPLES = 10_000
+# Epoch 0 (before training) is measured on at most this many samples of the training and
+# held-out splits (the first ones): on 60,000 samples full passes would add a third of an
+# epoch's work to every run, and the curve's first point needs no more.
+EPOCH0_SAMPLES = 2048
+# What every ok run records from the last epoch: validation (when there is a validation
+# split) and test metrics; NaN where the task has none.
+FINAL_METRICS = ("val_loss", "val_accuracy", "val_mse", "test_loss", "test_accuracy", "test_mse")
 # Probe inputs of the Jacobian spectrum at init and after training (signal studies use
 # benchinit.jacobian.PROBES): each costs a Jacobian of the inputs' width per member.
 JACOBIAN_PROBES = 4
-
-
-class Task:
-    """The data on the device, with targets in the form the loss expects."""
-
-    def __init__(
-        self, data: Data, loss: Bound[Loss], dtype: torch.dtype, device: torch.device
-    ) -> None:
-        self.classification = data.task == "classification"
-        self.classes = data.outputs if self.classification else 0
-        self.x_train = data.x_train.to(device=device, dtype=dtype)
-        self.x_test = data.x_test.to(device=device, dtype=dtype)
-        self.labels_train = data.y_train.to(device) if self.classification else None
-        self.labels_test = data.y_test.to(device) if self.classification else None
-        self.y_train = self._targets(data.y_train, loss, dtype, device)
-        self.y_test = self._targets(data.y_test, loss, dtype, device)
-        per_output = 2 if loss.descriptor.prediction == "mean_var" else 1
-        self.outputs = data.outputs * per_output
-
-    def _targets(
-        self, y: torch.Tensor, loss: Bound[Loss], dtype: torch.dtype, device: torch.device
-    ) -> torch.Tensor:
-        if not self.classification:
-            return y.to(device=device, dtype=dtype)
-        if loss.descriptor.class_targets == "one_hot":
-            return F.one_hot(y, self.classes).to(device=device, dtype=dtype)
-        return y.to(device)
-
-
-def _member_losses(loss: Bound[Loss], pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample loss ``[G, B]``, checked once per call site (plugins can get it wrong)."""
-    values = loss(pred, target)
-    if values.shape != pred.shape[:2]:
-        raise ValueError(
-            f"loss '{loss.name}' returned shape {tuple(values.shape)}; expected "
-            f"one value per sample {tuple(pred.shape[:2])}"
-        )
-    return values
-
-
-def _wide(values: torch.Tensor) -> torch.Tensor:
-    """Outputs in float32 at least: losses and metrics are reduced there (a bf16 forward)."""
-    return values.float() if values.dtype in (torch.bfloat16, torch.float16) else values
-
-
-@torch.no_grad()
-def evaluate(
-    model: StackedMLP,
-    activation: Callable[[torch.Tensor], torch.Tensor],
-    loss: Bound[Loss],
-    task: Task,
-    split: str,
-    limit: int | None = None,
-    numerics: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
-) -> dict[str, torch.Tensor]:
-    """Metrics ``{name: [G]}`` over a split (its first ``limit`` samples) in eval mode:
-    ``loss``; ``accuracy`` (classification) or ``mse`` of the point prediction
-    (regression). ``numerics``: the forward's precision (benchinit.stack.computing)."""
-    x, y = getattr(task, f"x_{split}")[:limit], getattr(task, f"y_{split}")[:limit]
-    labels = getattr(task, f"labels_{split}")
-    totals = {
-        name: torch.zeros(model.members, dtype=torch.float64, device=x.device)
-        for name in ("loss", "accuracy" if task.classification else "mse")
-    }
-    training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(x), EVAL_CHUNK):
-            chunk = slice(start, start + EVAL_CHUNK)
-            with numerics():
-                pred = _wide(model(x[chunk], activation))
-            _accumulate(
-                totals,
-                pred,
-                y[chunk],
-                labels[:limit][chunk] if labels is not None else None,
-                loss,
-                task,
-            )
-    finally:
-        model.train(training)
-    return {name: total / len(x) for name, total in totals.items()}
-
-
-def _accumulate(
-    totals: dict[str, torch.Tensor],
-    pred: torch.Tensor,
-    y: torch.Tensor,
-    labels: torch.Tensor | None,
-    loss: Bound[Loss],
-    task: Task,
-) -> None:
-    """Add one chunk's summed losses and accuracy (or squared errors) per member."""
-    target = y.expand(pred.shape[0], *y.shape)
-    totals["loss"] += _member_losses(loss, pred, target).double().sum(1)
-    if labels is not None:
-        totals["accuracy"] += (pred[..., : task.classes].argmax(-1) == labels).double().sum(1)
-    else:
-        point = pred[..., : target.shape[-1]]
-        totals["mse"] += (point - target).double().square().mean(-1).sum(1)
-
-
-def probe(
-    model: StackedMLP,
-    activation: Bound[Activation],
-    loss: Bound[Loss],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    numerics: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
-) -> tuple[list[dict[str, torch.Tensor]], list[torch.Tensor]]:
-    """Layer statistics and histograms on a probe batch; grad_norm from the training loss.
-    Batch norm's running statistics are left as they are; statistics are float32 or better."""
-    for p in model.parameters():
-        p.grad = None
-    trace: list[tuple[torch.Tensor, torch.Tensor]] = []
-    with numerics():
-        pred = _wide(model(x, activation, trace, update=False))
-    target = y.expand(model.members, *y.shape)
-    _member_losses(loss, pred, target).mean(1).sum().backward()
-    stats, hists = [], []
-    for (pre, act), grad in zip(trace, weight_grad_norms(list(model.kernels)), strict=False):
-        layer_stats, counts = layer_statistics(_wide(pre.detach()), _wide(act.detach()), activation)
-        layer_stats["grad_norm"] = grad
-        stats.append(layer_stats)
-        hists.append(counts)
-    for p in model.parameters():
-        p.grad = None
-    return stats, hists
 
 
 def _permutations(generators: list[torch.Generator], n: int, device: torch.device) -> torch.Tensor:
@@ -238,7 +111,7 @@ def train_stack(
     optimizer_spec = bind(registry, "optimizer", config["optimizer"])
     task = Task(data, loss, DTYPES[config["model"]["dtype"]], device)
     depth, width = config["model"]["depth"], config["model"]["width"]
-    probe_n = min(config["train"]["probe_samples"], len(task.x_train))
+    probe_n = min(config["train"]["probe_samples"], len(task.train.x))
     model, kept, failures = build_stack(
         cells,
         registry,
@@ -268,7 +141,7 @@ class _Run:
         loss: Bound[Loss],
         settings: Mapping[str, Any],
         recorder: Recorder,
-        numerics: Callable[[], AbstractContextManager[Any]],
+        numerics: Numerics,
     ) -> None:
         self.model, self.cells, self.task, self.data = model, cells, task, data
         self.activation, self.loss, self.settings = activation, loss, settings
@@ -282,7 +155,7 @@ class _Run:
         ``probe_n`` training samples: at init in training mode (batch norm normalizes with
         the probe batch's statistics), after training in eval mode (its running ones)."""
         model, task, activation = self.model, self.task, self.activation
-        x, y = task.x_train[:probe_n], task.y_train[:probe_n]
+        x, y = task.train.x[:probe_n], task.train.y[:probe_n]
         model.train(phase == "init")
         stats, hists = probe(model, activation, self.loss, x, y, self.numerics)
         extra = {}
@@ -298,14 +171,25 @@ class _Run:
             self.model, self.activation, self.loss, self.task, split, limit, self.numerics
         )
 
-    def evaluate_epoch(self, epoch: int, train_loss: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Test metrics after ``epoch``; stores them and ``train_loss`` as curves."""
-        tested = self.evaluate("test")
+    def measure_epoch(self, epoch: int, train_loss: torch.Tensor) -> torch.Tensor:
+        """Held-out metrics after ``epoch`` (at epoch 0 on a subset), stored as curves with
+        ``train_loss``; returns the held-out loss (non-finite: the member diverged)."""
+        held = self.task.heldout
+        heldout = self.evaluate(held, EPOCH0_SAMPLES if epoch == 0 else None)
         self.curves[(epoch, "train", "loss")] = train_loss
-        self.curves.update({(epoch, "test", name): values for name, values in tested.items()})
+        self.curves.update({(epoch, held, name): values for name, values in heldout.items()})
         if self.track_params:
             _record_params(self.curves, self.model, epoch)
-        return tested
+        return heldout["loss"]
+
+    def measure_test(self, epochs: int) -> torch.Tensor:
+        """The final test metrics (the only pass over the test split when there is a
+        validation split); returns the test loss."""
+        if self.task.heldout == "test" and epochs > 0:
+            return self.curves[(epochs, "test", "loss")]  # measured after the last epoch
+        tested = self.evaluate("test")
+        self.curves.update({(epochs, "test", name): values for name, values in tested.items()})
+        return tested["loss"]
 
     @property
     def track_params(self) -> bool:
@@ -315,54 +199,65 @@ class _Run:
     def train(self, optimizer_spec: Bound[Optimizer], probe_n: int) -> None:
         """Train in place (see the module docstring); record layers, curves and runs."""
         model, task, settings = self.model, self.task, self.settings
-        G, epochs, batch_size = model.members, settings["epochs"], settings["batch_size"]
-        device = task.x_train.device
+        epochs, device = settings["epochs"], task.train.x.device
         self.probe_layers("init", probe_n)
-        train0 = self.evaluate("train", EPOCH0_TRAIN_SAMPLES)
-        tested = self.evaluate_epoch(0, train0["loss"])
+        train0 = self.evaluate("train", EPOCH0_SAMPLES)["loss"]
+        held0 = self.measure_epoch(0, train0)
         if self.track_params:
             for name in ("w", "b"):
                 if name in self.data.truth:
                     value = float(self.data.truth[name])
-                    self.curves[(0, "truth", name)] = torch.full((G,), value)
-
+                    self.curves[(0, "truth", name)] = torch.full((model.members,), value)
         # alive[g]: member g has not diverged. diverged_at[g]: the epoch it did (-1: never).
-        alive = torch.isfinite(train0["loss"]) & torch.isfinite(tested["loss"])
+        alive = torch.isfinite(train0) & torch.isfinite(held0)
         diverged_at = torch.where(alive, -1, 0).to(device)
-        params = list(model.parameters())
-        optimizer = optimizer_spec(params)
+        optimizer = optimizer_spec(list(model.parameters()))
         scheduler = make_scheduler(optimizer, optimizer_spec.params, epochs)
         generators = [
             torch.Generator().manual_seed(derive_seed(c.seed, "shuffle")) for c in self.cells
         ]
-        frozen = [p.detach().clone() for p in params]  # where a member stays if it dies
-        n = len(task.x_train)
         for epoch in range(1, epochs + 1):
-            _snapshot(frozen, params, alive)
-            order = _permutations(generators, n, device)
-            loss_sum = torch.zeros(G, dtype=torch.float64, device=device)
-            for begin in range(0, n, batch_size):
-                index = order[:, begin : begin + batch_size]
-                with self.numerics():
-                    pred = _wide(model(task.x_train[index], self.activation))
-                per_member = _member_losses(self.loss, pred, task.y_train[index]).mean(1)
-                finite = torch.isfinite(per_member)
-                diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
-                alive = alive & finite
-                masked = torch.where(alive, per_member, torch.zeros_like(per_member))
-                optimizer.zero_grad(set_to_none=True)
-                masked.sum().backward()  # a sum: each member's gradient is its own mean loss's
-                optimizer.step()
-                loss_sum += masked.detach().double() * index.shape[1]
+            alive, diverged_at = self.train_epoch(epoch, optimizer, generators, alive, diverged_at)
             scheduler.step()
-            tested = self.evaluate_epoch(epoch, loss_sum / n)
-            finite = torch.isfinite(tested["loss"])
-            diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
-            alive = alive & finite
-            _restore(params, frozen, alive)
-
+        finite = torch.isfinite(self.measure_test(epochs))
+        diverged_at = torch.where(alive & ~finite, epochs, diverged_at)
         self.probe_layers("final", probe_n)
         self.record_results(diverged_at.cpu().tolist())
+
+    def train_epoch(
+        self,
+        epoch: int,
+        optimizer: torch.optim.Optimizer,
+        generators: list[torch.Generator],
+        alive: torch.Tensor,
+        diverged_at: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass over the training split, each member on its own permutation; then the
+        held-out measurement. Returns the updated ``alive`` and ``diverged_at``."""
+        model, task = self.model, self.task
+        params = list(model.parameters())
+        frozen = [p.detach().clone() for p in params]  # where a member stays if it dies
+        n, batch_size = len(task.train.x), self.settings["batch_size"]
+        order = _permutations(generators, n, task.train.x.device)
+        loss_sum = torch.zeros(model.members, dtype=torch.float64, device=task.train.x.device)
+        for begin in range(0, n, batch_size):
+            index = order[:, begin : begin + batch_size]
+            with self.numerics():
+                pred = wide(model(task.train.x[index], self.activation))
+            per_member = member_losses(self.loss, pred, task.train.y[index]).mean(1)
+            finite = torch.isfinite(per_member)
+            diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
+            alive = alive & finite
+            masked = torch.where(alive, per_member, torch.zeros_like(per_member))
+            optimizer.zero_grad(set_to_none=True)
+            masked.sum().backward()  # a sum: each member's gradient is its own mean loss's
+            optimizer.step()
+            loss_sum += masked.detach().double() * index.shape[1]
+        finite = torch.isfinite(self.measure_epoch(epoch, loss_sum / n))
+        diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
+        alive = alive & finite
+        _restore(params, frozen, alive)
+        return alive, diverged_at
 
     def record_results(self, diverged_at: list[int]) -> None:
         """Curves (each ends before its member diverged) and one run row per member."""
@@ -373,7 +268,6 @@ class _Run:
             self.recorder.curve(
                 [cells[g] for g in keep], epoch, split, metric, [column[g] for g in keep]
             )
-        target = self.settings["target_accuracy"]
         for g, cell in enumerate(cells):
             if diverged_at[g] >= 0:
                 self.recorder.run(
@@ -385,39 +279,31 @@ class _Run:
                 )
                 continue
             final = {
-                name: column[g]
+                f"{'val' if split == 'val' else 'test'}_{name}": column[g]
                 for (e, split, name), column in values.items()
-                if e == epochs and split == "test"
+                if e == epochs and split in ("val", "test")
             }
-            reached = math.nan
-            if target is not None and (0, "test", "accuracy") in values:
-                hits = [
-                    e for e in range(epochs + 1) if values[(e, "test", "accuracy")][g] >= target
-                ]
-                reached = float(hits[0]) if hits else math.nan
             self.recorder.run(
                 cell,
                 "ok",
                 init_hash=self.hashes[g],
                 train_loss=values[(epochs, "train", "loss")][g],
-                test_loss=final["loss"],
-                test_accuracy=final.get("accuracy", math.nan),
-                test_mse=final.get("mse", math.nan),
-                epochs_to_target=reached,
+                epochs_to_target=self._reached(values, g),
+                **{m: final.get(m, math.nan) for m in FINAL_METRICS},
             )
+
+    def _reached(self, values: Mapping[tuple[int, str, str], list[float]], g: int) -> float:
+        """The first epoch whose held-out accuracy reached ``target_accuracy`` (or NaN)."""
+        target, held = self.settings["target_accuracy"], self.task.heldout
+        if target is None or (0, held, "accuracy") not in values:
+            return math.nan
+        epochs = self.settings["epochs"]
+        hits = [e for e in range(epochs + 1) if values[(e, held, "accuracy")][g] >= target]
+        return float(hits[0]) if hits else math.nan
 
 
 def _biases(model: StackedMLP) -> list[torch.Tensor] | None:
     return None if model.biases is None else list(model.biases)
-
-
-def _snapshot(
-    frozen: Sequence[torch.Tensor], params: Sequence[torch.Tensor], alive: torch.Tensor
-) -> None:
-    """At an epoch start, remember the weights of every member still alive."""
-    with torch.no_grad():
-        for f, p in zip(frozen, params, strict=True):
-            f.copy_(torch.where(alive.view(-1, *[1] * (p.dim() - 1)), p, f))
 
 
 def _restore(

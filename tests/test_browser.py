@@ -105,7 +105,7 @@ def history_page(tmp_path_factory) -> Path:
     torch change in the last), each with a report to link to."""
     from test_history import write_series
 
-    from benchinit.history import history
+    from benchinit.series import history
 
     root = tmp_path_factory.mktemp("history")
     runs = write_series(root, drop_last=0.05)

@@ -13,7 +13,7 @@ from synthetic import runs_frame, write_runs
 
 from benchinit import BenchinitError, load_study, run, stats
 from benchinit.cli import main
-from benchinit.compare import compare
+from benchinit.comparison import compare
 from benchinit.verdicts import decide
 
 

@@ -12,7 +12,7 @@ from synthetic import runs_frame, write_runs
 
 from benchinit import stats
 from benchinit.cli import main
-from benchinit.history import history
+from benchinit.series import history
 
 HOSTILE_TITLE = "Nightly <script>alert(1)</script>"
 LABELS = ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>", "plain", "a|b"]

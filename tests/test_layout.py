@@ -136,3 +136,18 @@ def test_modules_and_functions_stay_small(name):
                 length = node.end_lineno - node.lineno + 1
                 if f"{path.stem}.{node.name}" not in DECLARATIVE:
                     assert length <= MAX_FUNCTION_LINES, f"{path.stem}.{node.name}: {length} lines"
+
+
+def test_public_names_are_never_shadowed_by_submodules():
+    """Importing a submodule sets it as an attribute of the package: a module named like a
+    public function (``compare.py`` beside ``benchinit.compare``) would replace it."""
+    import importlib
+
+    import benchinit
+
+    for name in modules():
+        if name not in ("__init__", "__main__", "builtin"):
+            importlib.import_module(f"benchinit.{name}")
+    for name in benchinit.__all__:
+        value = getattr(benchinit, name)
+        assert not isinstance(value, type(benchinit)), f"benchinit.{name} is a module"

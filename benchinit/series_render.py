@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from benchinit import compare_render, figures, stats, verdicts
+from benchinit import comparison_render, figures, stats, verdicts
 from benchinit.store import write_atomic
 
 if TYPE_CHECKING:
-    from benchinit.history import HistoryOutcome
+    from benchinit.series import HistoryOutcome
 
 MAX_PANELS = figures.MAX_PANELS
 
@@ -30,8 +30,8 @@ MAX_PANELS = figures.MAX_PANELS
 
 def markdown(outcome: HistoryOutcome) -> str:
     """The last step's verdicts and changes, and the power warning, as GitHub Markdown."""
-    md = compare_render.md
-    method = compare_render.correction_text(outcome.correction, outcome.alpha)
+    md = comparison_render.md
+    method = comparison_render.correction_text(outcome.correction, outcome.alpha)
     lines = [
         f"### benchinit history: {md(outcome.runs[0].study['title'])}",
         "",
@@ -42,8 +42,8 @@ def markdown(outcome: HistoryOutcome) -> str:
     if outcome.steps:
         lines += [f"**{md(outcome.step_line(outcome.steps))}**", ""]
         last = outcome.step_table(outcome.steps)
-        lines += [*compare_render.markdown_table(last, 1 - outcome.alpha), ""]
-        lines += compare_render.environment_lines(outcome.changes[-1])
+        lines += [*comparison_render.markdown_table(last, 1 - outcome.alpha), ""]
+        lines += comparison_render.environment_lines(outcome.changes[-1])
     if outcome.warning:
         lines += ["", f"> {md(outcome.warning)}"]
     return "\n".join(lines) + "\n"
@@ -164,7 +164,7 @@ def write_html(outcome: HistoryOutcome, path: Path) -> Path:
     from benchinit.report import environment as jinja_environment
 
     table = outcome.table
-    rows = compare_render.html_rows(compare_render.ordered(table)) if len(table) else []
+    rows = comparison_render.html_rows(comparison_render.ordered(table)) if len(table) else []
     page = (
         jinja_environment()
         .get_template("history.html")
@@ -180,7 +180,7 @@ def write_html(outcome: HistoryOutcome, path: Path) -> Path:
             table_id="history-verdicts",
             figures=_figures(outcome),
             alpha=outcome.alpha,
-            correction=compare_render.CORRECTION_NAMES[outcome.correction],
+            correction=comparison_render.CORRECTION_NAMES[outcome.correction],
             power=stats.POWER,
             warning=outcome.warning,
         )

@@ -15,7 +15,7 @@ beside each verdict what else changed:
 - the environment and provenance (versions, device, git commit, torch build, host, plugin
   versions, study settings) side by side, differences marked.
 
-``compare.html`` (and Markdown, JSON) are drawn by :mod:`benchinit.compare_render`.
+``compare.html`` (and Markdown, JSON) are drawn by :mod:`benchinit.comparison_render`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchinit import compare_render, verdicts
+from benchinit import comparison_render, verdicts
 from benchinit.errors import BenchinitError, ResultsError, did_you_mean
 from benchinit.meta import Meta, PluginRecord
 from benchinit.metrics import METRICS
@@ -77,10 +77,10 @@ class CompareOutcome:
 
     def summary(self, rows: int = 12) -> str:
         """A short plain-text account for the terminal."""
-        return compare_render.text_summary(self, rows)
+        return comparison_render.text_summary(self, rows)
 
     def to_json(self) -> dict[str, Any]:
-        return compare_render.json_summary(self)
+        return comparison_render.json_summary(self)
 
 
 def check_comparable(base: Results, new: Results) -> None:
@@ -318,11 +318,11 @@ def compare(
         table, a, b, correction, alpha, environment=environment_differences(a.meta, b.meta)
     )
     html_path = Path(out) if out else Path(new) / "compare.html"
-    outcome.html = compare_render.write_html(outcome, html_path)
+    outcome.html = comparison_render.write_html(outcome, html_path)
     if json_out:
         write_atomic(Path(json_out), json.dumps(outcome.to_json(), indent=2, default=str))
-    markdown = compare_render.markdown(outcome)
+    markdown = comparison_render.markdown(outcome)
     if markdown_out:
         write_atomic(Path(markdown_out), markdown)
-    compare_render.append_step_summary(markdown)
+    comparison_render.append_step_summary(markdown)
     return outcome

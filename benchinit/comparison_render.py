@@ -23,7 +23,7 @@ from benchinit.errors import BenchinitError
 from benchinit.store import write_atomic
 
 if TYPE_CHECKING:
-    from benchinit.compare import CompareOutcome
+    from benchinit.comparison import CompareOutcome
 
 CORRECTION_NAMES = {
     "holm": "Holm (family-wise error)",

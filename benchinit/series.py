@@ -2,7 +2,7 @@
 
 The series is ordered as given, or by the time each run started (``sort="time"``, from
 ``meta["started"]``). Each consecutive step (run i -> run i + 1) is compared exactly as
-``benchinit compare`` compares two folders (:func:`benchinit.compare.comparison_rows` and
+``benchinit compare`` compares two folders (:func:`benchinit.comparison.comparison_rows` and
 :func:`benchinit.verdicts.judge`), with one difference that matters: the p-values of every
 step, configuration and metric on the page are adjusted together, so a long history does
 not show a "regression" somewhere by chance. Between steps the page marks what changed in
@@ -29,8 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from benchinit import compare_render, history_render, stats, verdicts
-from benchinit.compare import (
+from benchinit import comparison_render, series_render, stats, verdicts
+from benchinit.comparison import (
     check_comparable,
     check_metrics,
     comparison_rows,
@@ -166,15 +166,15 @@ def history(
         for a, b in itertools.pairwise(runs)
     ]
     outcome = HistoryOutcome(runs, table, _series(runs, chosen), changes, chosen, correction, alpha)
-    outcome.html = history_render.write_html(
+    outcome.html = series_render.write_html(
         outcome, Path(out) if out else runs[-1].path / "history.html"
     )
     if json_out:
         write_atomic(Path(json_out), json.dumps(outcome.to_json(), indent=2, default=str))
-    markdown = history_render.markdown(outcome)
+    markdown = series_render.markdown(outcome)
     if markdown_out:
         write_atomic(Path(markdown_out), markdown)
-    compare_render.append_step_summary(markdown)
+    comparison_render.append_step_summary(markdown)
     return outcome
 
 
@@ -196,7 +196,7 @@ def _plural(n: int, word: str) -> str:
 
 def _text_summary(outcome: HistoryOutcome) -> str:
     study = outcome.runs[0].study["name"]
-    method = compare_render.correction_text(outcome.correction, outcome.alpha)
+    method = comparison_render.correction_text(outcome.correction, outcome.alpha)
     lines = [
         f"history {study}: {_plural(len(outcome.runs), 'run')}, "
         f"{_plural(outcome.steps, 'step')}, "
@@ -239,6 +239,6 @@ def _json_summary(outcome: HistoryOutcome) -> dict[str, Any]:
             }
             for step in range(1, outcome.steps + 1)
         ],
-        "series": compare_render.records(outcome.series),
-        "comparisons": compare_render.records(outcome.table) if len(outcome.table) else [],
+        "series": comparison_render.records(outcome.series),
+        "comparisons": comparison_render.records(outcome.table) if len(outcome.table) else [],
     }

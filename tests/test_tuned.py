@@ -1,0 +1,199 @@
+"""Tuned studies end to end: selection never reads the test split, tuning beats a poor
+default, an interrupted tuned run resumes to the same choices, compare reports a change of
+chosen value, bad [tune] input is exit 2."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from benchinit import compare, load_results, load_study, run
+from benchinit.cli import main
+from benchinit.store import Store
+
+STUDY = """
+[study]
+name = "tuned"
+kind = "train"
+seeds = 2
+{plugins}
+[data]
+name = "{data}"
+[model]
+depth = 1
+width = 24
+[train]
+epochs = 2
+batch_size = 64
+[grid]
+initializer = ["kaiming_normal", "xavier_normal"]
+activation = "relu"
+optimizer = "sgd"
+[tune]
+"optimizer.lr" = {lrs}
+seeds = 2
+"""
+
+DIGITS = '''
+import torch
+from benchinit import Dataset, hookimpl
+from benchinit.builtin.datasets import digits
+
+
+def my_digits(*, test_fraction: float = 0.2, seed: int = 0):
+    """The digits, with the test split's labels {how}."""
+    data = digits(test_fraction=test_fraction, seed=seed)
+    if {shuffle}:
+        order = torch.randperm(len(data.y_test), generator=torch.Generator().manual_seed(1))
+        data = type(data)(data.x_train, data.y_train, data.x_test, data.y_test[order],
+                          data.task, data.outputs)
+    return data
+
+
+@hookimpl
+def benchinit_datasets():
+    return [Dataset("my_digits", my_digits)]
+'''
+
+
+def study_file(folder: Path, lrs: str = "[0.003, 0.03, 0.3]", data: str = "digits") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    plugins = 'plugins = ["data.py"]' if data == "my_digits" else ""
+    path = folder / "study.toml"
+    path.write_text(STUDY.format(plugins=plugins, data=data, lrs=lrs))
+    return path
+
+
+def chosen(results) -> dict:
+    runs = results.runs
+    return runs.groupby("initializer")["tuned.optimizer.lr"].first().to_dict()
+
+
+def test_selection_never_reads_the_test_split(tmp_path):
+    picks = []
+    for shuffle in (False, True):
+        folder = tmp_path / f"shuffle-{shuffle}"
+        folder.mkdir()
+        plugin = DIGITS.format(how="shuffled" if shuffle else "as given", shuffle=shuffle)
+        (folder / "data.py").write_text(textwrap.dedent(plugin))
+        path = study_file(folder, data="my_digits")
+        outcome = run(load_study(path), folder / "out", report=False, progress=False)
+        picks.append((chosen(outcome.results), outcome.results.runs["test_accuracy"].mean()))
+    (clean, clean_test), (shuffled, shuffled_test) = picks
+    assert clean == shuffled, "the same validation split chooses the same values"
+    assert clean_test > 0.5 and shuffled_test < 0.3, "while the test split did change"
+
+
+def test_tuning_beats_a_poor_default_learning_rate(tmp_path):
+    tuned_path = study_file(tmp_path / "tuned", lrs="[0.001, 0.1, 0.5]")
+    tuned = run(load_study(tuned_path), tmp_path / "tuned" / "out", report=False, progress=False)
+    plain = tuned_path.read_text().split("[tune]")[0]
+    plain_path = tmp_path / "plain.toml"
+    plain_path.write_text(plain.replace('optimizer = "sgd"', 'optimizer = "sgd(lr=0.001)"'))
+    default = run(load_study(plain_path), tmp_path / "plain", report=False, progress=False)
+    assert set(chosen(tuned.results).values()) <= {0.1, 0.5}
+    gain = tuned.results.runs["test_accuracy"].mean() - default.results.runs["test_accuracy"].mean()
+    assert gain > 0.2, f"tuning gained only {gain:.3f}"
+
+
+def _start(path: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchinit",
+            "run",
+            str(path),
+            "--out",
+            str(out),
+            "--quiet",
+            "--no-report",
+            "--jobs",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chunks", [1, 3, 6], ids=["early", "tuning", "final"])
+def test_a_killed_tuned_run_resumes_to_the_same_choices(tmp_path, chunks):
+    path = study_file(tmp_path, lrs="[0.01, 0.1, 0.3]")
+    reference = run(load_study(path), tmp_path / "reference", report=False, progress=False)
+    out = tmp_path / "out"
+    proc = _start(path, out)
+    deadline = time.monotonic() + 120
+    while (
+        not (out / "records").is_dir()
+        or len([p for p in (out / "records").iterdir() if not p.name.startswith(".")]) < chunks
+    ):
+        if proc.poll() is not None:
+            break  # it finished before the kill: the rerun then computes nothing
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--no-report"]) == 0
+    statuses = Store(out).statuses()
+    assert statuses["cell"].is_unique, "a cell was computed twice"
+    results = load_results(out)
+    expected = len(reference.results.runs) + len(reference.results.tuning)
+    assert len(results.runs) + len(results.tuning) == expected == len(statuses)
+    assert chosen(results) == chosen(reference.results)
+
+
+def test_compare_reports_a_change_of_chosen_value(tmp_path):
+    a = run(
+        load_study(study_file(tmp_path / "a", lrs="[0.001, 0.3]")),
+        tmp_path / "a" / "out",
+        report=False,
+        progress=False,
+    )
+    b = run(
+        load_study(study_file(tmp_path / "b", lrs="[0.001, 0.01]")),
+        tmp_path / "b" / "out",
+        report=False,
+        progress=False,
+    )
+    assert chosen(a.results) != chosen(b.results)
+    outcome = compare(a.out, b.out, out=tmp_path / "c.html")
+    assert len(outcome.table) == 2, "configurations pair by their grid values"
+    notes = " ".join(outcome.table["note"])
+    assert "optimizer.lr changed" in notes and "0.3" in notes and "0.01" in notes
+
+
+BAD_TUNE = {
+    "unknown parameter": ('"optimizer.lrate" = [0.1]', "tune.optimizer.lrate", "lr"),
+    "parameter the plugin lacks": ('"activation.slope" = [0.1]', "tune.activation.slope", "relu"),
+    "non-numeric range": (
+        '"optimizer.lr" = {log_range = ["a", 1], trials = 3}',
+        "tune.optimizer.lr",
+        "number",
+    ),
+    "empty list": ('"optimizer.lr" = []', "tune.optimizer.lr", "empty"),
+    "unknown select": ('"optimizer.lr" = [0.1]\nselect = "val_acc"', "tune.select", "val_accuracy"),
+    "test metric": (
+        '"optimizer.lr" = [0.1]\nselect = "test_accuracy"',
+        "tune.select",
+        "val_accuracy",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TUNE))
+def test_bad_tune_input_exits_2_naming_file_and_key(case, tmp_path, capsys):
+    table, key, hint = BAD_TUNE[case]
+    path = study_file(tmp_path)
+    path.write_text(path.read_text().split("[tune]")[0] + "[tune]\n" + table + "\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and key in err and hint in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
