@@ -171,7 +171,7 @@ class TrainSettings:
     epochs: int = setting(10, integer(0))  # passes over the training split
     batch_size: int = setting(128, integer(1))  # samples per step, per member
     target_accuracy: float | None = setting(None, fraction)  # record first epoch reaching it
-    probe_samples: int = setting(512, integer(1))  # training samples for layer statistics
+    probe_samples: int = setting(256, integer(1))  # training samples for layer statistics
 
 
 SECTIONS: dict[str, type] = {

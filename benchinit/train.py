@@ -62,13 +62,13 @@ from benchinit.stack import (
 # Epoch 0 (before training) is measured on at most this many samples of the training and
 # held-out splits (the first ones): on 60,000 samples full passes would add a third of an
 # epoch's work to every run, and the curve's first point needs no more.
-EPOCH0_SAMPLES = 2048
+EPOCH0_SAMPLES = 1024
 # What every ok run records from the last epoch: validation (when there is a validation
 # split) and test metrics; NaN where the task has none.
 FINAL_METRICS = ("val_loss", "val_accuracy", "val_mse", "test_loss", "test_accuracy", "test_mse")
 # Probe inputs of the Jacobian spectrum at init and after training (signal studies use
 # benchinit.jacobian.PROBES): each costs a Jacobian of the inputs' width per member.
-JACOBIAN_PROBES = 4
+JACOBIAN_PROBES = 2
 
 
 def _permutations(generators: list[torch.Generator], n: int, device: torch.device) -> torch.Tensor:

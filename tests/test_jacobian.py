@@ -111,7 +111,10 @@ def test_moments_and_singular_values_are_those_of_the_jacobian():
         assert torch.allclose(stats[layer]["jac_sv2_mean"], eigenvalues.mean(1))
         assert torch.allclose(stats[layer]["jac_sv2_var"], eigenvalues.var(1, unbiased=False))
     expected = torch.linalg.svdvals(jac).log10().flatten(1)
-    assert log10_sv.shape == (2, 3 * 4) and torch.allclose(log10_sv, expected)
+    assert log10_sv.shape == (2, 3 * 4)
+    # layer norm's centring makes one singular value exactly 0: numerically 1e-16 either way
+    real = expected > -8
+    assert torch.allclose(log10_sv[real], expected[real]) and (log10_sv[~real] < -7).all()
     per_member, _ = jacobian_spectrum(model, x.expand(2, 3, 7), torch.tanh)  # [G, P, n_0]
     assert torch.allclose(per_member[-1]["jac_sv2_var"], stats[-1]["jac_sv2_var"])
     quick, none = jacobian_spectrum(model, x, torch.tanh, singular_values=False)

@@ -1,31 +1,38 @@
 """Training benchmark: the lesson's one-model-at-a-time loop against benchinit, in one run.
 
-The reference grid: 4 initializers x 3 activations x 3 seeds = 36 MLPs, each trained for one
-epoch with SGD (batch 128) and evaluated on the test split, on
+Two grids of 4 initializers x 3 activations, MLPs 784-256-256-10 trained for one epoch
+with SGD (batch 128) on 784-feature data, then evaluated on the test split:
 
-- ``mnist``: 784-256-256-10 on 60,000 x 784 float32 training samples (10,000 test), and
-- ``digits``: 64-100-100-10 on scikit-learn's 1,437 training digits.
+- ``reference``: 3 seeds (36 MLPs), 60,000 training samples, 10,000 test samples;
+- ``short``: 1 seed (12 MLPs), 12,000 training samples, 2,000 test samples, where
+  benchinit's fixed costs (planning, workers, storage) and extra work show most.
 
-The baseline trains the way the lesson's exercise does: one ``nn.Sequential`` at a time, a
-``DataLoader(TensorDataset)`` with shuffling, torch's default threads (and, on a CPU, again
-with 1 thread). benchinit runs the same grid as a study (stacked models, index-gathered
-batches), in process with 1 thread and with ``--jobs`` single-threaded workers. Printed next
-to them: benchinit's achieved GFLOP/s (6 x parameters x training samples per model, the
-usual count for a forward and backward pass; its evaluations and probes are extra work not
-counted) and this machine's float32 matmul throughput, measured in the same run. Prints
+The lesson's loop trains one ``nn.Sequential`` at a time from a shuffling ``DataLoader``
+and evaluates test accuracy once per model, at torch's default threads and at 1 thread; the
+better of the two is the baseline. benchinit runs the same grid as a study at its defaults
+(``jobs=auto``, the usable cores), in float32 and with ``model.precision = "bf16"``; the
+study sets ``[data] validation = 0`` so both train on the same samples. Printed beside
+them: achieved GFLOP/s (6 x parameters x training samples per model, the usual count for a
+forward and backward pass; evaluations and probes are extra work not counted) against this
+machine's matmul throughput in the same precision, measured in the same run with as many
+single-thread processes as benchinit used; and the share of a run spent on benchinit's
+extra work (epoch-0 evaluation, layer and Jacobian probes), timed in process. Prints
 ratios; asserts nothing.
 
-    python tests/benchmarks/bench_train.py [--device cuda] [--jobs N] [--only mnist|digits]
+    python tests/benchmarks/bench_train.py [--device cuda] [--only reference|short]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,7 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("BENCHINIT_DISABLE_PLUGIN_AUTOLOAD", "1")
 
 from benchinit import load_study, run
+from benchinit.executors import usable_cores
 from benchinit.stack import load_data
+from benchinit.train import _Run
 
 INITS = {
     "normal(std=1)": lambda w: nn.init.normal_(w, 0.0, 1.0),
@@ -44,35 +53,37 @@ INITS = {
     "kaiming_normal": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"),
 }
 ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+GRIDS = {"reference": (3, 60_000), "short": (1, 12_000)}  # seeds, training samples
+WIDTH = 256
 
 
-def data_block(case: str, samples: int) -> str:
-    if case == "digits":
-        return 'name = "digits"'
-    return (
-        f'name = "gaussian"\nsamples = {samples}\nfeatures = 784\nclasses = 10\n'
-        f"test_samples = {samples // 6}"
-    )
-
-
-WIDTHS = {"mnist": 256, "digits": 100}
-
-
-def study_text(case: str, seeds: int, samples: int) -> str:
+def study_text(seeds: int, samples: int, precision: str) -> str:
     inits = ", ".join(f"'{name}'" for name in INITS)
     acts = ", ".join(f'"{name}"' for name in ACTS)
-    return "\n".join(
-        [
-            '[study]\nname = "bench"\nkind = "train"',
-            f"seeds = {seeds}",
-            "[data]",
-            data_block(case, samples),
-            f"[model]\ndepth = 2\nwidth = {WIDTHS[case]}",
-            "[train]\nepochs = 1\nbatch_size = 128",
-            f"[grid]\ninitializer = [{inits}]\nactivation = [{acts}]",
-            'optimizer = "sgd(lr=0.01)"',
-        ]
-    )
+    return f"""
+[study]
+name = "bench"
+kind = "train"
+seeds = {seeds}
+[data]
+name = "gaussian"
+samples = {samples}
+features = 784
+classes = 10
+test_samples = {samples // 6}
+validation = 0
+[model]
+depth = 2
+width = {WIDTH}
+precision = "{precision}"
+[train]
+epochs = 1
+batch_size = 128
+[grid]
+initializer = [{inits}]
+activation = [{acts}]
+optimizer = "sgd(lr=0.01)"
+"""
 
 
 def sync(device: torch.device) -> None:
@@ -80,22 +91,32 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_gflops(device: torch.device, n: int = 1024, repeats: int = 20) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def _matmul(device: str, dtype: torch.dtype, n: int, repeats: int) -> float:
+    torch.set_num_threads(1)
+    a = torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(3):
-        a @ b
-        sync(device)
+        a @ a
+        sync(torch.device(device))
         start = time.perf_counter()
         for _ in range(repeats):
-            a @ b
-        sync(device)
+            a @ a
+        sync(torch.device(device))
         best = min(best, (time.perf_counter() - start) / repeats)
     return 2 * n**3 / best / 1e9
 
 
-def baseline(data, width: int, seeds: int, device: torch.device) -> float:
-    """The lesson's exercise loop, one model at a time."""
+def matmul_gflops(device: str, dtype: torch.dtype, processes: int) -> float:
+    """Matmul throughput of ``processes`` one-thread processes at once (benchinit's setup)."""
+    if processes == 1 or device != "cpu":
+        return _matmul(device, dtype, 1024, 20)
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        return sum(pool.starmap(_matmul, [(device, dtype, 1024, 20)] * processes))
+
+
+def lesson_loop(data: Any, seeds: int, device: torch.device, threads: int) -> float:
+    """The lesson's exercise loop, one model at a time, with ``threads`` torch threads."""
+    torch.set_num_threads(threads)
     start = time.perf_counter()
     dataset = TensorDataset(data.x_train, data.y_train)
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
@@ -104,13 +125,12 @@ def baseline(data, width: int, seeds: int, device: torch.device) -> float:
             for seed in range(seeds):
                 torch.manual_seed(seed)
                 model = nn.Sequential(
-                    nn.Linear(data.features, width),
+                    nn.Linear(data.features, WIDTH),
                     act(),
-                    nn.Linear(width, width),
+                    nn.Linear(WIDTH, WIDTH),
                     act(),
-                    nn.Linear(width, 10),
-                )
-                model = model.to(device)
+                    nn.Linear(WIDTH, 10),
+                ).to(device)
                 for layer in model:
                     if isinstance(layer, nn.Linear):
                         init(layer.weight)
@@ -127,20 +147,15 @@ def baseline(data, width: int, seeds: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def run_benchinit(text: str, device: str, executor: str, jobs: int) -> float:
+def run_benchinit(text: str, device: str, **options: Any) -> float:
+    """Seconds of one ``benchinit.run`` of the study (no report), whole call."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.toml"
         path.write_text(text)
         study = load_study(path)
         start = time.perf_counter()
         outcome = run(
-            study,
-            Path(folder) / "out",
-            device=device,
-            executor=executor,
-            jobs=jobs,
-            report=False,
-            progress=False,
+            study, Path(folder) / "out", device=device, report=False, progress=False, **options
         )
         seconds = time.perf_counter() - start
     failed = outcome.results.runs[outcome.results.runs["status"] == "failed"]
@@ -148,72 +163,82 @@ def run_benchinit(text: str, device: str, executor: str, jobs: int) -> float:
     return seconds
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+def extra_share(text: str, device: str) -> float:
+    """The share of an in-process run spent on epoch-0 evaluation and probes."""
+    spent = [0.0]
+
+    def timed(method: Callable[..., Any], when: Callable[..., bool]) -> Callable[..., Any]:
+        def wrapper(self: Any, *args: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return method(self, *args)
+            finally:
+                if when(*args):
+                    spent[0] += time.perf_counter() - start
+
+        return wrapper
+
+    originals = (_Run.probe_layers, _Run.evaluate, _Run.measure_epoch)
+    _Run.probe_layers = timed(_Run.probe_layers, lambda *a: True)
+    _Run.evaluate = timed(
+        _Run.evaluate, lambda split, limit=None: limit is not None and split == "train"
+    )
+    _Run.measure_epoch = timed(_Run.measure_epoch, lambda epoch, loss: epoch == 0)
+    try:
+        total = run_benchinit(text, device, jobs=1)
+    finally:
+        _Run.probe_layers, _Run.evaluate, _Run.measure_epoch = originals
+    return spent[0] / total
+
+
+def bench_grid(name: str, device: str, cores: int) -> None:
+    seeds, samples = GRIDS[name]
+    text = study_text(seeds, samples, "float32")
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "s.toml").write_text(text)
+        study = load_study(Path(folder) / "s.toml")
+    data = load_data(study.registry, study.cells()[0].config["data"])
+    models = len(study.cells())
+    params = 784 * WIDTH + WIDTH + WIDTH * WIDTH + WIDTH + WIDTH * 10 + 10
+    gflop = 6 * params * samples * models / 1e9
+    print(f"\n== {name}: {models} MLPs 784-256-256-10, {samples} training samples, 1 epoch")
+    dev = torch.device(device)
+    loops = {t: lesson_loop(data, seeds, dev, t) for t in sorted({1, cores})}
+    for threads, seconds in loops.items():
+        print(f"lesson's loop, {threads} thread(s):           {seconds:7.2f} s")
+    best = min(loops.values())
+    torch.set_num_threads(1)
+    f32 = run_benchinit(text, device)
+    bf16 = run_benchinit(study_text(seeds, samples, "bf16"), device)
+    workers = min(cores, len(study.cells()))
+    peak32 = matmul_gflops(device, torch.float32, workers)
+    peak16 = matmul_gflops(device, torch.bfloat16, workers)
+    print(
+        f"benchinit defaults, float32:       {f32:7.2f} s  {gflop / f32:6.1f} GFLOP/s = "
+        f"{gflop / f32 / peak32:.0%} of float32 matmul   {best / f32:.2f}x the best loop"
+    )
+    print(
+        f"benchinit defaults, bf16:          {bf16:7.2f} s  {gflop / bf16:6.1f} GFLOP/s = "
+        f"{gflop / bf16 / peak16:.0%} of bfloat16 matmul   {f32 / bf16:.2f}x float32"
+    )
+    print(
+        f"matmul 1024^3, {workers} x 1 thread: float32 {peak32:.0f}, bfloat16 "
+        f"{peak16:.0f} GFLOP/s ({peak16 / peak32:.1f}x)"
+    )
+    share = extra_share(text, device)
+    print(f"epoch-0 evaluation and probes, in process: {share:.1%} of the run")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--only", choices=list(WIDTHS))
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per configuration (3)")
-    parser.add_argument("--samples", type=int, default=60000, help="mnist-size training samples")
+    parser.add_argument("--only", choices=list(GRIDS))
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    cpu = device.type == "cpu"
-    threads = torch.get_num_threads()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, device {device} {name}")
-    peak = matmul_gflops(device)
-    torch.set_num_threads(1)
-    peak_1 = matmul_gflops(device) if cpu else peak
-    torch.set_num_threads(threads)
-    print(
-        f"float32 matmul 1024^3: {peak:.1f} GFLOP/s with torch's default threads ({threads})"
-        + (f"; {peak_1:.1f} GFLOP/s with 1 thread" if cpu else "")
-    )
-    figures: dict[str, dict[str, float]] = {}
-    for case, width in WIDTHS.items():
-        if args.only and case != args.only:
-            continue
-        text = study_text(case, args.seeds, args.samples)
-        with tempfile.TemporaryDirectory() as folder:
-            (Path(folder) / "s.toml").write_text(text)
-            study = load_study(Path(folder) / "s.toml")
-        data = load_data(study.registry, study.cells()[0].config["data"])
-        models = len(study.cells())
-        params = data.features * width + width + width * width + width + width * 10 + 10
-        gflop = 6 * params * len(data.x_train) * models / 1e9
-        print(
-            f"\n== {case}: {models} MLPs {data.features}-{width}-{width}-10, "
-            f"{len(data.x_train)} training samples, 1 epoch, batch 128, SGD"
-        )
-        result = figures[case] = {}
-        result["baseline"] = baseline(data, width, args.seeds, device)
-        print(f"one at a time, DataLoader, {threads} threads: {result['baseline']:8.2f} s")
-        if cpu and threads > 1:
-            torch.set_num_threads(1)
-            result["baseline_1"] = baseline(data, width, args.seeds, device)
-            torch.set_num_threads(threads)
-            print(f"one at a time, DataLoader, 1 thread:   {result['baseline_1']:8.2f} s")
-        result["local"] = local = run_benchinit(text, args.device, "local", 1)
-        torch.set_num_threads(threads)
-        print(
-            f"benchinit, in process{', 1 thread' if cpu else ''}:       {local:8.2f} s  "
-            f"{gflop / local:7.1f} GFLOP/s = {gflop / local / peak_1:.0%} of "
-            f"{'1-thread ' if cpu else ''}matmul   speedup {result['baseline'] / local:.2f}x"
-            + (
-                f" ({result['baseline_1'] / local:.2f}x against 1 thread)"
-                if "baseline_1" in result
-                else ""
-            )
-        )
-        if cpu and args.jobs > 1:
-            result["pool"] = pool = run_benchinit(text, args.device, "process", args.jobs)
-            print(
-                f"benchinit, {args.jobs} processes x 1 thread:   {pool:8.2f} s  "
-                f"{gflop / pool:7.1f} GFLOP/s = {gflop / pool / peak:.0%} of "
-                f"{threads}-thread matmul   speedup {result['baseline'] / pool:.2f}x"
-            )
-            torch.set_num_threads(threads)
-    return figures
+    cores = usable_cores() if args.device == "cpu" else 1
+    print(f"machine: {cores} usable CPUs, torch {torch.__version__}, device {args.device}")
+    for name in GRIDS:
+        if not args.only or name == args.only:
+            bench_grid(name, args.device, cores)
 
 
 if __name__ == "__main__":
