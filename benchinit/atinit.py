@@ -98,7 +98,10 @@ def _measure(
         extra["theory_std"] = theory(activation, x, model.weights, biases, model.hidden)
     hist_range = activation.descriptor.range_of(activation.params)
     recorder.layers(cells, "init", stats, hists, hist_range, extra)
-    record_spectrum(recorder, cells, "init", jacobian.probe(model, x, activation))
+    spectrum = jacobian.probe(model, x, activation)
+    record_spectrum(recorder, cells, "init", spectrum)
+    top = spectrum.stats[-1]
+    spread = (top["jac_sv2_var"] / top["jac_sv2_mean"].square()).tolist()
     first, last = stats[0], stats[-1]
     for g, cell in enumerate(cells):
         ok = bool(finite[g])
@@ -112,6 +115,7 @@ def _measure(
             saturated_frac=float(last["saturated_frac"][g]),
             dead_frac=float(last["dead_frac"][g]),
             grad_drift=_abs_log(first["grad_norm"][g], last["grad_norm"][g], 10),
+            jac_spread=spread[g],
         )
 
 

@@ -129,15 +129,30 @@ class Resolver:
         return config
 
 
+def labels_of(resolver: Resolver, axis: str, values: Sequence[Any]) -> list[Any]:
+    """An axis's labels, as text when they mix kinds (``false``, ``1.0`` and
+    ``"1/sqrt(depth)"`` for ``model.residual``), so a table column has one type."""
+    labels = [resolver.label(axis, v) for v in values]
+    kinds = {
+        "number" if isinstance(v, int | float) and not isinstance(v, bool) else type(v)
+        for v in labels
+    }
+    return [str(v) for v in labels] if len(kinds) > 1 else labels
+
+
 def expand(
     resolver: Resolver, axes: Mapping[str, Sequence[Any]], seeds: Sequence[int]
 ) -> list[Cell]:
     """The cells: grid combinations (in file order) times seeds."""
     names = list(axes)
+    shown = {
+        a: dict(zip(map(canonical_json, axes[a]), labels_of(resolver, a, axes[a]), strict=True))
+        for a in names
+    }
     cells = []
     for values in itertools.product(*(axes[a] for a in names)):
         combo = dict(zip(names, values, strict=True))
-        labels = {axis: resolver.label(axis, value) for axis, value in combo.items()}
+        labels = {axis: shown[axis][canonical_json(value)] for axis, value in combo.items()}
         for seed in seeds:
             cells.append(Cell.of(resolver.config(combo, seed), labels))
     return cells

@@ -37,6 +37,10 @@ SIGNAL_METRICS: dict[str, Direction] = {
     # |log10(grad_norm of layer 1 / grad_norm of the last layer)|: vanishing or exploding
     # gradients across the network, in decades (0: every layer gets the same gradient size)
     "grad_drift": "min",
+    # var / mean^2 of the squared singular values of the input-output Jacobian at the last
+    # hidden layer (benchinit.jacobian): 0 is dynamical isometry (every direction scaled
+    # alike); i.i.d. Gaussian weights on a linear network give the depth
+    "jac_spread": "min",
 }
 
 METRICS: dict[str, dict[str, Direction]] = {"train": TRAIN_METRICS, "signal": SIGNAL_METRICS}

@@ -103,10 +103,11 @@ def seed_list(value: Any) -> Sequence[int]:
     raise Invalid(f"must be a number of seeds or a non-empty list of seeds, got {value!r}")
 
 
-def branch_scale(value: Any) -> float | str | None:
-    """A residual branch's scale alpha: a positive number, "1/sqrt(depth)", or off."""
+def branch_scale(value: Any) -> float | str | bool:
+    """A residual branch's scale alpha: a positive number, "1/sqrt(depth)", or false (a
+    plain network; false rather than none, so tables and labels can show it)."""
     if value is None or value is False:
-        return None
+        return False
     if value == SQRT_DEPTH:
         return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
@@ -160,7 +161,7 @@ class ModelSettings:
     # optimizer state and reductions) | tf32 (CUDA only: TF32 matmuls). Default: dtype's.
     precision: str | None = setting(None, lambda v: None if v is None else choice(*PRECISIONS)(v))
     dtype: str = setting("float32", choice("float32", "float64"))  # older spelling of precision
-    residual: float | str | None = setting(None, branch_scale)  # h + alpha phi(W h + b); off
+    residual: float | str | bool = setting(False, branch_scale)  # h + alpha phi(W h + b)
     norm: str = setting("none", choice("none", "layer", "batch"))  # normalize pre-activations
 
 
@@ -221,7 +222,7 @@ def parse_section(
 # Keys added to [model] after cell format 1: they enter a cell's configuration (and so its
 # id) only when they differ from these values, so results stored before they existed stay
 # valid and are not computed again.
-LATER_MODEL_KEYS: dict[str, Any] = {"precision": None, "residual": None, "norm": "none"}
+LATER_MODEL_KEYS: dict[str, Any] = {"precision": None, "residual": False, "norm": "none"}
 
 
 def model_config(model: Mapping[str, Any]) -> dict[str, Any]:

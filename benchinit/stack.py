@@ -140,10 +140,10 @@ def check_data(data: Any, bound: Bound[Any]) -> None:
 
 def branch_scale(model: Mapping[str, Any]) -> float | None:
     """A cell's residual branch scale alpha (None: a plain network)."""
-    residual = model.get("residual")
+    residual = model.get("residual", False)
     if residual == SQRT_DEPTH:
         return 1.0 / math.sqrt(max(int(model["depth"]), 1))
-    return None if residual is None else float(residual)
+    return None if residual is False or residual is None else float(residual)
 
 
 def precision(model: Mapping[str, Any]) -> str:

@@ -39,6 +39,10 @@ def test_builtin_studies_are_the_promised_set():
         "losses-regression",
         "depth",
         "linear",
+        "tuned-init",
+        "isometry",
+        "phase",
+        "residual",
     } <= set(builtin_studies())
 
 
@@ -58,12 +62,74 @@ def test_mnist_mlp_zeros_stays_at_chance_and_he_with_adam_learns(tmp_path):
     assert accuracy["kaiming_normal"] > accuracy["zeros"] + 0.6
 
 
-def test_optimizers_momentum_and_adam_beat_plain_sgd(tmp_path):
-    results = run_builtin("optimizers", tmp_path, "train.epochs=3", seeds=2)
-    loss = results.runs.groupby("optimizer")["train_loss"].mean()
-    plain = loss["sgd(lr=0.05)"]
-    assert loss["sgd(lr=0.05, momentum=0.9)"] < 0.6 * plain
-    assert loss["adam"] < 0.6 * plain and loss["adamw"] < 0.6 * plain
+def test_optimizers_tuned_each_at_its_own_rate(tmp_path):
+    results = run_builtin(
+        "optimizers",
+        tmp_path,
+        "train.epochs=3",
+        "tune.optimizer.lr=[0.001, 0.003, 0.1, 0.3]",
+        "tune.seeds=1",
+        seeds=2,
+    )
+    rate = results.runs.groupby("optimizer")["tuned.optimizer.lr"].first()
+    assert rate["sgd"] >= 30 * rate["adam"], "plain SGD wants a far larger rate than Adam"
+    assert rate["adamw"] <= 0.003 and rate["sgd(momentum=0.9)"] <= rate["sgd"]
+    accuracy = results.runs.groupby("optimizer")["test_accuracy"].mean()
+    best = accuracy[["sgd(momentum=0.9)", "adam", "adamw"]]
+    assert (best >= accuracy["sgd"]).all(), "plain SGD is last even at its own best rate"
+    assert len(results.tuning) == 5 * 4 * 1, "every optimizer x rate x tuning seed"
+
+
+def test_tuned_init_xavier_chooses_a_larger_rate_than_he(tmp_path):
+    results = run_builtin(
+        "tuned-init",
+        tmp_path,
+        'grid.initializer=["kaiming_normal", "xavier_normal"]',
+        "train.epochs=2",
+        "tune.optimizer.lr=[0.003, 0.01, 0.03]",
+        "tune.seeds=1",
+        seeds=1,
+    )
+    rate = results.runs.set_index("initializer")["tuned.optimizer.lr"]
+    assert rate["xavier_normal"] > rate["kaiming_normal"]
+
+
+def _last_layer(results, metric):
+    layers = results.labelled("layers")
+    last = layers[(layers["layer"] == layers["model.depth"]) & (layers["metric"] == metric)]
+    return last.groupby(["activation", "initializer", "model.depth"])["value"].mean()
+
+
+def test_isometry_orthogonal_linear_networks_keep_every_singular_value_at_1(tmp_path):
+    results = run_builtin("isometry", tmp_path, 'grid."model.depth"=[5, 20]', seeds=1)
+    mean, var = _last_layer(results, "jac_sv2_mean"), _last_layer(results, "jac_sv2_var")
+    spread = var / mean**2
+    assert spread[("identity", "orthogonal", 20)] < 0.05
+    for depth in (5, 20):  # free probability: variance = depth for N(0, 1/N) weights
+        assert 0.7 * depth < spread[("identity", "lecun_normal", depth)] < 1.3 * depth
+    assert spread[("tanh", "orthogonal", 20)] < 3 < 10 < spread[("tanh", "lecun_normal", 20)]
+    assert spread[("relu", "orthogonal", 20)] > 10, "ReLU breaks isometry either way"
+
+
+def test_phase_deep_networks_train_only_near_the_critical_scale(tmp_path):
+    gains = '["lecun_normal(gain=0.5)", "lecun_normal(gain=1.32)", "lecun_normal(gain=4.0)"]'
+    results = run_builtin(
+        "phase", tmp_path, f"grid.initializer={gains}", 'grid."model.depth"=[4, 32]', seeds=1
+    )
+    accuracy = results.runs.set_index(["initializer", "model.depth"])["test_accuracy"]
+    assert accuracy[("lecun_normal(gain=1.32)", 32)] > 0.6, "critical: trains 32 layers deep"
+    assert accuracy[("lecun_normal(gain=0.5)", 32)] < 0.3, "ordered: does not"
+    assert accuracy[("lecun_normal(gain=4)", 32)] < 0.3, "chaotic: does not"
+    assert accuracy[("lecun_normal(gain=1.32)", 4)] > 0.8
+
+
+def test_residual_with_normalization_trains_where_a_plain_network_does_not(tmp_path):
+    results = run_builtin("residual", tmp_path, 'grid."model.depth"=[8, 32]', seeds=1)
+    runs = results.runs.set_index(["model.residual", "model.norm", "model.depth"])
+    accuracy = runs["test_accuracy"]
+    assert accuracy[("False", "none", 8)] > 0.8, "a plain network trains 8 layers deep"
+    assert accuracy[("False", "none", 32)] < 0.5, "and not 32"
+    assert accuracy[("1/sqrt(depth)", "layer", 32)] > 0.85, "a residual, normalized one does"
 
 
 def test_losses_cross_entropy_beats_l1(tmp_path):

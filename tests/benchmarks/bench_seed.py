@@ -6,8 +6,10 @@ the activations, and histogram them. This script does exactly that for the seed 
 cells (4 initializers x 3 activations x 10 seeds; mean, std and a 30-bin histogram per layer)
 and times it against `benchinit.run` on the same study, which records more per layer
 (pre-activation std, saturated and dead fractions, gradient norms from a backward pass, the
-mean-field prediction) and stores it crash-safely. Also timed: the whole `benchinit run seed`
-command, report included, as a user types it. Prints ratios; asserts nothing.
+mean-field prediction, the Jacobian spectrum) and stores it crash-safely: at its defaults
+(jobs auto) and with one job, and without the Jacobian probe. Also timed: the whole
+`benchinit run seed` command, report included, as a user types it, at its defaults and with
+--jobs 1. Prints ratios; asserts nothing.
 
     python tests/benchmarks/bench_seed.py
 """
@@ -27,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("BENCHINIT_DISABLE_PLUGIN_AUTOLOAD", "1")
 
-from benchinit import load_study, run
+from benchinit import jacobian, load_study, run
 
 ACTIVATIONS = {
     "sigmoid": (lambda a: 1 / (1 + np.exp(-a)), (0, 1)),
@@ -58,37 +60,57 @@ def lesson_loop(seeds: int = 10) -> float:
     return time.perf_counter() - start
 
 
+def _cli(folder: Path, *args: str) -> float:
+    """Seconds of ``benchinit run seed ARGS`` as a user types it (report included)."""
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "benchinit", "run", "seed", "--out", str(folder), "--quiet", *args],
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - start
+
+
+def _engine(folder: Path, **options: object) -> float:
+    start = time.perf_counter()
+    run(load_study("seed"), folder, report=False, progress=False, **options)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     torch.set_num_threads(1)
     print(f"machine: {os.cpu_count()} CPUs, numpy {np.__version__}, torch {torch.__version__}")
     loop = lesson_loop()
-    print(f"lesson-style numpy loop, 120 configurations:     {loop:6.2f} s")
-    with tempfile.TemporaryDirectory() as folder:
-        study = load_study("seed")
-        start = time.perf_counter()
-        run(study, Path(folder) / "engine", report=False, progress=False)
-        engine = time.perf_counter() - start
+    print(f"lesson-style numpy loop, 120 configurations:        {loop:6.2f} s")
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        auto = _engine(folder / "auto")
+        one = _engine(folder / "one", jobs=1)
         print(
-            f"benchinit.run(seed), no report (more per layer): {engine:6.2f} s   "
-            f"ratio {loop / engine:.2f}x"
+            f"benchinit.run(seed), no report, defaults (jobs auto): {auto:6.2f} s   "
+            f"{loop / auto:.2f}x the loop"
         )
-        start = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchinit",
-                "run",
-                "seed",
-                "--out",
-                str(Path(folder) / "cli"),
-                "--quiet",
-            ],
-            check=True,
-            capture_output=True,
+        print(
+            f"benchinit.run(seed), no report, jobs 1:               {one:6.2f} s   "
+            f"defaults {one / auto:.2f}x jobs 1"
         )
-        seconds = time.perf_counter() - start
-        print(f"`benchinit run seed` with its report, end to end: {seconds:6.2f} s")
+        original = jacobian.probe
+        jacobian.probe = lambda model, x, activation, **kw: jacobian.Spectrum([], None, {})
+        try:
+            bare = _engine(folder / "bare", jobs=1)
+        finally:
+            jacobian.probe = original
+        print(
+            f"benchinit.run(seed), jobs 1, without the Jacobian probe: {bare:6.2f} s   "
+            f"with it {one / bare:.2f}x"
+        )
+        cli_auto = _cli(folder / "cli-auto")
+        cli_one = _cli(folder / "cli-one", "--jobs", "1")
+        print(f"`benchinit run seed`, report included, defaults: {cli_auto:6.2f} s")
+        print(
+            f"`benchinit run seed --jobs 1`, report included:  {cli_one:6.2f} s   "
+            f"defaults {cli_one / cli_auto:.2f}x jobs 1"
+        )
 
 
 if __name__ == "__main__":
