@@ -98,3 +98,18 @@ def test_readme_commands_exist():
         "--sort",
     ):
         assert flag in synopsis, flag
+
+
+def test_every_guarantee_names_a_test_that_exists():
+    """README's "Guarantees": each backing test named there exists (file::name)."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Guarantees", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`(?:(test_\w+\.py))?::(test_\w+)`", section)
+    assert len(named) >= 8
+    current = None
+    for module, name in named:
+        current = module or current
+        source = (ROOT / "tests" / current).read_text(encoding="utf-8")
+        assert f"def {name}(" in source, f"{current}::{name} is named in README but missing"
