@@ -32,7 +32,7 @@ from benchinit.models import StackedMLP
 from benchinit.probes import entropy_bits, layer_statistics, theory, weight_grad_norms
 from benchinit.records import Recorder
 from benchinit.registry import Registry
-from benchinit.stack import bind, build_stack, computing, fingerprints, load_data
+from benchinit.stack import bind, build_stack, computing, fingerprints, init_scales, load_data
 
 READOUT_SEED = 0
 
@@ -79,7 +79,7 @@ def _measure(
 ) -> None:
     """One forward and one backward pass of the stack, and a Jacobian probe; record the
     layers and the runs. Statistics are float32 or better whatever the forward's precision."""
-    hashes = fingerprints(model)
+    hashes, scales = fingerprints(model), init_scales(model)
     trace: list[tuple[torch.Tensor, torch.Tensor]] = []
     with computing(settings, x.device):
         out = wide(model(x, activation, trace))
@@ -110,6 +110,8 @@ def _measure(
             "ok" if ok else "diverged",
             diverged_epoch=None if ok else 0,
             init_hash=hashes[g],
+            sigma_w=scales["sigma_w"][g],
+            sigma_b=scales["sigma_b"][g],
             act_entropy=float(entropy_bits(hists[-1])[g]),
             std_drift=_abs_log(last["act_std"][g], first["act_std"][g], 2),
             saturated_frac=float(last["saturated_frac"][g]),

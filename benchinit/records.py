@@ -35,6 +35,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "error": "str",
         "diverged_epoch": "Int64",
         "init_hash": "str",  # fingerprint of the member's initial weights (stack.fingerprints)
+        "sigma_w": "float64",  # its hidden layers' weight scale at init (stack.init_scales)
+        "sigma_b": "float64",  # and bias scale
         "seconds": "float64",  # the stacked batch's wall time divided by its cells
         "device": "str",
     },

@@ -200,6 +200,27 @@ def fast_bf16(device: str) -> bool:
         return False
 
 
+def init_scales(model: StackedMLP) -> dict[str, list[float]]:
+    """Per member, the weight and bias scales of its hidden layers at initialization, as
+    mean-field theory reads them: ``sigma_w`` = sqrt(fan_in * mean W^2) and ``sigma_b`` =
+    sqrt(mean b^2), averaged (in square) over the hidden layers. Measured, so they are
+    right for any initializer plugin; the report places cells on the phase diagram by them."""
+    hidden = range(model.hidden)
+    w2 = torch.stack(
+        [
+            model.kernels[i].detach().double().square().mean((1, 2)) * model.kernels[i].shape[1]
+            for i in hidden
+        ],
+        1,
+    ).mean(1)
+    b2 = torch.zeros_like(w2)
+    if model.biases is not None:
+        b2 = torch.stack(
+            [model.biases[i].detach().double().square().mean(1) for i in hidden], 1
+        ).mean(1)
+    return {"sigma_w": w2.sqrt().tolist(), "sigma_b": b2.sqrt().tolist()}
+
+
 def fingerprints(model: StackedMLP) -> list[str]:
     """Per member, a short hash of its initial weights and biases (exact bytes).
 

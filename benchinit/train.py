@@ -56,6 +56,7 @@ from benchinit.stack import (
     derive_seed,
     device_name,
     fingerprints,
+    init_scales,
     load_data,
 )
 
@@ -147,6 +148,7 @@ class _Run:
         self.activation, self.loss, self.settings = activation, loss, settings
         self.recorder, self.numerics = recorder, numerics
         self.hashes = fingerprints(model)  # before any step
+        self.scales: dict[str, Any] = init_scales(model) if model.hidden else {}
         self.hist_range = activation.descriptor.range_of(activation.params)
         self.curves: dict[tuple[int, str, str], torch.Tensor] = {}
 
@@ -287,6 +289,7 @@ class _Run:
                 cell,
                 "ok",
                 init_hash=self.hashes[g],
+                **{name: values[g] for name, values in self.scales.items()},
                 train_loss=values[(epochs, "train", "loss")][g],
                 epochs_to_target=self._reached(values, g),
                 **{m: final.get(m, math.nan) for m in FINAL_METRICS},
