@@ -27,10 +27,12 @@ FLAGS = {
     "jobs": "--jobs",
     "threads": "--threads",
     "executor": "--executor local",
+    "out": "--out",
 }
 INTERRUPTED = {
     "run": "interrupted; finished cells are saved, a rerun continues where it stopped.",
     "report": "interrupted; the report was not written.",
+    "index": "interrupted; the index was not written.",
     "compare": "interrupted; nothing was written.",
 }
 
@@ -154,6 +156,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes drawing figures (default: the CPUs, at most 4)",
     )
+
+    # --- index: one page listing every results folder under a directory ---
+    p = sub.add_parser("index", help="write one page listing every results folder under DIR")
+    p.add_argument("dir", help="a folder holding results folders (searched recursively)")
+    p.add_argument("--out", metavar="FILE", help="where to write (default DIR/index.html)")
 
     p = sub.add_parser("compare", help="compare two result sets; exit 1 on a regression")
     p.add_argument("base", help="baseline results folder")
@@ -280,6 +287,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_index(args: argparse.Namespace) -> int:
+    from benchinit.runs_index import write_index
+
+    print(f"index: {write_index(args.dir, out=args.out)}")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from benchinit.compare import compare
 
@@ -296,4 +310,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 1 if outcome.regressed else 0
 
 
-COMMANDS = {"list": _cmd_list, "run": _cmd_run, "report": _cmd_report, "compare": _cmd_compare}
+COMMANDS = {
+    "list": _cmd_list,
+    "run": _cmd_run,
+    "report": _cmd_report,
+    "index": _cmd_index,
+    "compare": _cmd_compare,
+}

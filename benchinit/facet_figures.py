@@ -18,9 +18,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from benchinit.figures import (
+from benchinit.figure_layout import (
     MAX_HUES,
-    MAX_LAYERS,
     MAX_PANELS,
     add_legend,
     grid_of,
@@ -30,6 +29,7 @@ from benchinit.figures import (
     scale_axes,
     set_titles,
 )
+from benchinit.figures import MAX_LAYERS
 from benchinit.metrics import Metric
 
 PANEL_WIDTH = 3.4  # inches

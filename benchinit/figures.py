@@ -30,8 +30,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import math
-import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,20 +41,44 @@ import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
+from benchinit.figure_layout import (
+    MAX_HUES,
+    MAX_PANELS,
+    SEPARATOR,
+    WIDE,
+    grid_of,
+    note_panels,
+    panels_of,
+    scale_axes,
+    set_titles,
+)
 from benchinit.metrics import Metric
 
-MAX_PANELS = 24
-MAX_HUES = 10
+__all__ = [
+    "DPI",
+    "MAX_HUES",
+    "MAX_LAYERS",
+    "MAX_PANELS",
+    "SEPARATOR",
+    "VERDICT_COLORS",
+    "WIDE",
+    "Image",
+    "difference_plot",
+    "heatmap",
+    "interval_plot",
+    "panels_of",
+    "render",
+    "render_image",
+    "style",
+]
+
 MAX_LAYERS = 6  # histogram columns: first, last and evenly spaced ones between
 DPI = 96  # CSS pixels per inch: a figure's size on the page
 SHARP = 2  # device pixels per CSS pixel in report figures (hi-DPI screens, zoom)
 SVG_TRY_BYTES = 48_000
-WIDE = 30  # "auto" scales go logarithmic when positive values span more than this
-SEPARATOR = " · "
 
 
 @dataclass(frozen=True)
@@ -117,171 +139,6 @@ def render_image(draw: Callable[..., Figure], *args: Any, **kwargs: Any) -> Imag
                 data, fmt, mime = svg, "svg", "image/svg+xml"
     src = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
     return Image(src, round(width / SHARP), round(height / SHARP), fmt)
-
-
-# --- layout helpers ---------------------------------------------------------------------
-
-
-def grid_of(
-    panels: int, *, col_wrap: int = 4, width: float = 3.4, height: float = 2.7, sharey: bool = True
-) -> tuple[Figure, list[Any]]:
-    cols = min(max(panels, 1), col_wrap)
-    rows = math.ceil(max(panels, 1) / cols)
-    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=sharey)
-    flat = list(axes.flat)
-    for ax in flat[panels:]:
-        ax.set_visible(False)
-    return fig, flat[: max(panels, 1)]
-
-
-def palette(values: Sequence[Any]) -> dict[Any, Any]:
-    colors = sns.color_palette("tab10", max(len(values), 1))
-    return dict(zip(values, colors, strict=False))
-
-
-def panels_of(
-    frame: pd.DataFrame, facets: Sequence[str]
-) -> list[tuple[str, dict[str, Any], pd.DataFrame]]:
-    """Split a frame into panels, one per combination of the facet columns (capped).
-
-    Each panel is (title, {facet: value}, rows); the title lists the values only.
-    """
-    if not facets:
-        return [("", {}, frame)]
-    panels = []
-    for key, group in frame.groupby(list(facets), sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        values = dict(zip(facets, key, strict=True))
-        panels.append((SEPARATOR.join(str(v) for v in key), values, group))
-    return panels[:MAX_PANELS]
-
-
-def wrap_title(title: str, budget: int) -> list[str]:
-    """A panel title's lines: its values (``a · b · c``) packed greedily into lines of
-    about ``budget`` characters, a value longer than a line wrapped at spaces."""
-    lines: list[str] = []
-    for value in title.split(SEPARATOR):
-        pieces = textwrap.wrap(value, budget, break_on_hyphens=False) or [value]
-        if lines and len(lines[-1]) + len(SEPARATOR) + len(pieces[0]) <= budget:
-            lines[-1] += SEPARATOR + pieces.pop(0)
-        lines.extend(pieces)
-    return lines
-
-
-def set_titles(fig: Figure, axes: Sequence[Any], titles: Sequence[str], width: float) -> None:
-    """Panel titles wrapped to the panel width (inches) at the largest of a few font
-    sizes that keeps them within 3 lines (nothing is cut), the figure made taller by the
-    extra lines, and then shrunk wherever one is still wider than its panel (measured)."""
-    base = float(matplotlib.rcParams["axes.titlesize"])
-    for size in (base, base * 0.9, base * 0.8, base * 0.7):
-        budget = max(12, int(width * 72 * 0.8 / (size * 0.6)))  # characters per line
-        wrapped = [wrap_title(t, budget) if t else [] for t in titles]
-        if max((len(w) for w in wrapped), default=0) <= 3:
-            break
-    for ax, lines in zip(axes, wrapped, strict=False):
-        ax.set_title("\n".join(lines), fontsize=size)
-    extra = max((len(w) for w in wrapped), default=1) - 1
-    if extra > 0:
-        rows = len({ax.get_subplotspec().rowspan.start for ax in axes})
-        fig.set_figheight(fig.get_figheight() + rows * extra * size * 1.25 / 72)
-    if any(len(line) > 0.6 * budget for lines in wrapped for line in lines):
-        fit_titles(fig, axes)
-
-
-def fit_titles(fig: Figure, axes: Sequence[Any]) -> None:
-    """Shrink any panel title wider than its panel, measured on the laid-out figure."""
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    fig.draw_without_rendering()  # lays the panels out (constrained layout)
-    for ax in axes:
-        title = ax.title
-        room = ax.get_window_extent(renderer).width
-        size = title.get_fontsize()
-        while title.get_text() and title.get_window_extent(renderer).width > room and size > 5:
-            size *= 0.9
-            title.set_fontsize(size)
-
-
-def note_panels(fig: Figure, facets: Sequence[str]) -> None:
-    if facets:
-        fig.suptitle(
-            "panels: " + SEPARATOR.join(facets), fontsize="small", color="0.3", x=0.01, ha="left"
-        )
-
-
-def add_legend(fig: Figure, title: str | None, handles: list[Any]) -> None:
-    if handles:
-        fig.legend(
-            handles=handles,
-            loc="outside lower center",
-            ncols=min(len(handles), 5),
-            title=title,
-            frameon=False,
-        )
-
-
-def _finite(*columns: pd.Series) -> np.ndarray:
-    values = np.concatenate([pd.to_numeric(c, errors="coerce").to_numpy(float) for c in columns])
-    return values[np.isfinite(values)]
-
-
-def _is_log(metric: Metric, means: np.ndarray, spread: np.ndarray) -> bool:
-    if metric.scale == "linear" or not len(means) or (means <= 0).any():
-        return False
-    if metric.scale == "log":
-        return True
-    values = np.concatenate([means, spread])
-    return bool((values > 0).all() and values.max() / values.min() > WIDE)
-
-
-def scale_axes(axes: Sequence[Any], metric: Metric, frame: pd.DataFrame, axis: str = "y") -> str:
-    """Give ``axes`` the metric's scale and limits for ``frame``'s mean/low/high; returns
-    the scale used ("log" or "linear")."""
-    means = _finite(frame["mean"])
-    spread = _finite(frame["low"], frame["high"]) if "low" in frame else np.array([])
-    log = _is_log(metric, means, spread)
-    limits: tuple[float, float] | None = None
-    if log:
-        shown = np.concatenate([means, spread[spread > 0]])
-        limits = (shown.min() / 1.6, shown.max() * 1.6)
-    elif all(math.isfinite(b) for b in metric.bounds) and metric.bounds[1] > metric.bounds[0]:
-        low, high = metric.bounds
-        pad = 0.04 * (high - low)
-        limits = (low - pad, high + pad)
-    for ax in axes:
-        if log:
-            (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
-        if limits is not None:
-            (ax.set_ylim if axis == "y" else ax.set_xlim)(*limits)
-        if log and limits is not None:
-            _log_ticks(ax.yaxis if axis == "y" else ax.xaxis, *limits)
-    return "log" if log else "linear"
-
-
-def _tick_label(value: float, _: Any = None) -> str:
-    """0.3, 2, 1000 as plain numbers; very small or large ones as powers of ten."""
-    if value <= 0:
-        return ""
-    if 1e-3 <= value < 1e5:
-        return f"{value:g}"
-    exponent = math.log10(value)
-    if abs(exponent - round(exponent)) < 1e-9:
-        return f"$10^{{{round(exponent)}}}$"
-    return f"{value:.0e}"
-
-
-def _log_ticks(target: Any, low: float, high: float) -> None:
-    """Decades labelled as plain numbers; within narrow ranges (under 2 decades) a few
-    minor ticks too, so an axis from 0.2 to 4 reads 0.2, 0.5, 1, 2."""
-    decades = math.log10(high / low)
-    target.set_major_locator(matplotlib.ticker.LogLocator(base=10))
-    target.set_major_formatter(matplotlib.ticker.FuncFormatter(_tick_label))
-    if decades < 2:
-        subs = (2.0, 5.0) if decades > 1 else (2.0, 3.0, 5.0)
-        target.set_minor_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
-        target.set_minor_formatter(matplotlib.ticker.FuncFormatter(_tick_label))
-    else:
-        target.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 # --- results over configurations --------------------------------------------------------
