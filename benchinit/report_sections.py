@@ -34,7 +34,8 @@ RESERVED = frozenset(
 
 def prepare(results: Results) -> Results:
     """``results`` checked for what the report relies on (a ResultsError naming meta.json
-    otherwise), with every grid column present even when no cell was recorded."""
+    otherwise), with every grid column present even when no cell was recorded, and grid
+    values of -0.0 shown as 0.0."""
     axes, where = results.axes, results.path / "meta.json"
     problems = []
     if not axes:
@@ -52,6 +53,11 @@ def prepare(results: Results) -> Results:
     runs = results.runs.copy()
     for axis in missing:
         runs[axis] = pd.Series([], dtype="object")
+    for axis in axes:  # a grid value of -0.0 is shown as 0.0 (x + 0.0 turns -0.0 into 0.0)
+        if runs[axis].dtype.kind == "f":
+            runs[axis] = runs[axis] + 0.0
+        elif runs[axis].dtype == object:
+            runs[axis] = runs[axis].map(lambda v: v + 0.0 if isinstance(v, float) else v)
     study = results.study
     values = {a: v for a, v in study["values"].items() if isinstance(v, list)}
     meta = cast(Meta, {**results.meta, "study": {**study, "values": values}})

@@ -42,10 +42,12 @@ def write_results(
     description: str = "Written by tests/reportdata.py.",
     meta: dict[str, Any] | None = None,
     records: bool = True,
+    edit: Callable[[dict[str, pd.DataFrame]], None] | None = None,
 ) -> Path:
     """A results folder over the product of ``axes`` x ``seeds``; ``value(config, seed)``
     gives the main metric (and shapes the curves), ``status(config, seed)`` each cell's
-    status. ``records=False`` writes meta.json only (no finished cell)."""
+    status. ``records=False`` writes meta.json only (no finished cell); ``edit`` may change
+    the four tables (in place) before they are stored, to plant damage."""
     store = Store(folder, create=True)
     metric = "test_accuracy" if kind == "train" else "act_entropy"
     names = list(axes)
@@ -97,25 +99,19 @@ def write_results(
             for b in range(30):
                 hists.append((cell, phase, layer, b, -1 + b / 15, -1 + (b + 1) / 15, 10 + b))
     if records and cells:
-        store.write(
-            {
-                "runs": conform("runs", pd.DataFrame(runs)),
-                "curves": conform(
-                    "curves",
-                    pd.DataFrame(curves, columns=["cell", "epoch", "split", "metric", "value"]),
-                ),
-                "layers": conform(
-                    "layers",
-                    pd.DataFrame(layer_rows, columns=["cell", "phase", "layer", "metric", "value"]),
-                ),
-                "histograms": conform(
-                    "histograms",
-                    pd.DataFrame(
-                        hists, columns=["cell", "phase", "layer", "bin", "left", "right", "count"]
-                    ),
-                ),
-            }
-        )
+        tables = {
+            "runs": pd.DataFrame(runs),
+            "curves": pd.DataFrame(curves, columns=["cell", "epoch", "split", "metric", "value"]),
+            "layers": pd.DataFrame(
+                layer_rows, columns=["cell", "phase", "layer", "metric", "value"]
+            ),
+            "histograms": pd.DataFrame(
+                hists, columns=["cell", "phase", "layer", "bin", "left", "right", "count"]
+            ),
+        }
+        if edit is not None:
+            edit(tables)
+        store.write({name: conform(name, frame) for name, frame in tables.items()})
     full: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "study": {
