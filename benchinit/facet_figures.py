@@ -97,7 +97,7 @@ def band_plot(
                 theory = _select(dashed, hue, value, where).sort_values(x)
                 ax.plot(theory[x], theory["mean"], linestyle="--", color=color, linewidth=1.2)
         ax.set_xlabel(x)
-        ax.set_ylabel(metric.label)
+        ax.set_ylabel(metric.label if ax.get_subplotspec().is_first_col() else "")
         ax.xaxis.get_major_locator().set_params(integer=True)
     scale_axes(axes, metric, frame)
     set_titles(fig, axes, [title for title, _, _ in panels], PANEL_WIDTH)
@@ -149,13 +149,15 @@ def dot_plot(
                     theory["mean"],
                     linestyle="none",
                     marker="_",
-                    markersize=14,
-                    color=colors[value],
+                    markersize=16,
+                    markeredgewidth=1.6,
+                    color="0.15",
+                    zorder=4,
                 )
         ax.set_xticks(range(len(xs)), [str(v) for v in xs])
         ax.set_xlim(-0.6, len(xs) - 0.4)
         ax.set_xlabel(x)
-        ax.set_ylabel(metric.label)
+        ax.set_ylabel(metric.label if ax.get_subplotspec().is_first_col() else "")
     scale_axes(axes, metric, frame)
     set_titles(fig, axes, [title for title, _, _ in panels], PANEL_WIDTH)
     extra = dashed_label if dashed is not None else ""

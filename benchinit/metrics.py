@@ -179,11 +179,12 @@ METRIC_TABLE: tuple[Metric, ...] = (
         "saturated_frac",
         "layer",
         "min",
-        "saturated fraction (phi' < 10% of max)",
+        "saturated fraction",
         UNIT,
         "linear",
+        "share of entries where the activation's derivative is below 10% of its maximum",
     ),
-    Metric("dead_frac", "layer", "min", "dead fraction (output exactly 0)", UNIT, "linear"),
+    Metric("dead_frac", "layer", "min", "dead fraction", UNIT, "linear", "share of exact zeros"),
     Metric("grad_norm", "layer", None, "gradient norm", POSITIVE, "log"),
 )
 

@@ -79,6 +79,11 @@ def _link(folder: Path, page: Path) -> str | None:
     return urllib.parse.quote(relative)  # a folder named "javascript:x" stays a relative path
 
 
+def _relative(message: str, root: Path) -> str:
+    """A problem as the page shows it: paths relative to the index's folder."""
+    return message.replace(f"{root}{os.sep}", "")
+
+
 def entry(folder: Path, root: Path, page: Path) -> Entry:
     """What the index says about one results folder; never raises for a damaged one."""
     name = folder.relative_to(root).as_posix() if folder != root else "."
@@ -87,10 +92,10 @@ def entry(folder: Path, root: Path, page: Path) -> Entry:
         results = prepare(load_results(folder))
         summary = ranked(results)
     except BenchinitError as exc:
-        item.problem = str(exc)
+        item.problem = _relative(str(exc), root)
         return item
     except Exception as exc:  # an index over many runs must list a broken one, not stop
-        item.problem = f"cannot be read: {type(exc).__name__}: {exc}"
+        item.problem = _relative(f"cannot be read: {type(exc).__name__}: {exc}", root)
         return item
     study, env = results.study, results.meta["environment"]
     item.study, item.title, item.kind = study["name"], study["title"], study["kind"]

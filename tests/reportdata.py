@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchinit.records import conform
+from benchinit.report import render_report
 from benchinit.store import SCHEMA_VERSION, Store
 
 Value = Callable[[dict[str, Any], int], float]
@@ -144,3 +145,63 @@ def write_results(
             full[key] = item
     store.write_meta(full, f"[study]\nname = {json.dumps(name)}\n")  # type: ignore[arg-type]
     return folder
+
+
+HOSTILE = "<script>alert('x')</script><img src=x onerror=alert(1)>"
+
+
+def _value(config, seed):
+    return {"kaiming_normal": 0.9, "xavier_normal": 0.8, "zeros": 0.1}[config["initializer"]] + (
+        0.01 * seed
+    )
+
+
+def write_runs_tree(root: Path) -> dict[str, Path]:
+    """Three result sets (one with failed cells, one with hostile strings, one without a
+    report) and three damaged folders, in nested folders."""
+    sets = {
+        "mnist": write_results(
+            root / "course" / "mnist",
+            {"initializer": ["kaiming_normal", "xavier_normal", "zeros"], "optimizer": ["adam"]},
+            seeds=3,
+            value=_value,
+            name="mnist-mlp",
+            title="MNIST by initializer",
+            meta={"started": "2026-03-01T10:00:00+00:00", "environment": {"torch": "2.13.0"}},
+        ),
+        "failing": write_results(
+            root / "course" / "failing",
+            {"initializer": ["kaiming_normal", "zeros"]},
+            seeds=2,
+            value=_value,
+            status=lambda c, s: "failed" if c["initializer"] == "zeros" else "ok",
+            name="failing",
+            title="Some cells fail",
+            meta={"started": "2026-03-02T10:00:00+00:00"},
+        ),
+        "hostile": write_results(
+            root / f"odd {HOSTILE[:8]}",
+            {"initializer": [HOSTILE, "xavier_normal"]},
+            seeds=2,
+            kind="signal",
+            name=f"n{HOSTILE}",
+            title=f"t{HOSTILE}",
+            meta={
+                "started": "2026-03-03T10:00:00+00:00",
+                "environment": {"device": f"d{HOSTILE}", "torch": f"v{HOSTILE}"},
+            },
+        ),
+    }
+    render_report(sets["mnist"])
+    render_report(sets["hostile"])
+    damaged = root / "damaged"
+    (damaged / "list-meta").mkdir(parents=True)
+    (damaged / "list-meta" / "meta.json").write_text("[]")
+    (damaged / "binary-meta").mkdir()
+    (damaged / "binary-meta" / "meta.json").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    corrupt = write_results(damaged / "corrupt-records", {"initializer": ["a", "b"]})
+    for chunk in (corrupt / "records").iterdir():
+        (chunk / "runs.parquet").write_bytes(b"not parquet")
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("not results")
+    return sets
