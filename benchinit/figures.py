@@ -4,7 +4,9 @@ Every function takes DataFrames (already aggregated over seeds where that applie
 :class:`~benchinit.metrics.Metric` row saying how its values are shown, draws on a fresh
 ``matplotlib.figure.Figure`` (never pyplot's global state) and returns it; :func:`render`
 and :func:`render_image` run a drawing function inside a seaborn style context that is
-restored afterwards and return the image, so templates only ever see strings.
+restored afterwards and return the image, so templates only ever see strings. Layout
+helpers (panel grids, titles, legends, scales) live in :mod:`benchinit.figure_layout`; the
+faceted figures over epochs and layers in :mod:`benchinit.facet_figures`.
 
 - **Axes per metric.** A metric's row decides its axis: bounded metrics (accuracies,
   fractions, entropies) are linear over their whole range, so panels and runs compare at a
@@ -15,14 +17,16 @@ restored afterwards and return the image, so templates only ever see strings.
   decades.
 - **Facets.** At most ``MAX_PANELS`` panels per figure and ``MAX_HUES`` lines per panel (the
   caller says what is left out). A panel's title is its values only (``relu · adam``),
-  wrapped to the panel's width and shrunk until it fits (measured on the drawn figure); the
+  wrapped to the panel's width at the largest font size that fits (measured); the
   axis names are said once, at the top (``panels: activation · optimizer``).
 - **Sharp when zoomed.** :func:`render_image` saves a PNG at ``SHARP`` device pixels per CSS
   pixel, reduced to a 256-colour palette (plots have few colours; on the seed report this
   made the 2x PNGs 15% smaller than plain 1x ones), and, when that PNG is over
   ``SVG_TRY_BYTES``, also an SVG, keeping the smaller. Measured on the seed and a shrunken
-  mnist-mlp report, the palette PNG was the smaller for every figure: matplotlib's SVG
-  carries each glyph as a path (35-85 KB at least), so small figures never try it.
+  mnist-mlp report (26 figures), the palette PNG (16-92 KB) was the smaller for every
+  figure: matplotlib's SVG carries each glyph as a path (35-240 KB), and drawing it costs
+  as much as drawing the PNG, so only a large PNG, where an SVG of sparse content could
+  win, pays for the try.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ __all__ = [
 MAX_LAYERS = 6  # histogram columns: first, last and evenly spaced ones between
 DPI = 96  # CSS pixels per inch: a figure's size on the page
 SHARP = 2  # device pixels per CSS pixel in report figures (hi-DPI screens, zoom)
-SVG_TRY_BYTES = 48_000
+SVG_TRY_BYTES = 150_000
 
 
 @dataclass(frozen=True)
@@ -207,7 +211,7 @@ def heatmap(
             cbar_kws={"label": metric.label},
             linewidths=0.5,
         )
-    set_titles(fig, axes, [title for title, _, _ in panels], width)
+    set_titles(fig, axes, [title for title, _, _ in panels], width, measure=True)
     note_panels(fig, facets)
     return fig
 

@@ -114,8 +114,9 @@ def _grid_order(results: Results, axis: str, present: list[Any]) -> list[str]:
 
 
 def leaderboard(results: Results, summary: pd.DataFrame) -> dict[str, Any] | None:
-    """Every configuration, best first, with its interval and the other metrics' means;
-    which grid columns can filter it (those with more than one value)."""
+    """Every configuration (the best ``LEADERBOARD_ROWS``), best first, with its interval
+    and the other metrics' means; which grid columns can filter it (those with more than
+    one value among the rows shown) and which columns can be hidden."""
     if summary.empty:
         return None
     axes, kind = results.axes, results.study["kind"]
@@ -146,7 +147,7 @@ def leaderboard(results: Results, summary: pd.DataFrame) -> dict[str, Any] | Non
     filters = [
         {"axis": axis, "column": 1 + i, "choices": _grid_order(results, axis, values)}
         for i, axis in enumerate(axes)
-        if len(values := list(dict.fromkeys(summary[axis].tolist()))) > 1
+        if len(values := list(dict.fromkeys(table[axis].tolist()))) > 1
     ]
     columns = ["rank", *axes, results.metric, "95% CI", "seeds", "diverged", "failed", *others]
     return {
