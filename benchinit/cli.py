@@ -28,10 +28,12 @@ FLAGS = {
     "jobs": "--jobs",
     "threads": "--threads",
     "executor": "--executor local",
+    "out": "--out",
 }
 INTERRUPTED = {
     "run": "interrupted; finished cells are saved, a rerun continues where it stopped.",
     "report": "interrupted; the report was not written.",
+    "index": "interrupted; the index was not written.",
     "compare": "interrupted; nothing was written.",
 }
 
@@ -157,6 +159,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes drawing figures (default: the CPUs, at most 4)",
     )
+
+    # --- index: one page listing every results folder under a directory ---
+    p = sub.add_parser("index", help="write one page listing every results folder under DIR")
+    p.add_argument("dir", help="a folder holding results folders (searched recursively)")
+    p.add_argument("--out", metavar="FILE", help="where to write (default DIR/index.html)")
 
     p = sub.add_parser("compare", help="compare two result sets; exit 1 on a regression")
     p.add_argument("base", help="baseline results folder")
@@ -335,6 +342,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_index(args: argparse.Namespace) -> int:
+    from benchinit.runs_index import write_index
+
+    print(f"index: {write_index(args.dir, out=args.out)}")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from benchinit.comparison import compare
 
@@ -375,6 +389,7 @@ COMMANDS = {
     "list": _cmd_list,
     "run": _cmd_run,
     "report": _cmd_report,
+    "index": _cmd_index,
     "compare": _cmd_compare,
     "history": _cmd_history,
 }

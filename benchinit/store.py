@@ -51,7 +51,7 @@ import pandas as pd
 
 from benchinit.errors import BenchinitError, OutputError, ResultsError, os_reason
 from benchinit.meta import SCHEMA_VERSION, Meta, check_meta
-from benchinit.records import LATER_TABLES, TABLES
+from benchinit.records import COLUMNS, LATER_TABLES, TABLES, conform
 
 try:
     import fcntl
@@ -210,7 +210,12 @@ class Store:
             tmp.mkdir()
             for table in TABLES:
                 path = tmp / f"{table}.parquet"
-                records[table].to_parquet(path, index=False)
+                frame = records.get(table)
+                if frame is None and table in LATER_TABLES:  # a writer that predates it
+                    frame = conform(table, pd.DataFrame(columns=list(COLUMNS[table])))
+                if frame is None:
+                    raise ValueError(f"records lack the {table} table")
+                frame.to_parquet(path, index=False)
                 with open(path, "rb+") as f:
                     os.fsync(f.fileno())
             _fsync_dir(tmp)

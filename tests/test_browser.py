@@ -1,5 +1,7 @@
-"""The report in a real headless Chromium: no console errors, no network, images decode,
-the leaderboard sorts on a click. Saves a screenshot to tests/artifacts/.
+"""The report and the runs index in a real headless Chromium: no console errors, no network,
+images decode, the leaderboard sorts, filters by a grid column's values and hides columns,
+and a figure's "data" link holds that figure's numbers. Saves screenshots to
+tests/artifacts/.
 
 Needs Debian's chromium (/usr/bin/chromium) and playwright (pip; its own browser download is
 not used). Skipped where either is missing unless BENCHINIT_REQUIRE_BROWSER=1, which .ci/run
@@ -8,13 +10,23 @@ sets so CI can never skip it silently.
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
+from reportdata import write_runs_tree
 
 from benchinit import load_study, run
+from benchinit.report_figures import figure_jobs
+from benchinit.report_sections import prepare, ranked
+from benchinit.results import load_results
+from benchinit.runs_index import write_index
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -49,54 +61,148 @@ def seed_report(tmp_path_factory) -> Path:
     return outcome.report
 
 
-def test_report_in_headless_chromium(seed_report, artifacts):
+class Browser:
+    """One page in headless Chromium, recording console errors and every request."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self.requests.append(r.url))
+
+    def open(self, path: Path) -> str:
+        url = path.resolve().as_uri()
+        self.page.goto(url, wait_until="load")
+        self.page.wait_for_load_state("networkidle")
+        return url
+
+    def column(self, table: str, index: int, visible_only: bool = True) -> list[str]:
+        hidden = "r.hidden" if visible_only else "false"
+        return self.page.eval_on_selector_all(
+            f"#{table} tbody tr",
+            f"rows => rows.filter(r => !({hidden})).map(r => r.cells[{index}].textContent.trim())",
+        )
+
+    def headers(self, table: str) -> list[str]:
+        return self.page.eval_on_selector_all(
+            f"#{table} thead th", "hs => hs.map(h => h.textContent.trim())"
+        )
+
+    def outside(self, *allowed: str) -> list[str]:
+        return [r for r in self.requests if not (r.startswith("data:") or r in allowed)]
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
     sync_playwright = _playwright()
-    url = seed_report.resolve().as_uri()
-    errors: list[str] = []
-    requests: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto(url, wait_until="load")
-        page.wait_for_load_state("networkidle")
-
-        page.screenshot(path=str(artifacts / "report.png"), full_page=False)  # as first seen
-        images = page.evaluate(
-            "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt])"
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        context = chromium.new_context(
+            viewport={"width": 1280, "height": 900}, accept_downloads=True
         )
-        assert len(images) >= 8
-        assert all(done and width > 0 for done, width, _ in images), images
+        yield Browser(context.new_page())
+        chromium.close()
 
-        def column(index: int) -> list[str]:
-            return page.eval_on_selector_all(
-                "#leaderboard-table tbody tr",
-                f"rows => rows.map(r => r.cells[{index}].textContent.trim())",
-            )
 
-        headers = page.eval_on_selector_all(
-            "#leaderboard-table thead th", "hs => hs.map(h => h.textContent.trim())"
+def _check_filter_and_columns(b: Browser, table: str, axis: str, value: str) -> None:
+    """Select one value of a column: only its rows remain; hide the column: it is gone."""
+    column = b.headers(table).index(axis)
+    everything = b.column(table, column)
+    b.page.select_option(f'div.explore[data-table="{table}"] select[data-column="{column}"]', value)
+    kept = b.column(table, column)
+    assert kept and set(kept) == {value} and len(kept) == everything.count(value)
+    count = b.page.text_content(f'div.explore[data-table="{table}"] .count') or ""
+    assert count.startswith(f"{len(kept)} of {len(everything)}")
+    b.page.select_option(f'div.explore[data-table="{table}"] select[data-column="{column}"]', "")
+    assert b.column(table, column) == everything
+    b.page.click(f'div.explore[data-table="{table}"] details.columns summary')
+    b.page.uncheck(f'div.explore[data-table="{table}"] input[data-column="{column}"]')
+    shown = b.page.eval_on_selector_all(
+        f"#{table} tr", f"rows => rows.map(r => r.cells[{column}].offsetParent !== null)"
+    )
+    assert shown and not any(shown), "hidden in the header and every row"
+    b.page.check(f'div.explore[data-table="{table}"] input[data-column="{column}"]')
+
+
+def test_report_in_headless_chromium(seed_report, artifacts, browser):
+    b = browser
+    url = b.open(seed_report)
+    b.page.screenshot(path=str(artifacts / "report.png"), full_page=False)  # as first seen
+    images = b.page.evaluate(
+        "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.width, i.alt])"
+    )
+    assert len(images) >= 8
+    assert all(done and natural > 0 for done, natural, _, _ in images), images
+    assert all(natural >= 2 * shown - 2 for _, natural, shown, _ in images), "sharp when zoomed"
+
+    table = "leaderboard-table"
+    headers = b.headers(table)
+    metric, initializer = headers.index("act_entropy"), headers.index("initializer")
+    before = [float(v) for v in b.column(table, metric)]
+    assert before == sorted(before, reverse=True), "ranked best first"
+    b.page.click(f"#{table} thead th:nth-child({metric + 1})")
+    assert [float(v) for v in b.column(table, metric)] == sorted(before)
+    b.page.click(f"#{table} thead th:nth-child({metric + 1})")
+    assert [float(v) for v in b.column(table, metric)] == sorted(before, reverse=True)
+    b.page.click(f"#{table} thead th:nth-child({initializer + 1})")
+    names = b.column(table, initializer)
+    assert names == sorted(names, key=str.lower)
+
+    _check_filter_and_columns(b, table, "activation", "tanh")
+    _check_csv_links(b, seed_report)
+    b.page.screenshot(path=str(artifacts / "report-full.png"), full_page=True)
+    assert b.errors == []
+    assert b.outside(url) == [], f"the report fetched {b.outside(url)}"
+
+
+def _check_csv_links(b: Browser, report: Path) -> None:
+    """Every figure's data link decodes to that figure's numbers; one downloads."""
+    links = b.page.eval_on_selector_all(
+        "figure a.data", "links => links.map(a => [a.href, a.download])"
+    )
+    results = prepare(load_results(report.parent))
+    jobs = figure_jobs(results, ranked(results))
+    assert len(links) == len(jobs)
+    for (href, name), job in zip(links, jobs, strict=True):
+        frame = pd.read_csv(io.StringIO(base64.b64decode(href.split(",", 1)[1]).decode()))
+        expected = job.data.reset_index(drop=True)
+        assert list(frame.columns) == [str(c) for c in expected.columns], name
+        numeric = [c for c in expected.columns if expected[c].dtype.kind in "fi"]
+        pd.testing.assert_frame_equal(
+            frame[numeric], expected[numeric], rtol=1e-5, check_dtype=False
         )
-        metric = headers.index("act_entropy")
-        initializer = headers.index("initializer")
-        before = [float(v) for v in column(metric)]
-        assert before == sorted(before, reverse=True), "ranked best first"
-        page.click(f"#leaderboard-table thead th:nth-child({metric + 1})")
-        ascending = [float(v) for v in column(metric)]
-        assert ascending == sorted(before)
-        page.click(f"#leaderboard-table thead th:nth-child({metric + 1})")
-        assert [float(v) for v in column(metric)] == sorted(before, reverse=True)
-        page.click(f"#leaderboard-table thead th:nth-child({initializer + 1})")
-        names = column(initializer)
-        assert names == sorted(names, key=str.lower)
+    with b.page.expect_download() as download:
+        b.page.click("figure a.data >> nth=0")
+    assert download.value.suggested_filename.endswith(".csv")
+    text = Path(download.value.path()).read_text()
+    assert text.splitlines()[0].startswith("configuration,")
 
-        page.screenshot(path=str(artifacts / "report-full.png"), full_page=True)
-        browser.close()
-    assert errors == []
-    others = [r for r in requests if not (r.startswith("data:") or r == url)]
-    assert others == [], f"the report fetched {others}"
+
+@pytest.fixture(scope="module")
+def runs_index(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    write_runs_tree(root)
+    return write_index(root)
+
+
+def test_index_in_headless_chromium(runs_index, artifacts, browser):
+    b = browser
+    url = b.open(runs_index)
+    b.page.screenshot(path=str(artifacts / "index.png"), full_page=True)
+    table = "index-table"
+    assert b.page.eval_on_selector_all(f"#{table} tbody tr", "rows => rows.length") == 6
+    studies = b.column(table, b.headers(table).index("study"))
+    assert "mnist-mlp" in studies and "failing" in studies
+    assert any(s.startswith("n<script>") for s in studies), "shown as text, never run"
+    _check_filter_and_columns(b, table, "study", "failing")
+    with b.page.expect_navigation():
+        b.page.click('a:has-text("course/mnist")')
+    assert b.page.url.endswith("/course/mnist/index.html")
+    assert b.page.title().startswith("MNIST by initializer")
+    assert b.errors == []
+    assert b.outside(url, b.page.url) == [], f"the index fetched {b.outside(url, b.page.url)}"
 
 
 @pytest.fixture(scope="module")
@@ -112,43 +218,22 @@ def history_page(tmp_path_factory) -> Path:
     return history(runs, out=root / "history.html").html
 
 
-def test_history_page_in_headless_chromium(history_page, artifacts):
-    sync_playwright = _playwright()
-    url = history_page.resolve().as_uri()
-    errors: list[str] = []
-    requests: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto(url, wait_until="load")
-        page.wait_for_load_state("networkidle")
-        images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
-        assert len(images) == 1 and all(done and width > 0 for done, width in images), images
-        assert page.title().startswith("History gate")
-        assert "<script>alert(1)</script>" in page.inner_text("h1")  # shown, not run
-        assert "the gate fails" in page.inner_text("#last-step")
-
-        def column(index: int) -> list[str]:
-            return page.eval_on_selector_all(
-                "#history-verdicts tbody tr",
-                f"rows => rows.map(r => r.cells[{index}].textContent.trim())",
-            )
-
-        headers = page.eval_on_selector_all(
-            "#history-verdicts thead th", "hs => hs.map(h => h.textContent.trim())"
-        )
-        verdict = headers.index("verdict")
-        assert column(verdict)[0] == "regressed"  # regressions first
-        page.click(f"#history-verdicts thead th:nth-child({headers.index('difference') + 1})")
-        diffs = [float(v) for v in column(headers.index("difference"))]
-        assert diffs == sorted(diffs)
-        page.screenshot(path=str(artifacts / "history-full.png"), full_page=True)
-        hrefs = page.eval_on_selector_all("#runs-table a", "links => links.map(a => a.href)")
-        assert [h.rsplit("/", 2)[-2] for h in hrefs] == ["night1", "night2", "night3"]
-        browser.close()
-    assert errors == []
-    others = [r for r in requests if not (r.startswith("data:") or r == url)]
-    assert others == [], f"the history page fetched {others}"
+def test_history_page_in_headless_chromium(history_page, artifacts, browser):
+    b = browser
+    url = b.open(history_page)
+    images = b.page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+    assert len(images) == 1 and all(done and width > 0 for done, width in images), images
+    assert b.page.title().startswith("History gate")
+    assert "<script>alert(1)</script>" in b.page.inner_text("h1")  # shown, not run
+    assert "the gate fails" in b.page.inner_text("#last-step")
+    table = "history-verdicts"
+    headers = b.headers(table)
+    assert b.column(table, headers.index("verdict"))[0] == "regressed"  # regressions first
+    b.page.click(f"#{table} thead th:nth-child({headers.index('difference') + 1})")
+    diffs = [float(v) for v in b.column(table, headers.index("difference"))]
+    assert diffs == sorted(diffs)
+    b.page.screenshot(path=str(artifacts / "history-full.png"), full_page=True)
+    hrefs = b.page.eval_on_selector_all("#runs-table a", "links => links.map(a => a.href)")
+    assert [h.rsplit("/", 2)[-2] for h in hrefs] == ["night1", "night2", "night3"]
+    assert b.errors == []
+    assert b.outside(url) == [], f"the history page fetched {b.outside(url)}"
