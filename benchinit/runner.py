@@ -227,11 +227,12 @@ def _final_stage(store: Store, study: Study, meta: Meta, toml: str) -> list[Cell
     spec = study.tune
     assert spec is not None
     tune_ids = set(meta["cells"])
-    stored = store.read().get("runs", pd.DataFrame())
+    stored = store.read(("runs",)).get("runs", pd.DataFrame())
     runs = conform("runs", stored[stored["cell"].isin(tune_ids)] if len(stored) else stored)
     chosen = stages.choose(runs, spec)
     final, skipped = stages.final_cells(study.cells(), chosen, spec)
-    missing = [c for c in skipped if c.id not in set(stored.get("cell", []))]
+    recorded = set(stored.get("cell", []))
+    missing = [c for c in skipped if c.id not in recorded]
     if missing:
         recorder = Recorder(str(meta["environment"]["device"]))
         recorder.fail(missing, stages.NOT_TUNED)

@@ -43,7 +43,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -306,25 +306,26 @@ class Store:
         statuses = self.statuses()
         return set(statuses.loc[statuses["status"].isin(FINISHED), "cell"])
 
-    def read(self) -> dict[str, pd.DataFrame]:
-        """Every table, one record per cell: a finished one if any, else the newest."""
+    def read(self, tables: Sequence[str] = TABLES) -> dict[str, pd.DataFrame]:
+        """The ``tables`` (default all), one record per cell: a finished one if any, else
+        the newest. No chunk at all gives ``{}``."""
         statuses = self.statuses()
         if statuses.empty:
             return {}
         statuses["rank"] = statuses["status"].isin(FINISHED).astype(int)
         best = statuses.sort_values(["rank", "chunk"]).groupby("cell").tail(1)
         keep = best.groupby("chunk")["cell"].apply(set).to_dict()
-        tables: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+        frames: dict[str, list[pd.DataFrame]] = {t: [] for t in tables}
         for chunk_name, cells in keep.items():
-            for table in TABLES:
+            for table in tables:
                 path = self.records / chunk_name / f"{table}.parquet"
                 if table in LATER_TABLES and not path.exists():
                     continue  # a chunk written before the table existed
                 frame = self._read(path)
-                tables[table].append(frame[frame["cell"].isin(cells)])
+                frames[table].append(frame[frame["cell"].isin(cells)])
         return {
-            t: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-            for t, frames in tables.items()
+            t: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+            for t, parts in frames.items()
         }
 
     # --- claims ----------------------------------------------------------------------------

@@ -407,3 +407,62 @@ def test_fuzz_load_results_raises_only_documented_errors(results, tmp_path):
     for folder in _folder_damages(rng, results, tmp_path, 20):
         with contextlib.suppress(ResultsError):  # documented; anything else fails the test
             load_results(folder)
+
+
+# --- smaller findings -------------------------------------------------------------------
+
+
+def test_a_key_without_a_section_suggests_the_section_that_has_it():
+    status, err = run_cli("run", "seed", "--set", "seeds=1e9")
+    assert_clear_error(status, err, "study.seeds=")
+    assert "model.seeds" not in err
+
+
+def test_ctrl_c_says_what_it_left_behind_for_each_command(monkeypatch, results):
+    import benchinit.report
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(benchinit.report, "render_report", interrupted)
+    status, err = run_cli("report", str(results))
+    assert status == 130 and "the report was not written" in err
+    assert "finished cells are saved" not in err
+
+
+def test_plugin_docs_lose_their_restructuredtext_markup_in_list(tmp_path, capsys):
+    plugin = tmp_path / "marked.py"
+    plugin.write_text(
+        "from benchinit import Initializer, hookimpl\n"
+        "def marked(weight, generator, activation):\n"
+        '    """Fills with ``value`` like :func:`torch.nn.init.zeros_`."""\n'
+        "    weight.zero_()\n"
+        "@hookimpl\n"
+        "def benchinit_initializers():\n"
+        "    return [Initializer('marked', marked)]\n"
+    )
+    assert main(["list", "initializers", "--plugin", str(plugin)]) == 0
+    line = next(
+        x for x in capsys.readouterr().out.splitlines() if x.startswith("initializer  marked")
+    )
+    assert "Fills with value like torch.nn.init.zeros_." in line and "``" not in line
+
+
+@pytest.mark.slow
+def test_many_cells_run_under_a_low_file_descriptor_limit(tmp_path):
+    study = tmp_path / "many.toml"
+    study.write_text(
+        TINY.replace("seeds = 2", "seeds = 150").replace('name = "tiny"', 'name = "many"')
+    )
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n"
+        "from benchinit.cli import main\n"
+        f"sys.exit(main(['run', {str(study)!r}, '--out', 'out', '--quiet', '--no-report', "
+        "'--jobs', '1']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(load_results(tmp_path / "out").runs) == 600  # 4 configurations x 150 seeds

@@ -252,3 +252,44 @@ def test_ctrl_c_exits_130_and_keeps_finished_cells(slow_study, tmp_path):
     assert len(kept) >= 2 and kept["cell"].is_unique
     assert main(["run", str(slow_study), "--out", str(out), "--quiet", "--no-report"]) == 0
     assert_each_cell_once(out, CELLS)
+
+
+def test_a_cell_finished_while_a_run_waited_for_its_claim_is_not_computed_again(tmp_path):
+    """Run B reads the finished cells, then run A stores cell X and lets go of it, then B
+    claims X: B must look again after claiming, and not compute X a second time."""
+    from benchinit.progress import Progress
+    from benchinit.records import Recorder
+    from benchinit.runner import _compute
+
+    study = load_study("seed", ["grid.initializer=['zeros']", "grid.activation=['relu']"], seeds=1)
+    (cell,) = study.cells()
+    out = tmp_path / "out"
+    a = Store(out, create=True)
+
+    def a_finishes_x() -> None:
+        with a.running():
+            assert a.claim_all([cell.id]) == ([cell.id], [])
+            recorder = Recorder("cpu")
+            recorder.run(cell, "ok")
+            a.write(recorder.frames(0.0))
+
+    class LateStore(Store):
+        def claim_all(self, cell_ids):
+            ids = list(cell_ids)
+            if not a.finished():
+                a_finishes_x()  # between B's first look and its claim
+            return super().claim_all(ids)
+
+    class Pool:
+        def __init__(self) -> None:
+            self.batches: list = []
+
+        def run(self, batches):
+            self.batches.extend(batches)
+            return iter(())
+
+    b, pool = LateStore(out), Pool()
+    with b.running():
+        computed = _compute(b, pool, [cell], lambda cells: [cells], Progress(1, "x", enabled=False))
+    assert cell.id in b.finished(), "A stored it"
+    assert computed == 0 and pool.batches == [], "B looked again after claiming"
