@@ -16,6 +16,7 @@ In the process that computes, an interval timer interrupts plugin code past the 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import signal
@@ -33,14 +34,19 @@ from benchinit.cells import Cell, group_key
 from benchinit.errors import error_text
 from benchinit.records import Recorder, Records
 from benchinit.registry import Registry, RegistrySpec, registry_from
-from benchinit.stack import device_name
+from benchinit.stack import device_name, load_data
 from benchinit.train import run_train
 
-# Members per stacked model, by device type. On a CPU the work is compute-bound and a stack
-# of 1 or 12 trains 12 MLPs in the same time (measured: 784-256-256-10 and 64-100-100-10),
-# so stacks stay small and a process pool gets enough batches to balance. A GPU is
-# launch-bound on small MLPs: there one stack should hold as many members as memory allows.
+# Members per stacked model, at most, by device type. A GPU is launch-bound on small MLPs:
+# there one stack should hold as many members as memory allows. On a CPU (one thread,
+# measured per member and training step): a 784-256-256-10 MLP at batch 128 costs 2.2-2.4
+# ms whether stacked by 1, 2, 4 or 8, while a 64-100-100-10 one at batch 32 costs 0.36 ms
+# alone and 0.10 ms in a stack of 8. So a training stack holds enough members for about
+# STACK_WORK multiply-adds per step and no more (at least 2): big models get small stacks,
+# which balance across worker processes (12 MLPs in 3 stacks of 4 keep one of 2 workers
+# idle half the time; in 6 stacks of 2 neither), small models get full ones.
 MAX_MEMBERS = {"cpu": 8, "cuda": 128}
+STACK_WORK = 2**25
 KINDS: dict[str, Callable[[list[Cell], Registry, torch.device, Recorder], None]] = {
     "signal": run_signal,
     "train": run_train,
@@ -84,7 +90,7 @@ def plan(
     changes float32 results only in the last digits (a batched matmul rounds differently
     from a single one).
     """
-    size = max_members or MAX_MEMBERS.get(torch.device(device).type, 32)
+    largest = MAX_MEMBERS.get(torch.device(device).type, 32)
     groups: dict[str, list[Cell]] = defaultdict(list)
     for cell in cells:
         optimizer = cell.config.get("optimizer")
@@ -96,11 +102,28 @@ def plan(
     spec = registry.spec()
     batches = []
     for group in groups.values():
+        size = max_members or stack_size(group[0], registry, device, largest)
         pieces = math.ceil(len(group) / size)
         for i in range(pieces):
             part = group[i * len(group) // pieces : (i + 1) * len(group) // pieces]
             batches.append(Batch(tuple(part), spec, device, threads, deterministic, timeout))
     return batches
+
+
+def stack_size(cell: Cell, registry: Registry, device: str, largest: int) -> int:
+    """Members per stack for ``cell``'s group (see ``STACK_WORK``): ``largest`` except for
+    training on a CPU, where it follows the multiply-adds of one member's step."""
+    if cell.kind != "train" or torch.device(device).type != "cpu":
+        return largest
+    try:
+        features = load_data(registry, cell.config["data"]).features
+    except Exception:  # a broken dataset fails its cells when they run
+        return largest
+    model = cell.config["model"]
+    sizes = [features] + [int(model["width"])] * int(model["depth"]) + [10]
+    params = sum(a * b for a, b in itertools.pairwise(sizes))
+    work = params * int(cell.config["train"]["batch_size"])
+    return max(2, min(largest, round(STACK_WORK / max(work, 1))))
 
 
 # --- running one batch --------------------------------------------------------------------

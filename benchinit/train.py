@@ -12,20 +12,24 @@ of cells that differ only in initializer and seed trains as one stacked model:
   only on its own gradient and state;
 - metrics accumulate on the device; the host reads them once per epoch (no sync per step).
 
-Divergence is a result: a member whose training loss (or test loss) becomes non-finite is
-marked ``diverged`` with that epoch; from then on its loss is masked out of the sum, so it
+Divergence is a result: a member whose training loss (or held-out loss) becomes non-finite
+is marked ``diverged`` with that epoch; from then on its loss is masked out of the sum, so it
 contributes no gradient, and at every epoch end its weights are restored to where they were
 at the start of the epoch it diverged in, so its updates stop. The rest of the stack never
 sees its values: members share no arithmetic. Its curves end before that epoch.
 
-``train_loss`` at epoch 0 is a pass over the training split (its first 10,000 samples when it
-is larger); at later epochs it is the
-mean of that epoch's minibatch losses (the number a training loop prints). ``test_loss``,
-``test_accuracy`` (classification) and ``test_mse`` (regression: the squared error of the
-point prediction, comparable across losses) are full passes over the test split after each
-epoch. Layer statistics
+Each epoch is measured on the held-out split: the validation split (benchinit.validation),
+or the test split when there is none; the test split is otherwise read once, after the last
+epoch, for the final numbers. ``train_loss`` is the mean of an epoch's minibatch losses
+(the number a training loop prints); at epoch 0, before training, the training and held-out
+metrics are passes over the first ``EPOCH0_SAMPLES`` samples of their splits (the curve's
+first point needs no more). ``*_loss``, ``*_accuracy`` (classification) and ``*_mse``
+(regression: the squared error of the point prediction, comparable across losses) are full
+passes over their split. Layer statistics
 (benchinit.probes) are taken at ``init`` and ``final`` on the first ``probe_samples``
 training samples; there ``grad_norm`` is the gradient of the training loss on that batch.
+The input-output Jacobian's moments (benchinit.jacobian) are taken at both phases at
+``JACOBIAN_PROBES`` probe inputs, its singular-value histogram at ``init`` only.
 """
 
 from __future__ import annotations
@@ -164,7 +168,9 @@ class _Run:
         if phase == "init" and model.residual is None and model.norm == "none":
             extra["theory_std"] = theory(activation, x, model.weights, _biases(model), model.hidden)
         self.recorder.layers(self.cells, phase, stats, hists, self.hist_range, extra)
-        spectrum = jacobian.probe(model, x, activation, probes=JACOBIAN_PROBES)
+        spectrum = jacobian.probe(  # the spectrum's histogram at init; moments after
+            model, x, activation, probes=JACOBIAN_PROBES, singular_values=phase == "init"
+        )
         record_spectrum(self.recorder, self.cells, phase, spectrum)
         model.train()
 
