@@ -61,6 +61,7 @@ def _sentences(terms: list[dict[str, Any]], metric: str, column: str) -> list[st
             f"about {_percent(value)} of its variance across the grid"
             + (", corrected for noise" if column == "omega_sq" else "")
             + (": no term matters much." if value < SMALL else ".")
+            + ("" if interval else " No interval to judge it by: see the note below.")
         )
     nulls = [t["term"] for t in terms[1:] if (i := _interval(t, column)) is not None and i[0] <= 0]
     out = [lead]
@@ -113,6 +114,7 @@ def effects_report(results: Results) -> tuple[dict[str, Any] | None, list[Figure
         notes.append("No residual variance to correct by: terms are ranked by eta².")
         terms.sort(key=lambda t: -float(t["eta_sq"]))
     residual = table[table["kind"] == "residual"].to_dict("records")
+    pairs = any(t["kind"] == "interaction" for t in terms)
     section = {
         "metric": metric,
         "sentences": _sentences(terms, metric, column),
@@ -130,12 +132,14 @@ def effects_report(results: Results) -> tuple[dict[str, Any] | None, list[Figure
             for rank, t in enumerate(terms, start=1)
         ],
         "residual": f"{residual[0]['eta_sq'] * 100:.2g}%" if residual else None,
+        "residual_is": "seeds, higher interactions" if pairs else "seeds, interactions",
         "seeds": sorted({int(s) for s in results.runs["seed"]}),
     }
     symbol = "omega²" if column == "omega_sq" else "eta²"
     caption = (
-        f"What mattered most for {main_metric(results).label}: {symbol} per grid factor and "
-        "two-way interaction (the share of the metric's variance it explains"
+        f"What mattered most for {main_metric(results).label}: {symbol} per grid factor"
+        + (" and two-way interaction" if pairs else "")
+        + " (the share of the metric's variance it explains"
         + (", beyond noise" if column == "omega_sq" else "")
         + "), best first"
         + (", with 95% bootstrap intervals over seeds" if _interval(terms[0], column) else "")
@@ -147,6 +151,6 @@ def effects_report(results: Results) -> tuple[dict[str, Any] | None, list[Figure
         slug("effects", metric),
         analysis_figures.effects_plot,
         (pd.DataFrame(terms), column, f"{symbol} of {metric}"),
-        data=table,
+        data=table.astype({"rank": "float64"}),  # the residual has none: NaN, as CSV reads it
     )
     return section, [job]
