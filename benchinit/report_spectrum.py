@@ -52,6 +52,9 @@ SPREAD = Metric(
     "jac_spread", "layer", None, "spread, var / mean²", POSITIVE, "log"
 )  # the per-run metric's name: var / mean^2 of the squared singular values
 MAX_FIGURES = 6  # spectrum density figures
+# Below this a spread is float rounding of exact isometry (orthogonal linear networks give
+# 1e-12 in float32): drawn at the floor, so the log axis does not spend 6 decades on noise.
+SPREAD_FLOOR = 1e-6
 PHASES = {"init": 0, "final": 1}
 FIGURES = (
     (
@@ -99,6 +102,11 @@ def _layout(results: Results) -> tuple[str, str | None, list[str], list[str]]:
     return x, hue, facets, [*others, "phase", x]
 
 
+def _floor(table: pd.DataFrame) -> pd.DataFrame:
+    columns = [c for c in ("mean", "low", "high") if c in table]
+    return table.assign(**{c: table[c].clip(lower=SPREAD_FLOOR) for c in columns})
+
+
 def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
     """The mean and the spread against layer (or depth), theory dashed."""
     x, hue, facets, keys = _layout(results)
@@ -113,6 +121,13 @@ def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
         if table.empty:
             continue
         theory, _ = aggregate(wide.assign(value=wide[f"theory_{name}"]), keys, metric, order)
+        floored = ""
+        if name == "jac_spread" and (table[["mean", "low"]] < SPREAD_FLOOR).any().any():
+            table, theory = _floor(table), _floor(theory)
+            floored = (
+                f" Spreads below {SPREAD_FLOOR:g} (float rounding of an isometric network) "
+                f"are drawn at {SPREAD_FLOOR:g}."
+            )
         dots = table[x].nunique() <= SHALLOW
         kwargs: dict[str, Any] = {}
         data, note = table, ""
@@ -130,6 +145,7 @@ def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
         caption = (
             f"{title}, {where}; log axis; {band_note(table, metric, clipped, what)}."
             + note
+            + floored
             + panels_note(table, facets)
         )
         jobs.append(

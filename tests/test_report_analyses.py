@@ -332,6 +332,24 @@ def test_spectrum_against_depth_uses_each_networks_last_layer(phase):
     assert len(densities) == 2 and all(j.args[3] == "model.depth" for j in densities)
 
 
+def test_an_isometric_spread_is_drawn_at_the_floor(tmp_path):
+    def edit(tables: dict[str, pd.DataFrame]) -> None:
+        rows = [
+            (cell, "init", layer, metric, value)
+            for cell in tables["runs"]["cell"]
+            for layer in (1, 2)
+            for metric, value in (("jac_sv2_mean", 1.0), ("jac_sv2_var", 1e-13 * layer))
+        ]
+        jac = pd.DataFrame(rows, columns=["cell", "phase", "layer", "metric", "value"])
+        tables["layers"] = pd.concat([tables["layers"], jac], ignore_index=True)
+
+    folder = write_results(tmp_path / "iso", {"initializer": ["a", "b"]}, kind="signal", edit=edit)
+    spread = next(j for j in _jobs(folder) if j.name == "spectrum-jac_spread")
+    assert (spread.data["mean"] == 1e-6).all() and "are drawn at 1e-06" in spread.caption
+    mean = next(j for j in _jobs(folder) if j.name == "spectrum-jac_sv2_mean")
+    assert (mean.data["mean"] == 1.0).all() and "drawn at" not in mean.caption
+
+
 # --- phase diagram ----------------------------------------------------------------------
 
 
