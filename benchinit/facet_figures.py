@@ -8,6 +8,7 @@ per (facets, hue, x), already aggregated over seeds and clipped to the metric's 
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from matplotlib.figure import Figure
 from benchinit.figure_layout import (
     MAX_HUES,
     MAX_PANELS,
+    SEPARATOR,
     add_legend,
     grid_of,
     note_panels,
@@ -32,6 +34,7 @@ from benchinit.figures import MAX_LAYERS
 from benchinit.metrics import Metric
 
 PANEL_WIDTH = 3.4  # inches
+MAX_COLUMNS = 6  # columns of a density grid
 
 
 def _hues(frame: pd.DataFrame, hue: str | None) -> list[Any]:
@@ -213,6 +216,48 @@ def histogram_grid(
     if hue:
         handles = [matplotlib.patches.Patch(color=colors[v], label=str(v)) for v in hue_values]
         fig.legend(handles=handles, loc="outside right upper", frameon=False)
+    return fig
+
+
+def density_grid(
+    frame: pd.DataFrame,
+    rows: str | None,
+    cols: str | None,
+    hue: str | None,
+    title: str,
+    xlabel: str,
+) -> Figure:
+    """Stored histograms (``bin``, ``left``, ``right``, ``count``, summed per panel and hue
+    value) as the share per bin: one panel per (``rows``, ``cols``) value pair, titled
+    with its values, ``cols`` values across (at most ``MAX_COLUMNS``; without ``cols``
+    the panels wrap in rows of 4), ``hue`` values overlaid as outlines (the first also
+    filled). At most ``MAX_PANELS`` panels."""
+    row_values = list(dict.fromkeys(frame[rows])) if rows else [None]
+    col_values = list(dict.fromkeys(frame[cols]))[:MAX_COLUMNS] if cols else [None]
+    pairs = [(r, c) for r in row_values for c in col_values][:MAX_PANELS]
+    wrap = len(col_values) if cols else min(len(pairs), 4)
+    fig, axes = grid_of(len(pairs), col_wrap=wrap, width=2.6, height=1.9, sharey=False)
+    hue_values = list(dict.fromkeys(frame[hue]))[:MAX_HUES] if hue else [None]
+    colors = palette(hue_values)
+    for ax, (row_value, col_value) in zip(axes, pairs, strict=True):
+        cell = frame if rows is None else frame[frame[rows] == row_value]
+        cell = cell if cols is None else cell[cell[cols] == col_value]
+        for value in hue_values:
+            part = cell if value is None else cell[cell[hue] == value]
+            if not part.empty:
+                _bars(ax, part.sort_values("bin"), colors[value], hue, value == hue_values[0])
+        ax.set_ylabel("share" if ax.get_subplotspec().is_first_col() else "")
+    titles = [SEPARATOR.join(str(v) for v in pair if v is not None) for pair in pairs]
+    set_titles(fig, axes, titles, 2.6)
+    named = SEPARATOR.join(a for a in (rows, cols) if a)
+    fig.suptitle(title + (f" (panels: {named})" if named else ""))
+    fig.supxlabel(textwrap.fill(xlabel, 30 * wrap), fontsize="small")
+    if hue:
+        handles = [
+            matplotlib.patches.Patch(facecolor="none", edgecolor=colors[v], label=str(v))
+            for v in hue_values
+        ]
+        fig.legend(handles=handles, loc="outside right upper", frameon=False, title=hue)
     return fig
 
 

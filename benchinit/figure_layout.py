@@ -178,7 +178,7 @@ def scale_axes(axes: Sequence[Any], metric: Metric, frame: pd.DataFrame, axis: s
         if limits is not None:
             (ax.set_ylim if axis == "y" else ax.set_xlim)(*limits)
         if log and limits is not None:
-            _log_ticks(ax.yaxis if axis == "y" else ax.xaxis, *limits)
+            log_ticks(ax.yaxis if axis == "y" else ax.xaxis, *limits)
     return "log" if log else "linear"
 
 
@@ -194,7 +194,7 @@ def _tick_label(value: float, _: Any = None) -> str:
     return f"{value:.0e}"
 
 
-def _log_ticks(target: Any, low: float, high: float) -> None:
+def log_ticks(target: Any, low: float, high: float) -> None:
     """Decades labelled as plain numbers; within narrow ranges (under 2 decades) a few
     minor ticks too, so an axis from 0.2 to 4 reads 0.2, 0.5, 1, 2."""
     decades = math.log10(high / low)

@@ -1,11 +1,13 @@
 """The HTML report of a results folder: ``render_report(DIR)``.
 
 Three layers, as in ydata-profiling: what goes into the page (:mod:`benchinit.report_sections`
-for text and tables, :mod:`benchinit.report_figures` for figures and their numbers,
+for text and tables, :mod:`benchinit.report_figures` for figures and their numbers, one
+module per analysis section: :mod:`~benchinit.report_phase`, :mod:`~benchinit.report_effects`,
+:mod:`~benchinit.report_tuning`, :mod:`~benchinit.report_spectrum`, and
 :mod:`benchinit.plugin_sections` for plugins' sections), how figures are drawn
-(:mod:`benchinit.figures`, :mod:`benchinit.facet_figures`), and the markup (``templates/``
-through :mod:`benchinit.templating`, which owns the Jinja2 environment). This module only
-wires them together.
+(:mod:`benchinit.figures`, :mod:`benchinit.facet_figures`, :mod:`benchinit.analysis_figures`),
+and the markup (``templates/`` through :mod:`benchinit.templating`, which owns the Jinja2
+environment). This module only wires them together, in the page order of ``SECTIONS``.
 
 The page is one self-contained file: figures are data URIs (each with its numbers as a CSV
 data URI), CSS and the small scripts that sort, filter and hide table columns are inline,
@@ -21,10 +23,20 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from benchinit import figures
 from benchinit._version import __version__
 from benchinit.plugin_sections import call_plugins, checked
-from benchinit.report_figures import FigureJob, figure_jobs
+from benchinit.report_effects import effects_report
+from benchinit.report_figures import (
+    FigureJob,
+    curve_jobs,
+    histogram_jobs,
+    results_jobs,
+    signal_jobs,
+)
+from benchinit.report_phase import phase_jobs
 from benchinit.report_sections import (
     header,
     leaderboard,
@@ -33,11 +45,33 @@ from benchinit.report_sections import (
     ranked,
     reproducibility,
 )
-from benchinit.results import load_results
+from benchinit.report_spectrum import spectrum_jobs
+from benchinit.report_tuning import tuning_report
+from benchinit.results import Results, load_results
 from benchinit.store import Store
 from benchinit.templating import csv_uri, environment, markdown, number
 
-__all__ = ["draw_all", "environment", "markdown", "number", "render_report"]
+__all__ = ["draw_all", "environment", "figure_jobs", "markdown", "number", "render_report"]
+
+# The page's sections in order: (id, heading, navigation label, note under the heading).
+SECTIONS = (
+    ("results", "Results by configuration", "Results", ""),
+    ("phase", "Phase diagram: order to chaos", "Phase", ""),
+    ("effects", "What matters most", "What matters", ""),
+    ("tuning", "Tuning", "Tuning", ""),
+    ("curves", "Learning curves", "Curves", ""),
+    ("signal", "Signal propagation", "Signal", "Per hidden layer, mean and 95% CI over seeds."),
+    (
+        "spectrum",
+        "Jacobian spectrum",
+        "Spectrum",
+        "The input-output Jacobian J of the hidden stack, from the input to a layer "
+        "(benchinit.jacobian): its squared singular values say how much it stretches each "
+        "direction. Dynamical isometry, all of them near 1, is what lets a deep network "
+        "train fast (Saxe et al. 2014; Pennington, Schoenholz & Ganguli 2017).",
+    ),
+    ("histograms", "Activation histograms", "Histograms", ""),
+)
 
 
 def _draw(job: FigureJob) -> figures.Image:
@@ -58,6 +92,40 @@ def draw_all(jobs: list[FigureJob], parallel: int) -> list[figures.Image]:
         with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
             return list(pool.map(_draw, jobs))
     return [_draw(job) for job in jobs]
+
+
+def analyses(
+    results: Results, summary: pd.DataFrame
+) -> tuple[dict[str, dict[str, Any] | None], list[FigureJob]]:
+    """The text sections computed with their figures (effects, tuning), and every figure
+    of the report in page order."""
+    effects, effects_figures = effects_report(results)
+    tuning, tuning_figures = tuning_report(results)
+    jobs = [
+        *results_jobs(results, summary),
+        *phase_jobs(results),
+        *effects_figures,
+        *tuning_figures,
+        *curve_jobs(results),
+        *signal_jobs(results),
+        *spectrum_jobs(results),
+        *histogram_jobs(results),
+    ]
+    return {"effects": effects, "tuning": tuning}, jobs
+
+
+def figure_jobs(results: Results, summary: pd.DataFrame) -> list[FigureJob]:
+    """Every figure of the report, in page order (``SECTIONS``)."""
+    return analyses(results, summary)[1]
+
+
+def _sections(figures: dict[str, list[dict]], text: dict[str, Any]) -> list[dict[str, str]]:
+    """The sections this page has, in order."""
+    return [
+        {"id": name, "heading": heading, "nav": nav, "note": note}
+        for name, heading, nav, note in SECTIONS
+        if figures.get(name) or text.get(name)
+    ]
 
 
 def _figures(jobs: list[FigureJob], images: list[figures.Image]) -> dict[str, list[dict]]:
@@ -106,7 +174,8 @@ def render_report(
         sections = store.read_sections() or []
     sections = checked(sections, store.sections_path)
     summary = ranked(results)  # once: the leaderboard and the figures share it
-    jobs = figure_jobs(results, summary)
+    text, jobs = analyses(results, summary)
+    drawn = _figures(jobs, draw_all(jobs, parallel))
     html = (
         environment()
         .get_template("report.html")
@@ -114,7 +183,10 @@ def render_report(
             version=__version__,
             header=header(results),
             leaderboard=leaderboard(results, summary),
-            figures=_figures(jobs, draw_all(jobs, parallel)),
+            sections=_sections(drawn, text),
+            effects=text["effects"],
+            tuning=text["tuning"],
+            figures=drawn,
             problems=problems(results),
             plugin_sections=sections,
             repro=reproducibility(results, store.study_toml()),

@@ -1,7 +1,9 @@
-"""Which figures the report holds and what each shows: one function per page section, each
-returning its :class:`FigureJob` list (what to draw, from which numbers, under which
-caption). How a figure is drawn is :mod:`benchinit.figures`' business; the page around it
-is the templates'.
+"""Which figures the report holds and what each shows: one function per page section
+(results, curves, signal, histograms; the analysis sections have modules of their own,
+``report_phase``, ``report_effects``, ``report_tuning``, ``report_spectrum``, built on the
+helpers here), each returning its :class:`FigureJob` list (what to draw, from which
+numbers, under which caption). How a figure is drawn is :mod:`benchinit.figures`'
+business; the page around it is the templates'.
 
 Choices made here, and why:
 
@@ -15,6 +17,10 @@ Choices made here, and why:
   line through two points draws a trend that is not there.
 - Every figure keeps the table it was drawn from (``FigureJob.data``): the page offers it as
   a CSV download.
+- Learning curves are drawn per split measured every epoch: training loss, the validation
+  split's metrics, and the test split's only when a study has no validation split (then
+  test is measured every epoch). Test metrics measured once, after the last epoch, would
+  be a line of one point: they are the leaderboard's numbers.
 """
 
 from __future__ import annotations
@@ -34,8 +40,20 @@ from benchinit.report_sections import main_metric
 from benchinit.results import Results, mean_ci_by
 
 SHALLOW = 3  # hidden layers; at most this many: dot plots per layer
-SECTIONS = ("results", "curves", "signal", "histograms")
-CURVE_ORDER = [("train", "loss"), ("test", "loss"), ("test", "accuracy"), ("test", "mse")]
+CURVE_ORDER = [
+    ("train", "loss"),
+    ("val", "loss"),
+    ("val", "accuracy"),
+    ("val", "mse"),
+    ("test", "loss"),
+    ("test", "accuracy"),
+    ("test", "mse"),
+]
+SPLITS = {
+    "train": "the training split",
+    "val": "the validation split, held out from the training data",
+    "test": "the test split",
+}
 PARAMS = Metric("value", "train", None, "value")
 
 
@@ -114,7 +132,7 @@ def panels_note(frame: pd.DataFrame, facets: list[str]) -> str:
     return note + "."
 
 
-def _slug(*parts: str) -> str:
+def slug(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(parts)).strip("-") or "figure"
 
 
@@ -143,7 +161,7 @@ def results_jobs(results: Results, summary: pd.DataFrame) -> list[FigureJob]:
                 "results",
                 f"{metric.name} per configuration, best first: mean and 95% t-interval over "
                 f"seeds{clipped} (the 30 best are drawn).",
-                _slug("results", metric.name, "intervals"),
+                slug("results", metric.name, "intervals"),
                 figures.interval_plot,
                 (top, "configuration", metric),
                 data=top[["configuration", *varying, "mean", "ci_low", "ci_high", "seeds"]],
@@ -157,7 +175,7 @@ def results_jobs(results: Results, summary: pd.DataFrame) -> list[FigureJob]:
             FigureJob(
                 "results",
                 f"Mean {metric.name} over {y} × {x}." + panels_note(drawn, facets),
-                _slug("results", metric.name, "heatmap"),
+                slug("results", metric.name, "heatmap"),
                 figures.heatmap,
                 (drawn, x, y, facets, metric),
                 {"order": results.study["values"]},
@@ -181,19 +199,25 @@ def curve_jobs(results: Results) -> list[FigureJob]:
         return []
     hue, facets = layout(results, [])
     keys = [*results.varying, "epoch"]
+    pairs = _curve_pairs(curves)
+    parts = {p: curves[(curves["split"] == p[0]) & (curves["metric"] == p[1])] for p in pairs}
+    # A split measured once (test after the last epoch, beside a validation split) is no
+    # curve: a line of one point. Its numbers are the leaderboard's.
+    once = {p for p, part in parts.items() if part.groupby("cell")["epoch"].nunique().max() <= 1}
+    test_once = " Test metrics are measured once, after the last epoch: see the leaderboard."
     jobs = []
-    for split, name in _curve_pairs(curves):
+    for split, name in [p for p in pairs if p not in once]:
         metric = curve_info(split, name)
-        part = curves[(curves["split"] == split) & (curves["metric"] == name)]
-        table, clipped = aggregate(part, keys, metric, results.study["values"])
+        table, clipped = aggregate(parts[split, name], keys, metric, results.study["values"])
         jobs.append(
             FigureJob(
                 "curves",
-                f"{metric.label.capitalize()} per epoch; "
+                f"{metric.label.capitalize()} per epoch, on {SPLITS.get(split, split)}; "
                 + band_note(table, metric, clipped)
                 + "."
-                + panels_note(table, facets),
-                _slug("curves", metric.name),
+                + panels_note(table, facets)
+                + (test_once if split == "val" and any(p[0] == "test" for p in once) else ""),
+                slug("curves", metric.name),
                 facet_figures.band_plot,
                 (table, "epoch", hue, facets, metric),
                 data=table,
@@ -286,7 +310,7 @@ def signal_jobs(results: Results) -> list[FigureJob]:
             FigureJob(
                 "signal",
                 caption,
-                _slug("signal", name),
+                slug("signal", name),
                 draw,
                 (table, "layer", hue, facets, metric),
                 kwargs,
@@ -323,7 +347,7 @@ def histogram_jobs(results: Results) -> list[FigureJob]:
             FigureJob(
                 "histograms",
                 caption + ".",
-                _slug("histograms", *map(str, key)),
+                slug("histograms", *map(str, key)),
                 facet_figures.histogram_grid,
                 (frame, rows_axis, title),
                 {"hue": "phase" if train else None},
@@ -331,13 +355,3 @@ def histogram_jobs(results: Results) -> list[FigureJob]:
             )
         )
     return jobs
-
-
-def figure_jobs(results: Results, summary: pd.DataFrame) -> list[FigureJob]:
-    """Every figure of the report, section by section (``SECTIONS`` order)."""
-    return [
-        *results_jobs(results, summary),
-        *curve_jobs(results),
-        *signal_jobs(results),
-        *histogram_jobs(results),
-    ]

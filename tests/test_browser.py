@@ -23,7 +23,7 @@ import pytest
 from reportdata import write_runs_tree
 
 from benchinit import load_study, run
-from benchinit.report_figures import figure_jobs
+from benchinit.report import figure_jobs
 from benchinit.report_sections import prepare, ranked
 from benchinit.results import load_results
 from benchinit.runs_index import write_index
@@ -178,6 +178,55 @@ def _check_csv_links(b: Browser, report: Path) -> None:
     assert download.value.suggested_filename.endswith(".csv")
     text = Path(download.value.path()).read_text()
     assert text.splitlines()[0].startswith("configuration,")
+
+
+TUNED = ["train.epochs=2", "tune.optimizer.lr=[0.003, 0.1, 0.3]", "tune.seeds=1"]
+PHASE = [
+    'grid.initializer=["lecun_normal(gain=0.5)","lecun_normal(gain=1.32)","lecun_normal(gain=4.0)"]',
+    'grid."model.depth"=[4,16]',
+]
+
+
+@pytest.fixture(scope="module")
+def tuned_report(tmp_path_factory) -> Path:
+    """The README's tuned example: ``benchinit run optimizers --seeds 2 --set ...``."""
+    out = tmp_path_factory.mktemp("tuned-report")
+    return run(load_study("optimizers", TUNED, seeds=2), out, progress=False).report
+
+
+@pytest.fixture(scope="module")
+def phase_report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("phase-report")
+    return run(load_study("phase", PHASE, seeds=1), out, progress=False).report
+
+
+def _check_loads(b: Browser, report: Path, sections: tuple[str, ...]) -> str:
+    """Open a report: its sections are there, every image decodes, nothing is fetched."""
+    b.requests.clear()
+    url = b.open(report)
+    for section in sections:
+        assert b.page.locator(f"section#{section} figure img").count() >= 1, section
+        assert b.page.locator(f'nav a[href="#{section}"]').count() == 1, section
+    images = b.page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+    assert images and all(done and width > 0 for done, width in images), images
+    assert b.errors == []
+    assert b.outside(url) == [], f"the report fetched {b.outside(url)}"
+    return url
+
+
+def test_tuned_and_phase_reports_in_headless_chromium(
+    tuned_report, phase_report, artifacts, browser
+):
+    b = browser
+    _check_loads(b, tuned_report, ("tuning", "curves", "spectrum"))
+    assert b.page.locator("section#tuning table#tuning-table tbody tr").count() == 5
+    assert "lowest value tried" in b.page.inner_text("#tuning-edges")
+    b.page.locator("section#tuning").screenshot(path=str(artifacts / "tuning.png"))
+    _check_csv_links(b, tuned_report)
+    _check_loads(b, phase_report, ("phase", "effects", "spectrum"))
+    assert "critical scale sigma_w = 1.3" in b.page.inner_text("section#phase figcaption")
+    b.page.locator("section#phase").screenshot(path=str(artifacts / "phase.png"))
+    b.page.locator("section#effects").screenshot(path=str(artifacts / "effects.png"))
 
 
 @pytest.fixture(scope="module")

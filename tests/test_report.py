@@ -23,7 +23,7 @@ from benchinit.cli import main
 from benchinit.figures import style
 from benchinit.metrics import metric_info
 from benchinit.registry import Registry
-from benchinit.report_figures import figure_jobs
+from benchinit.report import figure_jobs
 from benchinit.report_sections import prepare, ranked
 
 EXTRAS = """
@@ -199,7 +199,7 @@ def test_overrides_are_shown_right_under_the_description(small, page):
 def test_axis_scale_and_range_follow_the_metric(jobs):
     by_name = {job.name: job for job in jobs}
     with style():
-        accuracy = by_name["curves-test_accuracy"]
+        accuracy = by_name["curves-val_accuracy"]
         fig = accuracy.draw(*accuracy.args, **accuracy.kwargs)
         for ax in (a for a in fig.axes if a.get_visible() and a.get_ylabel()):
             assert ax.get_yscale() == "linear"
