@@ -50,8 +50,16 @@ class Task:
     targets in the form the loss expects."""
 
     def __init__(
-        self, data: Data, loss: Bound[Loss], dtype: torch.dtype, device: torch.device
+        self,
+        data: Data,
+        loss: Bound[Loss],
+        dtype: torch.dtype,
+        device: torch.device,
+        input_dtype: torch.dtype | None = None,
     ) -> None:
+        """``input_dtype``: the inputs' dtype on the device when it differs from the
+        parameters' (bfloat16 under ``bf16``: every forward casts them anyway, so they are
+        cast once, and each minibatch gathers half the bytes); targets keep ``dtype``."""
         self.classification = data.task == "classification"
         self.classes = data.outputs if self.classification else 0
         raw = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
@@ -59,7 +67,7 @@ class Task:
             raw["val"] = (data.x_val, data.y_val)
         self.splits = {
             split: Split(
-                x.to(device=device, dtype=dtype),
+                x.to(device=device, dtype=input_dtype or dtype),
                 self._targets(y, loss, dtype, device),
                 y.to(device) if self.classification else None,
             )

@@ -62,6 +62,7 @@ from benchinit.stack import (
     fingerprints,
     init_scales,
     load_data,
+    precision,
 )
 
 # Epoch 0 (before training) is measured on at most this many samples of the training and
@@ -114,7 +115,10 @@ def train_stack(
     activation = bind(registry, "activation", config["activation"])
     loss = bind(registry, "loss", config["loss"])
     optimizer_spec = bind(registry, "optimizer", config["optimizer"])
-    task = Task(data, loss, DTYPES[config["model"]["dtype"]], device)
+    bf16 = precision(config["model"]) == "bf16"
+    task = Task(
+        data, loss, DTYPES[config["model"]["dtype"]], device, torch.bfloat16 if bf16 else None
+    )
     depth, width = config["model"]["depth"], config["model"]["width"]
     probe_n = min(config["train"]["probe_samples"], len(task.train.x))
     model, kept, failures = build_stack(
