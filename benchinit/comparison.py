@@ -20,7 +20,6 @@ beside each verdict what else changed:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,6 @@ from benchinit.errors import BenchinitError, ResultsError, did_you_mean
 from benchinit.meta import Meta, PluginRecord
 from benchinit.metrics import METRICS
 from benchinit.results import Results, load_results
-from benchinit.store import write_atomic
 
 ENVIRONMENT_KEYS = (
     "benchinit",
@@ -319,10 +317,7 @@ def compare(
     )
     html_path = Path(out) if out else Path(new) / "compare.html"
     outcome.html = comparison_render.write_html(outcome, html_path)
-    if json_out:
-        write_atomic(Path(json_out), json.dumps(outcome.to_json(), indent=2, default=str))
-    markdown = comparison_render.markdown(outcome)
-    if markdown_out:
-        write_atomic(Path(markdown_out), markdown)
-    comparison_render.append_step_summary(markdown)
+    comparison_render.write_outputs(
+        outcome.to_json(), comparison_render.markdown(outcome), json_out, markdown_out
+    )
     return outcome

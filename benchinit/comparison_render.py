@@ -199,6 +199,21 @@ def markdown(outcome: CompareOutcome) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_outputs(
+    data: dict[str, Any],
+    markdown: str,
+    json_out: str | os.PathLike[str] | None,
+    markdown_out: str | os.PathLike[str] | None,
+) -> None:
+    """A verdict page's machine outputs: ``--json``, ``--markdown``, and the GitHub step
+    summary when ``$GITHUB_STEP_SUMMARY`` is set (compare and history alike)."""
+    if json_out:
+        write_atomic(Path(json_out), json.dumps(data, indent=2, default=str))
+    if markdown_out:
+        write_atomic(Path(markdown_out), markdown)
+    append_step_summary(markdown)
+
+
 def append_step_summary(text: str) -> Path | None:
     """Append ``text`` to the file ``$GITHUB_STEP_SUMMARY`` names (GitHub Actions shows it
     on the job's page); nothing when the variable is unset."""

@@ -27,6 +27,15 @@ TABLES = ("runs", "curves", "layers", "histograms", "spectra")
 LATER_TABLES = ("spectra",)
 Records = dict[str, pd.DataFrame]
 
+HISTOGRAM = {
+    "cell": "str",
+    "phase": "str",
+    "layer": "int64",
+    "bin": "int64",
+    "left": "float64",
+    "right": "float64",
+    "count": "int64",
+}
 COLUMNS: dict[str, dict[str, str]] = {
     "runs": {
         "cell": "str",
@@ -54,24 +63,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "metric": "str",
         "value": "float64",
     },
-    "histograms": {
-        "cell": "str",
-        "phase": "str",
-        "layer": "int64",
-        "bin": "int64",
-        "left": "float64",
-        "right": "float64",
-        "count": "int64",
-    },
-    "spectra": {  # bins in log10 units
-        "cell": "str",
-        "phase": "str",
-        "layer": "int64",
-        "bin": "int64",
-        "left": "float64",
-        "right": "float64",
-        "count": "int64",
-    },
+    "histograms": HISTOGRAM,  # of the activations
+    "spectra": HISTOGRAM,  # of log10 singular values (left, right in log10 units)
 }
 ALL_METRICS = {m for metrics in METRICS.values() for m in metrics}
 

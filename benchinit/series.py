@@ -19,7 +19,6 @@ an old regression that stayed is visible on the page but no longer fails the job
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,6 @@ from benchinit.comparison import (
 )
 from benchinit.errors import BenchinitError, ResultsError, did_you_mean
 from benchinit.results import Results, load_results
-from benchinit.store import write_atomic
 
 SORTS = ("given", "time")
 
@@ -169,12 +167,9 @@ def history(
     outcome.html = series_render.write_html(
         outcome, Path(out) if out else runs[-1].path / "history.html"
     )
-    if json_out:
-        write_atomic(Path(json_out), json.dumps(outcome.to_json(), indent=2, default=str))
-    markdown = series_render.markdown(outcome)
-    if markdown_out:
-        write_atomic(Path(markdown_out), markdown)
-    comparison_render.append_step_summary(markdown)
+    comparison_render.write_outputs(
+        outcome.to_json(), series_render.markdown(outcome), json_out, markdown_out
+    )
     return outcome
 
 
