@@ -30,6 +30,7 @@ FLAGS = {
     "executor": "--executor local",
     "out": "--out",
 }
+_AT_FORK = False  # the at-fork hook is registered once per process
 INTERRUPTED = {
     "run": "interrupted; finished cells are saved, a rerun continues where it stopped.",
     "report": "interrupted; the report was not written.",
@@ -231,6 +232,22 @@ def _jobs(text: str) -> int | str:
     return value
 
 
+def _out(*args: Any) -> None:
+    """Print to stdout; a reader that left (``benchinit list | head``) ends the output
+    quietly: the rest goes nowhere, and the command's own work is unaffected."""
+    try:
+        print(*args)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _default_signals_in_forked_children() -> None:
+    """A process forked by plugin code (a multiprocessing pool in a dataset, say) must not
+    inherit our SIGTERM handler: terminated, it would raise KeyboardInterrupt and print a
+    traceback instead of ending."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _terminate(signum: int, frame: Any) -> None:
     """SIGTERM stops a command the way Ctrl-C does: cleanly, keeping what is finished."""
     raise KeyboardInterrupt
@@ -246,6 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.argv = argv  # recorded with the results: the command that made them
     previous = signal.signal(signal.SIGTERM, _terminate)
+    global _AT_FORK
+    if not _AT_FORK and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_default_signals_in_forked_children)
+        _AT_FORK = True
     try:
         return COMMANDS[args.command](args)
     except BenchinitError as exc:
@@ -255,9 +276,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = INTERRUPTED.get(args.command, "interrupted.")
         print(f"\nbenchinit: {message}", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `benchinit list | head`: the reader left; say nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -265,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     from benchinit.descriptors import plain
     from benchinit.registry import Registry
-    from benchinit.study import builtin_studies
+    from benchinit.sources import builtin_studies
 
     kind = None
     if args.kind:
@@ -300,7 +318,7 @@ def _print_table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> No
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=False)]
-        print("  ".join([*cells, str(row[-1])]).rstrip())
+        _out("  ".join([*cells, str(row[-1])]).rstrip())
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -330,7 +348,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         force=args.force,
         check_memory=not args.no_size_check,
     )
-    print(outcome.summary())
+    _out(outcome.summary())
     return 1 if outcome.failed else 0
 
 
@@ -338,14 +356,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from benchinit.report import render_report
 
     path = render_report(args.dir, out=args.out, parallel=max(1, args.jobs))
-    print(f"report: {path}")
+    _out(f"report: {path}")
     return 0
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
     from benchinit.runs_index import write_index
 
-    print(f"index: {write_index(args.dir, out=args.out)}")
+    _out(f"index: {write_index(args.dir, out=args.out)}")
     return 0
 
 
@@ -363,7 +381,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         json_out=args.json,
         markdown_out=args.markdown,
     )
-    print(outcome.summary())
+    _out(outcome.summary())
     return 1 if outcome.regressed else 0
 
 
@@ -381,7 +399,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
         json_out=args.json,
         markdown_out=args.markdown,
     )
-    print(outcome.summary())
+    _out(outcome.summary())
     return 1 if outcome.regressed else 0
 
 

@@ -116,8 +116,9 @@ def stack_size(cell: Cell, registry: Registry, device: str, largest: int) -> int
     if cell.kind != "train" or torch.device(device).type != "cpu":
         return largest
     try:
-        features = load_data(registry, cell.config["data"]).features
-    except Exception:  # a broken dataset fails its cells when they run
+        with plugin_code():
+            features = load_data(registry, cell.config["data"]).features
+    except (Exception, SystemExit):  # a broken dataset fails its cells when they run
         return largest
     model = cell.config["model"]
     sizes = [features] + [int(model["width"])] * int(model["depth"]) + [10]
@@ -138,32 +139,54 @@ class _TimeLimit(BaseException):
     Exception does not swallow it)."""
 
 
+_ALARM = {signal.SIGALRM}
+
+
 @contextlib.contextmanager
-def _guarded(limit: float | None) -> Iterator[None]:
-    """While computing: ``os._exit`` raises instead of ending the process, and an interval
-    timer interrupts the computation after ``limit`` seconds (main thread only)."""
+def plugin_code(limit: float | None = None) -> Iterator[None]:
+    """While plugin code runs in this process: ``os._exit`` raises :class:`PluginExit`
+    instead of ending it, and (with ``limit``) an interval timer interrupts the code after
+    ``limit`` seconds. Main thread only (elsewhere it does nothing).
+
+    Only this process is guarded: a process the plugin code forks gets the real
+    ``os._exit`` (its exit must not climb a copy of our stack). The timer is armed and
+    disarmed with SIGALRM blocked, and an alarm that fired meanwhile is consumed, so
+    neither the timer nor the guard outlives the block, whatever raises where.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    real_exit = os._exit
+    real_exit, owner = os._exit, os.getpid()
 
     def refuse_exit(code: int) -> None:
+        if os.getpid() != owner:
+            real_exit(code)
         raise PluginExit(f"plugin code called os._exit({code}) (the process was kept alive)")
 
     def alarm(signum: int, frame: Any) -> None:
         raise _TimeLimit()
 
-    os._exit = refuse_exit  # type: ignore[assignment]
-    previous = signal.signal(signal.SIGALRM, alarm) if limit else None
-    if limit:
-        signal.setitimer(signal.ITIMER_REAL, limit)
+    previous: Any = None
+    signal.pthread_sigmask(signal.SIG_BLOCK, _ALARM)
     try:
+        os._exit = refuse_exit  # type: ignore[assignment]
+        if limit:
+            previous = signal.signal(signal.SIGALRM, alarm)
+            signal.setitimer(signal.ITIMER_REAL, limit)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _ALARM)
         yield
     finally:
-        if limit:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-        os._exit = real_exit
+        signal.pthread_sigmask(signal.SIG_BLOCK, _ALARM)
+        try:
+            if limit:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                if signal.SIGALRM in signal.sigpending():
+                    signal.sigwait(_ALARM)  # fired too late to matter: consume it
+                if previous is not None:
+                    signal.signal(signal.SIGALRM, previous)
+        finally:
+            os._exit = real_exit
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _ALARM)
 
 
 def limit_error(batch: Batch) -> str:
@@ -194,7 +217,7 @@ def run_batch(batch: Batch) -> Records:
     recorder = Recorder(device_name(device))
     try:
         registry = registry_from(batch.registry)
-        with _guarded(batch.limit):
+        with plugin_code(batch.limit):
             KINDS[batch.cells[0].kind](list(batch.cells), registry, device, recorder)
     except KeyboardInterrupt:
         raise

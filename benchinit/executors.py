@@ -46,6 +46,8 @@ KILL_GRACE = 5.0  # seconds a worker may overrun its time limit before it is kil
 
 
 class Executor(Protocol):
+    capacity: int  # batches it runs at once
+
     def run(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, Records]]: ...
 
     def close(self, *, abort: bool = False) -> None: ...
@@ -54,13 +56,17 @@ class Executor(Protocol):
 class LocalExecutor:
     """In this process, one batch after another."""
 
+    capacity = 1
+
     def run(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, Records]]:
-        previous = torch.get_num_threads()
+        threads = torch.get_num_threads()
+        deterministic = torch.are_deterministic_algorithms_enabled()
         try:
             for batch in batches:
                 yield batch, run_batch(batch)
-        finally:
-            torch.set_num_threads(previous)
+        finally:  # the caller's process gets its own settings back
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(deterministic)
 
     def close(self, *, abort: bool = False) -> None:
         pass
@@ -91,6 +97,7 @@ def _worker_main(conn: Any, threads: int, parent: int) -> None:
             return
         if batch is None:
             return
+        conn.send(("started", None))  # its time limit counts from now, not from the spawn
         try:
             conn.send(("ok", run_batch(batch)))
         except Exception as exc:  # a bug in benchinit itself: report it, keep serving
@@ -109,10 +116,14 @@ class _Worker:
         self.deadline = math.inf
 
     def give(self, batch: Batch) -> None:
+        """Send ``batch``; its deadline starts when the worker says it started it."""
         self.batch = batch
-        limit = batch.limit
-        self.deadline = math.inf if limit is None else time.monotonic() + limit + KILL_GRACE
+        self.deadline = math.inf
         self.conn.send(batch)
+
+    def started(self) -> None:
+        limit = None if self.batch is None else self.batch.limit
+        self.deadline = math.inf if limit is None else time.monotonic() + limit + KILL_GRACE
 
     def kill(self) -> None:
         with contextlib.suppress(Exception):
@@ -140,6 +151,7 @@ class ProcessExecutor:
 
     def __init__(self, jobs: int, threads: int, start: str = "spawn") -> None:
         self.jobs, self.threads = jobs, threads
+        self.capacity = jobs
         self.context = multiprocessing.get_context(start)
         self.workers: list[_Worker] = []
 
@@ -160,23 +172,36 @@ class ProcessExecutor:
 
     def _assign(self, queue: deque[Batch]) -> None:
         while queue:
+            for gone in [w for w in self.workers if w.batch is None and not w.process.is_alive()]:
+                gone.kill()  # died while idle (the out-of-memory killer, say): replace it
+                self.workers.remove(gone)
             idle = next((w for w in self.workers if w.batch is None), None)
             if idle is None and len(self.workers) < self.jobs:
                 idle = _Worker(self.context, self.threads)
                 self.workers.append(idle)
             if idle is None:
                 return
-            idle.give(queue.popleft())
+            batch = queue.popleft()
+            try:
+                idle.give(batch)
+            except OSError:  # it died just now: a fresh worker takes the batch
+                idle.batch = None
+                idle.kill()
+                self.workers.remove(idle)
+                queue.appendleft(batch)
 
     def _collect(self, worker: _Worker) -> tuple[Batch, Records] | None:
         """The worker's finished batch and its records, or None while it still runs."""
         batch = worker.batch
         assert batch is not None
-        if worker.conn.poll():
+        while worker.conn.poll():
             try:
                 status, payload = worker.conn.recv()
             except (EOFError, OSError):
                 return self._replace(worker, self._death(worker))
+            if status == "started":
+                worker.started()
+                continue
             worker.batch = None
             return batch, payload if status == "ok" else failed(batch, payload)
         if not worker.process.is_alive():
@@ -217,6 +242,7 @@ class DaskExecutor:
     """A dask.distributed cluster: ``scheduler`` address, or a local cluster of ``jobs``."""
 
     def __init__(self, scheduler: str | None, jobs: int, threads: int) -> None:
+        self.capacity = jobs
         try:
             from distributed import Client, LocalCluster
         except ImportError:
@@ -279,10 +305,13 @@ def make_executor(
     threads: int,
     scheduler: str | None,
     device: str = "cpu",
+    timeout: float | None = None,
 ) -> Executor:
     """The executor ``name`` runs batches on. ``auto``: in this process when ``jobs`` is 1
     or the device is CUDA (one process feeds a GPU best), else ``jobs`` forked workers
-    (spawned where fork is not the platform's way)."""
+    (spawned where fork is not the platform's way). With a ``timeout``, ``auto`` always
+    uses a worker process (one for one job): only a parent can stop a worker stuck in C
+    code, where the in-process timer cannot reach."""
     if jobs < 1 or threads < 1:
         raise BenchinitError(
             f"jobs and threads must be at least 1 (got {jobs}, {threads}; options {{jobs}} "
@@ -290,7 +319,7 @@ def make_executor(
             options={"jobs": "jobs", "threads": "threads"},
         )
     if name == "auto":
-        if jobs == 1 or torch.device(device).type == "cuda":
+        if (jobs == 1 and timeout is None) or torch.device(device).type == "cuda":
             return LocalExecutor()
         if can_fork() and threads == 1:  # a forked child with OpenMP threads can hang
             return ProcessExecutor(jobs, threads, start="fork")

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from benchinit.errors import BenchinitError
-from benchinit.execute import Batch
+from benchinit.execute import Batch, plugin_code
 from benchinit.registry import registry_from
 from benchinit.stack import load_data
 
@@ -32,12 +32,13 @@ def _shape(batch: Batch) -> tuple[int, int, int, int]:
     config = batch.cells[0].config["data"]
     registry = registry_from(batch.registry)
     try:
-        size = registry.get("dataset", config["name"]).descriptor.size
-        if size is not None:
-            train, test, features = size(**config["params"])
-            return features, OUTPUTS_GUESS, train, test
-        data = load_data(registry, config)
-    except Exception:  # a broken dataset fails its cells when they run; nothing to estimate
+        with plugin_code():
+            size = registry.get("dataset", config["name"]).descriptor.size
+            if size is not None:
+                train, test, features = size(**config["params"])
+                return features, OUTPUTS_GUESS, train, test
+            data = load_data(registry, config)
+    except (Exception, SystemExit):  # a broken dataset fails its cells when they run
         return 0, 0, 0, 0
     return data.features, data.outputs, len(data.x_train), len(data.x_test)
 

@@ -12,35 +12,30 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
-from benchinit import memory, provenance, stages
-from benchinit._version import __version__
+from benchinit import memory, stages
 from benchinit.cells import Cell
+from benchinit.compute import Tally, compute
 from benchinit.errors import BenchinitError, BenchinitWarning
 from benchinit.execute import Batch, plan
 from benchinit.executors import Executor, make_executor, usable_cores
-from benchinit.meta import SCHEMA_VERSION, Component, Meta
+from benchinit.meta import Meta, now, run_meta
 from benchinit.progress import Progress
 from benchinit.records import Recorder, conform
 from benchinit.results import Results, load_results
-from benchinit.stack import check_precisions, device_name, fast_bf16, resolve_device
+from benchinit.stack import check_precisions, resolve_device
 from benchinit.store import Store
 from benchinit.study import Study, resolved_toml
 
-POLL_SECONDS = 0.5  # how often a run looks at cells another live run is computing
+MAX_TIMEOUT = 1e7  # seconds (115 days): the interval timer's range is finite
 
 
 @dataclass
@@ -53,6 +48,7 @@ class RunOutcome:
     reused: int  # cells found finished in the folder
     seconds: float
     report: Path | None
+    others: int = 0  # cells another run into the same folder computed meanwhile
 
     @property
     def failed(self) -> int:
@@ -67,7 +63,8 @@ class RunOutcome:
             f"({counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed)"
             + (f" and {tuning} tuning cells" if tuning else "")
             + f"; {self.computed} computed in {self.seconds:.1f} s, "
-            f"{self.reused} already stored",
+            f"{self.reused} already stored"
+            + (f", {self.others} computed meanwhile by another run" if self.others else ""),
         ]
         if counts["ok"]:
             table = self.results.summary()
@@ -82,23 +79,6 @@ class RunOutcome:
         if self.report is not None:
             lines.append(f"report:  {self.report}")
         return "\n".join(lines)
-
-
-def environment(device: str) -> dict[str, Any]:
-    return {
-        "benchinit": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "device": device_name(torch.device(device)),
-        "bf16_fast": fast_bf16(device),
-        "cuda": torch.version.cuda,
-    }
 
 
 def run(
@@ -133,8 +113,7 @@ def run(
     each configuration's final cells at its chosen values.
     """
     deterministic = _deterministic(deterministic)
-    if timeout is not None and not timeout > 0:
-        raise BenchinitError(f"the time limit per cell must be positive seconds, got {timeout}")
+    _check_timeout(timeout)
     started = time.perf_counter()
     out_path = Path(out) if out is not None else Path("reports") / study.name
     device = resolve_device(device)
@@ -157,6 +136,7 @@ def run(
         threads=threads,
         scheduler=scheduler,
         device=device,
+        timeout=timeout,
     )
     bar = Progress(
         len(first) + (len(study.cells()) if study.tune else 0), study.name, enabled=progress
@@ -164,8 +144,8 @@ def run(
     aborted = True
     try:
         store = Store(out_path, create=True, force=force)
-        meta = _meta(study, first, device, command, threads, deterministic)
-        computed = _stages(store, study, meta, first, pool, planner, bar)
+        meta = run_meta(study, first, device, command, threads, deterministic)
+        tally = _stages(store, study, meta, first, pool, planner, bar)
         aborted = False
     finally:
         pool.close(abort=aborted)
@@ -174,10 +154,11 @@ def run(
     return RunOutcome(
         out_path,
         load_results(out_path),
-        computed,
-        len(meta["cells"]) - computed,
+        tally.computed,
+        tally.stored,
         time.perf_counter() - started,
         report_path,
+        tally.others,
     )
 
 
@@ -250,19 +231,28 @@ def _stages(
     pool: Executor,
     planner: Callable[[list[Cell]], list[Batch]],
     bar: Progress,
-) -> int:
+) -> Tally:
     """Record the study, compute its cells (``first``: the tuning cells of a tuned study,
-    then its final cells), and record that it finished; the cells computed."""
+    then its final cells), and record that it finished."""
+    tally = Tally()
     toml = resolved_toml(study)
     store.write_meta(meta, toml)
     with store.running():
-        computed = _compute(store, pool, first, planner, bar)
+        compute(store, pool, first, planner, bar, tally)
         if study.tune is not None:
             final = _final_stage(store, study, meta, toml)
-            computed += _compute(store, pool, final, planner, bar)
-    meta["finished"] = _now()
+            compute(store, pool, final, planner, bar, tally)
+    meta["finished"] = now()
     store.write_meta(meta, toml)
-    return computed
+    return tally
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
+        raise BenchinitError(
+            f"the time limit per cell must be a number of seconds in (0, {MAX_TIMEOUT:g}], "
+            f"got {timeout}"
+        )
 
 
 def _deterministic(asked: bool | None) -> bool:
@@ -272,119 +262,3 @@ def _deterministic(asked: bool | None) -> bool:
     if asked:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return asked
-
-
-def _compute(
-    store: Store,
-    pool: Executor,
-    cells: list[Cell],
-    planner: Callable[[list[Cell]], list[Batch]],
-    bar: Progress,
-) -> int:
-    """Compute every unfinished cell once, sharing the work with other live runs."""
-    finished = store.finished()
-    todo = {c.id: c for c in cells if c.id not in finished}
-    bar.advance(len(cells) - len(todo))
-    computed = 0
-    while todo:
-        mine, _ = store.claim_all(todo)  # what no live run holds
-        finished = store.finished()  # after claiming: another run may just have finished one
-        for cid in [cid for cid in todo if cid in finished]:
-            del todo[cid]
-            bar.advance(1)
-        mine = [cid for cid in mine if cid in todo]
-        if mine:
-            computed += _execute(pool, planner([todo[cid] for cid in mine]), store, bar)
-            for cid in mine:
-                del todo[cid]
-        elif todo:
-            time.sleep(POLL_SECONDS)  # every cell left is being computed by a live run
-    return computed
-
-
-def _execute(pool: Executor, batches: list[Batch], store: Store, bar: Progress) -> int:
-    """Run batches, storing and releasing each as it finishes; the cells computed."""
-    done = 0
-    for batch, records in pool.run(batches):
-        store.write(records)
-        bar.advance(len(batch.cells))
-        done += len(batch.cells)
-    return done
-
-
-def _components(study: Study, cells: Sequence[Cell]) -> list[Component]:
-    """The plugins the grid names, with their docs: the report shows them without plugins."""
-    seen: dict[tuple[str, str], Component] = {}
-    axes = [
-        ("initializer", "initializer"),
-        ("activation", "activation"),
-        ("loss", "loss"),
-        ("optimizer", "optimizer"),
-        ("data", "dataset"),
-    ]
-    for cell in cells:
-        for axis, kind in axes:
-            if axis in cell.config and (kind, cell.config[axis]["name"]) not in seen:
-                entry = study.registry.get(kind, cell.config[axis]["name"])
-                seen[(kind, entry.descriptor.name)] = {
-                    "kind": kind,
-                    "name": entry.descriptor.name,
-                    "doc": entry.descriptor.doc,
-                    "source": entry.plugin.source,
-                }
-    return list(seen.values())
-
-
-def _folders(study: Study) -> list[Path]:
-    """Where to look for a git repository: the study file's folder, then the cwd."""
-    folders = [] if study.source.startswith("builtin:") else [Path(study.source).parent]
-    return [*folders, Path.cwd()]
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _meta(
-    study: Study,
-    cells: Sequence[Cell],
-    device: str,
-    command: Sequence[str] | None,
-    threads: int,
-    deterministic: bool,
-) -> Meta:
-    data = study.registry.bind("dataset", study.data)
-    return {
-        "schema": SCHEMA_VERSION,
-        "study": {
-            "name": study.name,
-            "title": study.title,
-            "kind": study.kind,
-            "metric": study.metric,
-            "task": study.task,
-            "source": study.source,
-            "description": study.description,
-            "seeds": list(study.seeds),
-            "axes": list(study.axes),
-            "values": {  # each axis's values, in grid order
-                axis: list(dict.fromkeys(c.labels[axis] for c in cells)) for axis in study.axes
-            },
-            "settings": {"data": {"name": data.name, **data.params}, **study.settings},
-        },
-        "command": list(command) if command else [sys.executable, "-m", "benchinit"],
-        "overrides": list(study.overrides),
-        "environment": {
-            **environment(device),
-            "threads": threads,
-            "deterministic": deterministic,
-        },
-        "provenance": provenance.collect(_folders(study)),
-        "plugins": [
-            {"name": p.name, "origin": p.origin, "source": p.source, "version": p.version}
-            for p in study.registry.plugins.values()
-        ],
-        "components": _components(study, cells),
-        "cells": [c.id for c in cells],
-        "started": _now(),
-        "finished": None,
-    }

@@ -47,6 +47,12 @@ def resolve_device(name: str) -> str:
             f"{name!r} is not a device; use auto, cpu or cuda[:N] (option {{device}})",
             options={"device": "device"},
         ) from None
+    if device.type not in ("cpu", "cuda"):
+        raise BenchinitError(
+            f"device {name!r}: benchinit computes on cpu or cuda[:N], or auto to take CUDA "
+            "when present (option {device})",
+            options={"device": "device"},
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BenchinitError(
             f"device {name!r}: CUDA is not available here (torch {torch.__version__}); use "

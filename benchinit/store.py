@@ -131,6 +131,7 @@ class Store:
         self.run_id = uuid.uuid4().hex[:16]
         self._run_lock: Any = None
         self._claimed: set[str] = set()
+        self._statuses: dict[str, pd.DataFrame] = {}  # chunk -> its runs' cell and status
         if create:
             self._check_ownership(force)
             try:
@@ -292,11 +293,17 @@ class Store:
             ) from None
 
     def statuses(self) -> pd.DataFrame:
-        """``cell, status, chunk`` of every stored run record."""
+        """``cell, status, chunk`` of every stored run record.
+
+        A chunk never changes once in place, so each is read once per Store: a run that
+        looks at what is finished after every round of stacks reads only the new chunks.
+        """
         frames = []
         for chunk in self.chunks():
-            frame = self._read(chunk / "runs.parquet", ["cell", "status"])
-            frames.append(frame.assign(chunk=chunk.name))
+            if chunk.name not in self._statuses:
+                frame = self._read(chunk / "runs.parquet", ["cell", "status"])
+                self._statuses[chunk.name] = frame.assign(chunk=chunk.name)
+            frames.append(self._statuses[chunk.name])
         if not frames:
             return pd.DataFrame({"cell": [], "status": [], "chunk": []})
         return pd.concat(frames, ignore_index=True)
@@ -337,11 +344,13 @@ class Store:
             yield self
             return
         path = self._run_file("lock")
-        try:
-            self._run_lock = open(path, "a+")  # noqa: SIM115 - held for the run
+        try:  # made and locked under the claims lock: a probe never sees it unlocked
+            with open(self.locks / "claims.lock", "a+") as guard:
+                fcntl.flock(guard, fcntl.LOCK_EX)
+                self._run_lock = open(path, "a+")  # noqa: SIM115 - held for the run
+                fcntl.flock(self._run_lock, fcntl.LOCK_EX)
         except OSError as exc:
             raise OutputError(path, os_reason(exc)) from None
-        fcntl.flock(self._run_lock, fcntl.LOCK_EX)
         try:
             yield self
         finally:

@@ -27,7 +27,6 @@ import contextlib
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,11 @@ import tomli_w
 
 from benchinit import grid, settings, tuning
 from benchinit.cells import Cell
-from benchinit.errors import StudyError, choices_text, did_you_mean, os_reason
+from benchinit.errors import StudyError, did_you_mean
 from benchinit.metrics import METRICS, default_metric
 from benchinit.registry import Registry
 from benchinit.settings import ModelSettings, StudySettings, TrainSettings
+from benchinit.sources import apply_overrides, read_study
 from benchinit.specs import SpecError
 from benchinit.tuning import TuneSpec
 from benchinit.validation import DEFAULT_FRACTION, validation_fraction
@@ -89,41 +89,6 @@ class Study:
 # --- loading ----------------------------------------------------------------------------
 
 
-def builtin_studies() -> dict[str, str]:
-    """Built-in study names -> their TOML text."""
-    folder = resources.files("benchinit") / "studies"
-    return {
-        entry.name[: -len(".toml")]: entry.read_text(encoding="utf-8")
-        for entry in folder.iterdir()
-        if entry.name.endswith(".toml")
-    }
-
-
-def _read(study: str | Path) -> tuple[str, str, Path]:
-    """(source, TOML text, folder plugin paths are relative to) of a file or built-in."""
-    path = Path(study)
-    builtins = builtin_studies()
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise StudyError(str(path), "", "no such file")
-        try:
-            return str(path), path.read_bytes().decode("utf-8"), path.parent
-        except UnicodeDecodeError:
-            raise StudyError(
-                str(path), "", "is not UTF-8 text; a study is a TOML text file"
-            ) from None
-        except OSError as exc:
-            raise StudyError(str(path), "", f"cannot be read: {os_reason(exc)}") from None
-    if str(study) in builtins:
-        return f"builtin:{study}", builtins[str(study)], Path.cwd()
-    raise StudyError(
-        str(study),
-        "",
-        f"no study file or built-in study of that name.{did_you_mean(str(study), builtins)} "
-        f"Built-in studies: {choices_text(builtins)}.",
-    )
-
-
 def load_study(
     study: str | Path,
     overrides: Sequence[str] = (),
@@ -140,13 +105,13 @@ def load_study(
     ``study.seeds`` with ``range(seeds)``; ``max_cells`` refuses bigger grids (None: no
     limit). Raises :class:`StudyError` (or PluginError).
     """
-    source, text, base = _read(study)
+    source, text, base = read_study(study)
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StudyError(source, "", f"is not valid TOML: {exc}") from None
     applied = list(overrides)
-    set_keys = _apply_overrides(document, overrides, source)
+    set_keys = apply_overrides(document, overrides, source)
     if seeds is not None:
         document.setdefault("study", {})["seeds"] = seeds
         set_keys.add("study.seeds")
@@ -157,33 +122,6 @@ def load_study(
         return StudyError(source, key + note, message)
 
     return _validate(document, source, base, plugins, registry, fail, tuple(applied), max_cells)
-
-
-def _apply_overrides(document: dict, overrides: Sequence[str], source: str) -> set[str]:
-    keys = set()
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise StudyError(source, item, "an override must look like key=value (--set)")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw.strip()  # a bare word: a string, e.g. --set data.name=digits
-        section, _, rest = key.partition(".")
-        if not rest:
-            owners = [s for s in settings.SECTIONS if key in settings.keys(s)]
-            example = f"{owners[0]}.{key}" if owners else f"model.{key}"
-            raise StudyError(
-                source, key, f"an override needs section.key, e.g. {example}=... (--set)"
-            )
-        target = document.setdefault(section, {})
-        if not isinstance(target, dict):
-            raise StudyError(source, section, "is not a table")
-        # grid keys may be dotted themselves: grid.model.depth=[5,30] or grid."model.depth"=...
-        target[rest.strip('"')] = value
-        keys.add(key)
-    return keys
 
 
 # --- validation -------------------------------------------------------------------------
@@ -217,7 +155,7 @@ def _validate(
         raise fail("data.name", str(exc)) from None
     axes = _axes(document, meta.kind, task, fail)
     metric = _metric(meta, task, fail)
-    tune = _tune(document, axes, registry, meta.kind, task, metric, validation, fail)
+    tune = _tune(document, axes, registry, meta.kind, task, metric, validation, meta.seeds, fail)
     resolver = grid.Resolver(
         registry,
         kind=meta.kind,
@@ -274,12 +212,23 @@ def _tune(
     task: str,
     metric: str,
     validation: float,
+    seeds: Sequence[int],
     fail: Fail,
 ) -> TuneSpec | None:
     if "tune" not in document:
         return None
     if validation == 0:
-        raise fail("data.validation", "is 0, but [tune] selects on the validation split")
+        raise fail(
+            "data.validation",
+            "is 0, but [tune] selects on the validation split; set it above 0 (a dataset's "
+            "own validation split is used as given, whatever the share)",
+        )
+    if (seeds[-1] if isinstance(seeds, range) else max(seeds)) >= tuning.TUNE_SEED_BASE:
+        raise fail(
+            "study.seeds",
+            f"a tuned study's seeds must be below {tuning.TUNE_SEED_BASE:,}: tuning seeds are "
+            f"numbered from there, and a final run must never repeat a tuning run",
+        )
     return tuning.parse_tune(
         document["tune"], axes, registry, kind=kind, task=task, metric=metric, fail=fail
     )

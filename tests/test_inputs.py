@@ -466,3 +466,8 @@ def test_many_cells_run_under_a_low_file_descriptor_limit(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert len(load_results(tmp_path / "out").runs) == 600  # 4 configurations x 150 seeds
+
+
+def test_a_device_benchinit_does_not_compute_on_is_bad_input(tmp_path):
+    status, err = run_cli("run", "seed", "--device", "mps", "--out", str(tmp_path / "o"))
+    assert_clear_error(status, err, "'mps'", "cpu or cuda", "--device")

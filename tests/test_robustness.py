@@ -18,6 +18,7 @@ import pytest
 
 from benchinit import load_study, run
 from benchinit.cli import main
+from benchinit.store import Store
 
 PLUGIN = '''
 import os, signal, sys, time
@@ -263,3 +264,157 @@ def test_a_dataset_that_is_not_data_fails_its_cells_as_a_data_error(rough, tmp_p
 def test_cli_exit_status_is_1_when_cells_failed(rough, tmp_path, capsys):
     path = rough("[\"misbehave(how='sys_exit')\"]")
     assert main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet", "--no-report"]) == 1
+
+
+FORKING = '''
+import multiprocessing
+import torch
+from benchinit import Data, Dataset, hookimpl
+
+
+def _square(v):
+    return v * v
+
+
+def forking(*, samples: int = 40):
+    """Data made with a forked worker pool: its workers end with os._exit."""
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        values = pool.map(_square, range(samples))
+    x = torch.tensor(values, dtype=torch.float32).unsqueeze(1).repeat(1, 4) / samples**2
+    y = torch.arange(samples) % 2
+    return Data(x[:30], y[:30], x[30:], y[30:], "classification", 2)
+
+
+@hookimpl
+def benchinit_datasets():
+    return [Dataset("forking", forking)]
+'''
+
+
+def test_a_process_forked_by_plugin_code_exits_for_real(rough, tmp_path):
+    (tmp_path / "forking.py").write_text(FORKING)
+    path = rough('["misbehave"]', '["tanh", "relu"]', data='name = "forking"')
+    text = path.read_text().replace(
+        'plugins = ["rough.py"]', 'plugins = ["rough.py", "forking.py"]'
+    )
+    path.write_text(text)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchinit",
+            "run",
+            str(path),
+            "--out",
+            "out",
+            "--quiet",
+            "--no-report",
+            "--jobs",
+            "1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("results:") == 1, "one run, not a copy per pool worker"
+    assert "Traceback" not in proc.stderr
+    statuses = Store(tmp_path / "out").statuses()
+    assert len(statuses) == 4 and set(statuses["status"]) == {"ok"}
+
+
+def test_the_time_limit_guard_never_outlives_its_block():
+    from benchinit.execute import _TimeLimit, plugin_code
+
+    real_exit, handler = os._exit, signal.getsignal(signal.SIGALRM)
+    for _ in range(300):  # bodies that end right around the limit
+        try:
+            with plugin_code(0.0005):
+                start = time.perf_counter()
+                while time.perf_counter() - start < 0.0005:
+                    pass
+        except _TimeLimit:
+            pass
+        assert os._exit is real_exit and signal.getsignal(signal.SIGALRM) is handler
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("limit", ["inf", "-1", "1e300"])
+def test_a_time_limit_that_is_not_a_finite_number_of_seconds_is_bad_input(limit, tmp_path):
+    status = main(["run", "seed", "--seeds", "1", "--timeout", limit, "--out", str(tmp_path / "o")])
+    assert status == 2 and not (tmp_path / "o").exists()
+
+
+def test_a_dataset_that_exits_while_the_run_plans_fails_its_cells(rough, tmp_path):
+    (tmp_path / "exiting.py").write_text(
+        "import sys\nfrom benchinit import Dataset, hookimpl\n"
+        "def exiting(*, code: int = 3):\n    '''Exits.'''\n    sys.exit(code)\n"
+        "@hookimpl\ndef benchinit_datasets():\n    return [Dataset('exiting', exiting)]\n"
+    )
+    path = rough('["misbehave"]', data='name = "exiting"')
+    path.write_text(
+        path.read_text().replace('plugins = ["rough.py"]', 'plugins = ["rough.py", "exiting.py"]')
+    )
+    outcome = run(load_study(path), tmp_path / "out", report=False, progress=False)
+    for status, error in statuses(outcome).values():
+        assert status == "failed" and "SystemExit: 3" in error
+
+
+def test_a_spawned_worker_gets_its_time_limit_from_when_it_starts(rough, tmp_path):
+    """Spawning a worker takes seconds of imports; the limit counts from the batch's start."""
+    path = rough('["misbehave"]', '["tanh"]')
+    outcome = run(
+        load_study(path),
+        tmp_path / "out",
+        executor="process",
+        jobs=1,
+        timeout=0.5,
+        report=False,
+        progress=False,
+    )
+    assert {s for s, _ in statuses(outcome).values()} == {"ok"}
+
+
+def test_a_worker_that_died_idle_is_replaced(rough, tmp_path):
+    from benchinit.execute import plan
+    from benchinit.executors import ProcessExecutor
+
+    study = load_study(rough('["misbehave"]', '["tanh", "relu"]'))
+    batches = plan(study.cells(), study.registry, device="cpu")
+    pool = ProcessExecutor(1, 1, start="fork")
+    try:
+        assert len(list(pool.run(batches))) == 2
+        (worker,) = pool.workers
+        worker.process.kill()  # the out-of-memory killer picks an idle worker
+        worker.process.join(5)
+        done = list(pool.run(batches))
+        assert len(done) == 2 and all(set(r["runs"]["status"]) == {"ok"} for _, r in done)
+    finally:
+        pool.close()
+
+
+@pytest.mark.slow
+def test_a_hang_with_one_job_is_still_stopped_at_the_time_limit(rough, tmp_path):
+    path = rough("[\"misbehave(how='hang', fan_out=7)\"]", extra='"model.width" = [6, 7]\n')
+    outcome = run(
+        load_study(path), tmp_path / "out", jobs=1, timeout=0.5, report=False, progress=False
+    )
+    runs = outcome.results.runs.set_index("model.width")
+    assert (runs.loc[6, "status"] == "ok").all()
+    assert runs.loc[7, "error"].str.contains("worker was stopped").all()
+
+
+def test_deterministic_algorithms_are_the_callers_again_after_a_run(rough, tmp_path):
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled()
+    run(
+        load_study(rough('["misbehave"]')),
+        tmp_path / "out",
+        jobs=1,
+        deterministic=True,
+        report=False,
+        progress=False,
+    )
+    assert torch.are_deterministic_algorithms_enabled() == before

@@ -62,7 +62,7 @@ def slow_study(write_study, write_plugin) -> Path:
     return write_study(SLOW_STUDY)
 
 
-def start(study: Path, out: Path) -> subprocess.Popen:
+def start(study: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -74,6 +74,7 @@ def start(study: Path, out: Path) -> subprocess.Popen:
             str(out),
             "--quiet",
             "--no-report",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -142,12 +143,14 @@ def test_rerun_computes_nothing(slow_study, tmp_path, capsys):
 @pytest.mark.slow
 def test_two_runs_at_once_share_the_work(slow_study, tmp_path):
     out = tmp_path / "out"
-    procs = [start(slow_study, out) for _ in range(2)]
+    procs = [start(slow_study, out, "--jobs", "1") for _ in range(2)]
     outputs = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert_each_cell_once(out, CELLS)
     computed = [int(o[0].split(" computed")[0].rsplit(";", 1)[1].split()[0]) for o in outputs]
     assert sum(computed) == CELLS, outputs  # claims: no cell computed by both
+    assert min(computed) > 0, outputs  # claimed a round of stacks at a time: both worked
+    assert any("computed meanwhile by another run" in o[0] for o in outputs), outputs
 
 
 def test_changed_study_adds_cells_beside_the_old(slow_study, tmp_path):
@@ -232,7 +235,7 @@ def test_progress_bar_only_on_a_terminal():
 
 
 def test_environment_has_no_secrets():
-    from benchinit.runner import environment
+    from benchinit.meta import environment
 
     env = environment("cpu")
     assert not any(k.lower() in {"user", "home", "path"} for k in env)
@@ -257,9 +260,10 @@ def test_ctrl_c_exits_130_and_keeps_finished_cells(slow_study, tmp_path):
 def test_a_cell_finished_while_a_run_waited_for_its_claim_is_not_computed_again(tmp_path):
     """Run B reads the finished cells, then run A stores cell X and lets go of it, then B
     claims X: B must look again after claiming, and not compute X a second time."""
+    from benchinit.compute import Tally, compute
+    from benchinit.execute import plan
     from benchinit.progress import Progress
     from benchinit.records import Recorder
-    from benchinit.runner import _compute
 
     study = load_study("seed", ["grid.initializer=['zeros']", "grid.activation=['relu']"], seeds=1)
     (cell,) = study.cells()
@@ -281,6 +285,8 @@ def test_a_cell_finished_while_a_run_waited_for_its_claim_is_not_computed_again(
             return super().claim_all(ids)
 
     class Pool:
+        capacity = 1
+
         def __init__(self) -> None:
             self.batches: list = []
 
@@ -289,7 +295,13 @@ def test_a_cell_finished_while_a_run_waited_for_its_claim_is_not_computed_again(
             return iter(())
 
     b, pool = LateStore(out), Pool()
+
+    def planner(cells):
+        return plan(cells, study.registry, device="cpu")
+
     with b.running():
-        computed = _compute(b, pool, [cell], lambda cells: [cells], Progress(1, "x", enabled=False))
+        tally = Tally()
+        compute(b, pool, [cell], planner, Progress(1, "x", enabled=False), tally)
     assert cell.id in b.finished(), "A stored it"
-    assert computed == 0 and pool.batches == [], "B looked again after claiming"
+    assert tally.computed == 0 and pool.batches == [], "B looked again after claiming"
+    assert tally.others == 1, "and counts it as computed by another run"

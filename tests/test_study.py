@@ -11,7 +11,8 @@ import pytest
 from benchinit import load_study
 from benchinit.cells import group_key
 from benchinit.cli import main
-from benchinit.study import builtin_studies, resolved_toml
+from benchinit.sources import builtin_studies
+from benchinit.study import resolved_toml
 
 SMALL = """
     [study]

@@ -197,3 +197,10 @@ def test_bad_tune_input_exits_2_naming_file_and_key(case, tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(path) in err and key in err and hint in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_tuned_study_refuses_seeds_where_tuning_seeds_live(tmp_path, capsys):
+    path = study_file(tmp_path)
+    args = ["run", str(path), "--set", "study.seeds=[1000000]", "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    assert "must be below 1,000,000" in capsys.readouterr().err
