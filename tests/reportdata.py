@@ -8,17 +8,17 @@ writes the four tables benchinit stores, with the dtypes it stores, and a ``meta
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from synthetic import write_meta
 
 from benchinit.records import conform
 from benchinit.report import render_report
-from benchinit.store import SCHEMA_VERSION, Store
+from benchinit.store import Store
 
 Value = Callable[[dict[str, Any], int], float]
 
@@ -113,37 +113,20 @@ def write_results(
         if edit is not None:
             edit(tables)
         store.write({name: conform(name, frame) for name, frame in tables.items()})
-    full: dict[str, Any] = {
-        "schema": SCHEMA_VERSION,
-        "study": {
-            "name": name,
-            "title": title,
-            "kind": kind,
-            "metric": metric,
-            "task": "classification",
-            "source": "tests/reportdata.py",
-            "description": description,
-            "seeds": list(range(seeds)),
-            "axes": names,
-            "values": {a: list(v) for a, v in axes.items()},
-            "settings": {"model": {"depth": layers}},
-        },
-        "command": ["benchinit", "run", name],
-        "overrides": [],
-        "environment": {"device": "cpu", "torch": "2.13.0", "python": "3.11"},
-        "provenance": {},
-        "plugins": [],
-        "components": [],
-        "cells": [c[0] for c in cells],
-        "started": "2026-01-01T00:00:00+00:00",
-        "finished": "2026-01-01T00:01:00+00:00",
+    study = {
+        "title": title,
+        "kind": kind,
+        "metric": metric,
+        "source": "tests/reportdata.py",
+        "description": description,
+        "seeds": list(range(seeds)),
+        "axes": names,
+        "values": {a: list(v) for a, v in axes.items()},
+        "settings": {"model": {"depth": layers}},
     }
-    for key, item in (meta or {}).items():
-        if isinstance(item, dict) and isinstance(full.get(key), dict):
-            full[key] = {**full[key], **item}
-        else:
-            full[key] = item
-    store.write_meta(full, f"[study]\nname = {json.dumps(name)}\n")  # type: ignore[arg-type]
+    extra = dict(meta or {})
+    extra["environment"] = {"python": "3.11", **extra.get("environment", {})}
+    write_meta(store, name, study, [c[0] for c in cells], extra)
     return folder
 
 

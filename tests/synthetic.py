@@ -203,36 +203,51 @@ def write_runs(
         for table in ("curves", "layers", "histograms", "spectra")
     }
     store.write({"runs": conform("runs", runs), **empty})
-    values = {axis: list(dict.fromkeys(runs[axis].tolist())) for axis in axes}
-    full = {
+    study = {
+        "title": title,
+        "kind": kind,
+        "metric": metric,
+        "seeds": sorted({int(s) for s in runs["seed"]}),
+        "axes": list(axes),
+        "values": {axis: list(dict.fromkeys(runs[axis].tolist())) for axis in axes},
+        "settings": {"model": {"precision": "float32"}},
+    }
+    write_meta(store, name, study, runs["cell"].tolist(), meta)
+    return folder
+
+
+def write_meta(
+    store: Store,
+    name: str,
+    study: dict[str, Any],
+    cells: Sequence[str],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """A synthetic folder's ``meta.json``: a complete, valid one with ``study`` fields and
+    ``cells``; ``extra`` is merged in (dicts key by key), to vary or damage it."""
+    full: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "study": {
             "name": name,
-            "title": title,
-            "kind": kind,
-            "metric": metric,
+            "title": name,
             "task": "classification",
             "source": "synthetic",
             "description": "",
-            "seeds": sorted({int(s) for s in runs["seed"]}),
-            "axes": list(axes),
-            "values": values,
-            "settings": {"model": {"precision": "float32"}},
+            **study,
         },
         "command": ["benchinit", "run", name],
+        "overrides": [],
         "environment": {"device": "cpu", "torch": "2.13.0"},
         "provenance": {},
-        "overrides": [],
         "plugins": [],
         "components": [],
-        "cells": runs["cell"].tolist(),
+        "cells": list(cells),
         "started": "2026-01-01T00:00:00+00:00",
         "finished": "2026-01-01T00:01:00+00:00",
     }
-    for key, value in (meta or {}).items():
+    for key, value in (extra or {}).items():
         if isinstance(value, dict) and isinstance(full.get(key), dict):
             full[key] = {**full[key], **value}
         else:
             full[key] = value
     store.write_meta(full, f"[study]\nname = {json.dumps(name)}\n")
-    return folder
