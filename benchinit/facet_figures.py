@@ -24,6 +24,7 @@ from benchinit.figure_layout import (
     SEPARATOR,
     add_legend,
     grid_of,
+    label,
     note_panels,
     palette,
     panels_of,
@@ -58,7 +59,7 @@ def _handles(
     handles: list[Any] = []
     if hue is not None:
         handles = [
-            matplotlib.lines.Line2D([], [], color=colors[h], label=str(h), **style) for h in hues
+            matplotlib.lines.Line2D([], [], color=colors[h], label=label(h), **style) for h in hues
         ]
     if theory:
         extra: dict[str, Any] = (
@@ -157,7 +158,7 @@ def dot_plot(
                     color="0.15",
                     zorder=4,
                 )
-        ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+        ax.set_xticks(range(len(xs)), [label(v) for v in xs])
         ax.set_xlim(-0.6, len(xs) - 0.4)
         ax.set_xlabel(x)
         ax.set_ylabel(metric.label if ax.get_subplotspec().is_first_col() else "")
@@ -205,7 +206,7 @@ def histogram_grid(
                 part = cell if value is None else cell[cell[hue] == value]
                 if not part.empty:
                     _bars(ax, part.sort_values("bin"), colors[value], hue, value == hue_values[0])
-            ax.set_ylabel(str(row_value) if j == 0 and rows else "")
+            ax.set_ylabel(label(row_value) if j == 0 and rows else "")
             ax.set_xlabel("")
             if i == 0:
                 ax.set_title(f"layer {layer}")
@@ -214,7 +215,7 @@ def histogram_grid(
         "activation value (values beyond the range are counted in the edge bins)", fontsize="small"
     )
     if hue:
-        handles = [matplotlib.patches.Patch(color=colors[v], label=str(v)) for v in hue_values]
+        handles = [matplotlib.patches.Patch(color=colors[v], label=label(v)) for v in hue_values]
         fig.legend(handles=handles, loc="outside right upper", frameon=False)
     return fig
 
@@ -254,7 +255,7 @@ def density_grid(
     fig.supxlabel(textwrap.fill(xlabel, 30 * wrap), fontsize="small")
     if hue:
         handles = [
-            matplotlib.patches.Patch(facecolor="none", edgecolor=colors[v], label=str(v))
+            matplotlib.patches.Patch(facecolor="none", edgecolor=colors[v], label=label(v))
             for v in hue_values
         ]
         fig.legend(handles=handles, loc="outside right upper", frameon=False, title=hue)

@@ -25,6 +25,7 @@ MAX_HUES = 10
 WIDE = 30  # "auto" scales go logarithmic when positive values span more than this
 SEPARATOR = " · "
 ROOM = 0.7  # share of a panel's width its title may take (see set_titles)
+LABEL = 24  # characters per line of a tick, legend or row label (see label)
 
 
 def grid_of(
@@ -72,6 +73,20 @@ def wrap_title(title: str, budget: int) -> list[str]:
             lines[-1] += SEPARATOR + pieces.pop(0)
         lines.extend(pieces)
     return lines
+
+
+def label(value: Any, budget: int = LABEL, lines: int = 2) -> str:
+    """A grid value as a tick, legend or row label: wrapped into at most ``lines`` lines of
+    about ``budget`` characters, the rest elided with "…". Panel titles wrap and shrink
+    instead (:func:`set_titles`); the report's tables always show values whole. Without
+    this, one long value (an optimizer with its arguments, a plugin's long name) squeezes a
+    panel to nothing."""
+    text = str(value)
+    wrapped = textwrap.wrap(text, budget, break_on_hyphens=False) or [text]
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines]
+        wrapped[-1] = wrapped[-1][: budget - 1].rstrip() + "…"
+    return "\n".join(wrapped)
 
 
 def set_titles(

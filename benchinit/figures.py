@@ -54,6 +54,7 @@ from benchinit.figure_layout import (
     SEPARATOR,
     WIDE,
     grid_of,
+    label,
     note_panels,
     panels_of,
     scale_axes,
@@ -148,8 +149,9 @@ def render_image(draw: Callable[..., Figure], *args: Any, **kwargs: Any) -> Imag
 # --- results over configurations --------------------------------------------------------
 
 
-def interval_plot(summary: pd.DataFrame, label: str, metric: Metric, limit: int = 30) -> Figure:
-    """Mean and 95% CI of the main metric per configuration, best first (top ``limit``).
+def interval_plot(summary: pd.DataFrame, name: str, metric: Metric, limit: int = 30) -> Figure:
+    """Mean and 95% CI of the main metric per configuration (column ``name``), best first
+    (top ``limit``).
 
     ``summary`` has ``mean``, ``ci_low`` and ``ci_high`` (already clipped to the range).
     """
@@ -168,7 +170,7 @@ def interval_plot(summary: pd.DataFrame, label: str, metric: Metric, limit: int 
         ecolor="0.4",
         capsize=3,
     )
-    ax.set_yticks(y, [str(v) for v in rows[label]])
+    ax.set_yticks(y, [label(v, 60, 1) for v in rows[name]])
     scale_axes([ax], metric, rows.rename(columns={"ci_low": "low", "ci_high": "high"}), axis="x")
     ax.set_xlabel(f"{metric.label} (mean and 95% CI over seeds)")
     return fig
@@ -199,6 +201,8 @@ def heatmap(
             index=[v for v in order.get(y, table.index) if v in table.index],
             columns=[v for v in order.get(x, table.columns) if v in table.columns],
         )
+        table.index = [label(v) for v in table.index]
+        table.columns = [label(v, 14, 3) for v in table.columns]
         sns.heatmap(
             table,
             ax=ax,
@@ -259,7 +263,7 @@ def difference_plot(frame: pd.DataFrame, limit: int = 40) -> Figure:
                 label=verdict,
             )
     ax.axvline(0, color="0.3", linewidth=0.8)
-    ax.set_yticks(y, rows["configuration"].tolist())
+    ax.set_yticks(y, [label(v, 60, 1) for v in rows["configuration"]])
     ax.set_xlabel("difference, NEW - BASE (positive: better)")
     ax.legend(loc="lower right", fontsize="small", frameon=False)
     return fig

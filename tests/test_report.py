@@ -432,3 +432,46 @@ def test_long_facet_values_are_wrapped_or_shrunk_to_fit():
             assert ax.title.get_fontsize() >= 5
             assert "momentum" in ax.get_title() or "betas" in ax.get_title()
         assert fig.get_suptitle() == "panels: activation · optimizer"
+
+
+def test_long_values_become_short_labels_and_never_squeeze_a_panel():
+    import warnings
+
+    from benchinit.figure_layout import label
+    from benchinit.figures import heatmap
+    from benchinit.metrics import metric_info
+
+    assert label("relu") == "relu"
+    assert label("x" * 60) == "x" * 24 + "\n" + "x" * 23 + "…"
+    assert label("x" * 60, 60, 1) == "x" * 60
+    assert label("x" * 61, 60, 1) == "x" * 59 + "…"
+    assert label("a" * 20 + " " + "b" * 20 + " " + "c" * 20) == "a" * 20 + "\n" + "b" * 20 + "…"
+    long = [
+        "sgd(lr=0.05, momentum=0.9, schedule='step', step_size=5, gamma=0.5)",
+        "adamw(lr=0.001, betas=(0.9, 0.999), weight_decay=0.01)",
+        "<script>alert('x')</script><img src=x onerror=alert(1)>",
+    ]
+    rows = [
+        {"optimizer": o, "initializer": i, "activation": a, "mean": 0.5 + 0.1 * k}
+        for k, o in enumerate(long)
+        for i in long
+        for a in ("relu", "tanh")
+    ]
+    with style(), warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when a panel collapses to nothing
+        fig = heatmap(
+            pd.DataFrame(rows),
+            "optimizer",
+            "initializer",
+            ["activation"],
+            metric_info("test_accuracy", "results"),
+        )
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw_without_rendering()
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 2
+    for ax in panels:
+        assert ax.get_window_extent(renderer).width > 100, "the panel keeps its room"
+        ticks = [t.get_text() for t in (*ax.get_xticklabels(), *ax.get_yticklabels())]
+        assert len(ticks) == 6
+        assert all(len(line) <= 24 for t in ticks for line in t.split("\n"))
