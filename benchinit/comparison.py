@@ -30,8 +30,9 @@ import pandas as pd
 
 from benchinit import comparison_render, verdicts
 from benchinit.errors import BenchinitError, ResultsError, did_you_mean
-from benchinit.meta import Meta, PluginRecord
+from benchinit.meta import Meta, PluginRecord, StudyInfo
 from benchinit.metrics import METRICS
+from benchinit.outputs import check_verdict_outputs
 from benchinit.results import Results, load_results
 
 ENVIRONMENT_KEYS = (
@@ -81,8 +82,20 @@ class CompareOutcome:
         return comparison_render.json_summary(self)
 
 
+def check_recorded(results: Results) -> None:
+    """Refuse a result set with no record at all, naming its folder."""
+    if results.runs.empty:
+        raise ResultsError(
+            f"'{results.path}' has no finished or failed cell yet (an interrupted run?): "
+            "nothing to compare. Run its study into it again to finish it"
+        )
+
+
 def check_comparable(base: Results, new: Results) -> None:
-    """Refuse result sets of different studies or grids, naming both folders."""
+    """Refuse result sets of different studies or grids, or with no record, naming the
+    folders."""
+    check_recorded(base)
+    check_recorded(new)
     a, b = base.study, new.study
     if (a["name"], a["kind"]) != (b["name"], b["kind"]):
         raise ResultsError(
@@ -100,7 +113,7 @@ def check_comparable(base: Results, new: Results) -> None:
 def check_metrics(results: Results, metrics: Sequence[str] | None) -> list[str]:
     """The metrics to compare (default: the study's main one), each a metric of its kind."""
     kind = results.study["kind"]
-    chosen = list(metrics or [results.metric])
+    chosen = list(dict.fromkeys(metrics or [results.metric]))  # once each: one family
     for metric in chosen:
         if metric not in METRICS[kind]:
             raise BenchinitError(
@@ -197,6 +210,27 @@ def _metric_row(
     }
 
 
+def _in_grid(key: tuple[Any, ...], axes: list[str], study: StudyInfo) -> bool:
+    """Whether ``study``'s grid holds the configuration ``key`` (values compared as text)."""
+    values = study["values"]
+    return all(
+        isinstance(values.get(axis), list) and str(v) in {str(x) for x in values[axis]}
+        for axis, v in zip(axes, key, strict=True)
+    )
+
+
+def _unmatched(
+    key: tuple[Any, ...], axes: list[str], other: Results, in_base: bool
+) -> tuple[str, str]:
+    """A configuration only one side recorded (``in_base``: BASE did), given the other
+    side: its status change and note. Absent from NEW though NEW's grid holds it is
+    ``missing``, a regression: NEW is incomplete."""
+    side = "NEW" if in_base else "BASE"
+    if _in_grid(key, axes, other.study):
+        return ("missing" if in_base else ""), f"no record in {side}, though its grid has it"
+    return "", f"not in {side}'s grid: not compared"
+
+
 def comparison_rows(
     base: Results,
     new: Results,
@@ -204,22 +238,25 @@ def comparison_rows(
     tolerance: float | None,
     level: float,
 ) -> pd.DataFrame:
-    """One row per configuration both ran and metric: the test, not yet a verdict (the
-    correction needs every row of the command first: :func:`verdicts.judge`)."""
+    """One row per configuration either side recorded and metric: the test, not yet a
+    verdict (the correction needs every row of the command first: :func:`verdicts.judge`).
+    A configuration only one side recorded has a row too, with no test, so nothing
+    disappears from a comparison silently (see :func:`_unmatched`)."""
     axes = base.axes
     kind = base.study["kind"]
     base_groups = dict(_groups(base.runs, axes))
     new_groups = dict(_groups(new.runs, axes))
-    common = [key for key in base_groups if key in new_groups]
-    if not common:
+    if not any(key in new_groups for key in base_groups):
         raise ResultsError(
             f"{base.path} and {new.path} have no configuration in common (grid values "
             "differ everywhere): nothing to compare"
         )
     rows = []
-    for key in common:
-        b, n = base_groups[key], new_groups[key]
-        tuned, tuned_notes = tuned_values(b, n)
+    for key in dict.fromkeys([*base_groups, *new_groups]):
+        b = base_groups.get(key, base.runs.iloc[0:0])
+        n = new_groups.get(key, new.runs.iloc[0:0])
+        matched = key in base_groups and key in new_groups
+        tuned, tuned_notes = tuned_values(b, n) if matched else ("", [])
         context = {
             "configuration": ", ".join(str(v) for v in key),
             **dict(zip(axes, key, strict=True)),
@@ -228,6 +265,10 @@ def comparison_rows(
         }
         for metric in metrics:
             row = _metric_row(metric, METRICS[kind][metric], b, n, tolerance, level)
+            if not matched:
+                in_base = key in base_groups
+                other = new if in_base else base
+                row["status_change"], row["note"] = _unmatched(key, axes, other, in_base)
             row["note"] = "; ".join(filter(None, [row["note"], *tuned_notes]))
             rows.append({**context, **row})
     return pd.DataFrame(rows)
@@ -307,6 +348,8 @@ def compare(
     BenchinitError for bad settings (a NaN tolerance, alpha outside (0, 1)).
     """
     verdicts.check_options(alpha, tolerance, correction)
+    html_path = Path(out) if out else Path(new) / "compare.html"
+    check_verdict_outputs(html_path, json_out, markdown_out)
     a, b = load_results(base), load_results(new)
     check_comparable(a, b)
     chosen = check_metrics(a, metrics)
@@ -315,7 +358,6 @@ def compare(
     outcome = CompareOutcome(
         table, a, b, correction, alpha, environment=environment_differences(a.meta, b.meta)
     )
-    html_path = Path(out) if out else Path(new) / "compare.html"
     outcome.html = comparison_render.write_html(outcome, html_path)
     comparison_render.write_outputs(
         outcome.to_json(), comparison_render.markdown(outcome), json_out, markdown_out

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from benchinit import figures, stats
+from benchinit._version import __version__
 from benchinit.errors import BenchinitError
+from benchinit.outputs import write_output
 from benchinit.store import write_atomic
 
 if TYPE_CHECKING:
@@ -208,9 +210,10 @@ def write_outputs(
     """A verdict page's machine outputs: ``--json``, ``--markdown``, and the GitHub step
     summary when ``$GITHUB_STEP_SUMMARY`` is set (compare and history alike)."""
     if json_out:
-        write_atomic(Path(json_out), json.dumps(data, indent=2, default=str))
+        marked = {"generator": f"benchinit {__version__}", **data}  # see benchinit.outputs
+        write_output(json_out, json.dumps(marked, indent=2, default=str), "json")
     if markdown_out:
-        write_atomic(Path(markdown_out), markdown)
+        write_output(markdown_out, markdown, "markdown")
     append_step_summary(markdown)
 
 
@@ -263,7 +266,6 @@ def difference_figures(table: pd.DataFrame, alpha: float) -> list[dict[str, str]
 
 
 def write_html(outcome: CompareOutcome, path: Path) -> Path:
-    from benchinit._version import __version__
     from benchinit.report import environment as jinja_environment
 
     page = (
@@ -287,5 +289,4 @@ def write_html(outcome: CompareOutcome, path: Path) -> Path:
             warning=outcome.warning,
         )
     )
-    write_atomic(path, page)
-    return path
+    return write_output(path, page, "html")

@@ -102,6 +102,17 @@ _STUDY_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
     "values": ((dict,), {}),
     "settings": ((dict,), {}),
 }
+_PROVENANCE_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
+    "git": ((dict,), {}),
+    "torch_config": ((dict,), {}),
+    "host": ((str,), ""),
+    "command": ((list,), []),
+}
+_GIT_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
+    "commit": ((str,), ""),
+    "branch": ((str,), ""),
+    "dirty": ((bool, type(None)), None),
+}
 _RECORD_FIELDS = {
     "plugins": ("name", "origin", "source", "version"),
     "components": ("kind", "name", "doc", "source"),
@@ -168,7 +179,9 @@ def check_meta(value: Any, where: str) -> Meta:
                     f"'{where}' is damaged: every entry of '{key}' must be an object with "
                     f"string keys {', '.join(names)}"
                 )
-    meta["study"] = study
+    provenance = _fields(meta["provenance"], _PROVENANCE_FIELDS, where, "provenance.")
+    provenance["git"] = _fields(provenance["git"], _GIT_FIELDS, where, "provenance.git.")
+    meta["study"], meta["provenance"] = study, provenance
     return cast(Meta, meta)
 
 

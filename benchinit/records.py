@@ -70,18 +70,24 @@ ALL_METRICS = {m for metrics in METRICS.values() for m in metrics}
 
 
 def conform(table: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every column of ``table`` present and of its documented dtype."""
+    """``frame`` with every column of ``table`` present and of its documented dtype; a
+    ValueError naming the column when one cannot be (a damaged or foreign file)."""
     frame = frame.copy()
-    for column, dtype in COLUMNS[table].items():
+    wanted = dict(COLUMNS[table])
+    if table == "runs":
+        wanted |= {metric: "float64" for metric in ALL_METRICS & set(frame.columns)}
+    for column, dtype in wanted.items():
         if column not in frame:
             frame[column] = pd.Series([None] * len(frame), dtype="object")
-        if dtype == "str":
-            frame[column] = frame[column].fillna("").astype(str)
-        else:
-            frame[column] = frame[column].astype(dtype)
-    if table == "runs":
-        for metric in ALL_METRICS & set(frame.columns):
-            frame[metric] = frame[metric].astype("float64")
+        try:
+            if dtype == "str":
+                frame[column] = frame[column].fillna("").astype(str)
+            else:
+                frame[column] = frame[column].astype(dtype)
+        except (TypeError, ValueError) as exc:
+            missing = frame[column].isna().all() and len(frame)
+            why = "it is missing" if missing else f"{type(exc).__name__}: {exc}"
+            raise ValueError(f"column '{column}' cannot be {dtype} ({why})") from None
     return frame
 
 

@@ -195,7 +195,7 @@ class Registry:
             source = f"{dist_name}=={version}"
             try:
                 plugin = ep.load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit in a plugin too
                 raise PluginError(
                     f'Error importing plugin "{ep.name}" (entry point {ep.value} of {source}): '
                     f"{type(exc).__name__}: {exc}. Set {ENV_BLOCK}={ep.name} to skip it."
@@ -218,7 +218,7 @@ class Registry:
         sys.modules[module_name] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit in a plugin too
             del sys.modules[module_name]
             raise PluginError(
                 f'Error importing plugin file "{path}": {type(exc).__name__}: {exc}'
@@ -235,7 +235,7 @@ class Registry:
             info = self.plugins[impl.plugin_name]
             try:
                 provided = list(impl.function() or ())
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit in a plugin too
                 raise PluginError(
                     f"{info.describe()} failed in {hook_name}(): {type(exc).__name__}: {exc}"
                 ) from exc

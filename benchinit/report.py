@@ -27,6 +27,7 @@ import pandas as pd
 
 from benchinit import figures
 from benchinit._version import __version__
+from benchinit.outputs import check_output, write_output
 from benchinit.plugin_sections import call_plugins, checked
 from benchinit.report_effects import effects_report
 from benchinit.report_figures import (
@@ -40,7 +41,6 @@ from benchinit.report_phase import phase_jobs
 from benchinit.report_sections import (
     header,
     leaderboard,
-    prepare,
     problems,
     ranked,
     reproducibility,
@@ -166,7 +166,9 @@ def render_report(
     Raises ResultsError (a damaged folder) or OutputError (the page cannot be written).
     """
     store = Store(path)
-    results = prepare(load_results(path))
+    page = Path(out) if out is not None else store.report_path
+    check_output(page, "html", report=path)  # refused before anything is drawn
+    results = load_results(path)
     if registry is not None:
         sections = call_plugins(registry, results)
         store.write_sections(sections)
@@ -192,4 +194,4 @@ def render_report(
             repro=reproducibility(results, store.study_toml()),
         )
     )
-    return store.write_report(html, out)
+    return write_output(page, html, "html", report=path)

@@ -9,59 +9,15 @@ other: every function here returns its section's data or None, never raises.
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 
-from benchinit.errors import ResultsError
-from benchinit.meta import Meta
 from benchinit.metrics import METRIC_TABLE, Metric, metric_info
 from benchinit.results import Results
 
 LEADERBOARD_ROWS = 500  # beyond this the table lists the best ones and says so
-# Column names the report's own tables use; a grid axis may not be called one of them.
-RESERVED = frozenset(
-    {
-        "cell", "seed", "status", "error", "diverged_epoch", "seconds", "device", "epoch",
-        "split", "metric", "value", "phase", "layer", "bin", "left", "right", "count", "mean",
-        "std", "low", "high", "seeds", "ci_low", "ci_high", "diverged", "failed", "clipped",
-        "configuration",
-    }
-)  # fmt: skip
-
-
-def prepare(results: Results) -> Results:
-    """``results`` checked for what the report relies on (a ResultsError naming meta.json
-    otherwise), with every grid column present even when no cell was recorded, and grid
-    values of -0.0 shown as 0.0."""
-    axes, where = results.axes, results.path / "meta.json"
-    problems = []
-    if not axes:
-        problems.append("study.axes lists no grid axis")
-    if len(set(axes)) != len(axes):
-        problems.append("study.axes lists an axis twice")
-    clashes = sorted(set(axes) & (RESERVED | {m.name for m in METRIC_TABLE}))
-    if clashes:
-        problems.append(f"study.axes names report columns: {', '.join(clashes)}")
-    missing = [a for a in axes if a not in results.runs]
-    if missing and not results.runs.empty:
-        problems.append(f"the records lack the grid columns {', '.join(missing)}")
-    if problems:
-        raise ResultsError(f"'{where}' does not match its records: {'; '.join(problems)}")
-    runs = results.runs.copy()
-    for axis in missing:
-        runs[axis] = pd.Series([], dtype="object")
-    for axis in axes:  # a grid value of -0.0 is shown as 0.0 (x + 0.0 turns -0.0 into 0.0)
-        if runs[axis].dtype.kind == "f":
-            runs[axis] = runs[axis] + 0.0
-        elif runs[axis].dtype == object:
-            runs[axis] = runs[axis].map(lambda v: v + 0.0 if isinstance(v, float) else v)
-    study = results.study
-    values = {a: v for a, v in study["values"].items() if isinstance(v, list)}
-    meta = cast(Meta, {**results.meta, "study": {**study, "values": values}})
-    return dataclasses.replace(results, runs=runs, meta=meta)
 
 
 def main_metric(results: Results) -> Metric:

@@ -37,13 +37,14 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
 from benchinit.errors import ResultsError
 from benchinit.meta import Meta, StudyInfo
-from benchinit.metrics import METRICS
+from benchinit.metrics import METRIC_TABLE, METRICS
 from benchinit.records import COLUMNS, conform
 from benchinit.stats import t_half_widths
 from benchinit.store import Store
@@ -61,6 +62,49 @@ def mean_ci_by(frame: pd.DataFrame, keys: list[str], level: float = 0.95) -> pd.
     half = np.where(counts == 1, 0.0, half)
     table["low"], table["high"] = table["mean"] - half, table["mean"] + half
     return table
+
+
+# Column names of the tables (stored and aggregated); a grid axis may not be called one.
+RESERVED = frozenset(
+    {
+        "cell", "seed", "status", "error", "diverged_epoch", "seconds", "device", "epoch",
+        "split", "metric", "value", "phase", "layer", "bin", "left", "right", "count", "mean",
+        "std", "low", "high", "seeds", "ci_low", "ci_high", "diverged", "failed", "clipped",
+        "configuration",
+    }
+)  # fmt: skip
+
+
+def _with_grid(runs: pd.DataFrame, meta: Meta, path: Path) -> tuple[pd.DataFrame, Meta]:
+    """``runs`` and ``meta`` checked against each other (a ResultsError naming
+    ``meta.json`` otherwise), with every grid column present even when no cell was
+    recorded, grid values of -0.0 as 0.0, and only list-valued ``study.values``."""
+    axes = list(meta["study"]["axes"])
+    problems = []
+    if not axes:
+        problems.append("study.axes lists no grid axis")
+    if len(set(axes)) != len(axes):
+        problems.append("study.axes lists an axis twice")
+    clashes = sorted(set(axes) & (RESERVED | {m.name for m in METRIC_TABLE}))
+    if clashes:
+        problems.append(f"study.axes names table columns: {', '.join(clashes)}")
+    missing = [a for a in axes if a not in runs]
+    if missing and not runs.empty:
+        problems.append(f"the records lack the grid columns {', '.join(missing)}")
+    if problems:
+        where = path / "meta.json"
+        raise ResultsError(f"'{where}' does not match its records: {'; '.join(problems)}")
+    runs = runs.copy()
+    for axis in missing:
+        runs[axis] = pd.Series([], dtype="object")
+    for axis in axes:  # a grid value of -0.0 is shown as 0.0 (x + 0.0 turns -0.0 into 0.0)
+        if runs[axis].dtype.kind == "f":
+            runs[axis] = runs[axis] + 0.0
+        elif runs[axis].dtype == object:
+            runs[axis] = runs[axis].map(lambda v: v + 0.0 if isinstance(v, float) else v)
+    study = meta["study"]
+    values = {a: v for a, v in study["values"].items() if isinstance(v, list)}
+    return runs, cast(Meta, {**meta, "study": {**study, "values": values}})
 
 
 @dataclass
@@ -157,6 +201,7 @@ def load_results(path: str | os.PathLike[str], *, all_cells: bool = False) -> Re
         .drop(columns="_order")
         .reset_index(drop=True)
     )
+    runs, meta = _with_grid(runs, meta, Path(path))
     tuning = runs.iloc[0:0]
     if STAGE in runs:
         is_tune = runs[STAGE] == TUNE

@@ -71,7 +71,7 @@ class RunOutcome:
             metric = self.results.metric
             columns = [*self.results.varying, "mean", "ci_low", "ci_high", "seeds", "diverged"]
             shown = table[columns].head(rows).rename(columns={"mean": metric})
-            lines += ["", shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+            lines += ["", shown.to_string(index=False, float_format=lambda v: f"{v + 0.0:.4g}")]
             if len(table) > rows:
                 lines.append(f"... {len(table) - rows} more configurations in the report")
             lines.append("")

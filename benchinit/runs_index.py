@@ -28,9 +28,9 @@ from typing import Any
 
 from benchinit._version import __version__
 from benchinit.errors import BenchinitError
-from benchinit.report_sections import main_metric, prepare, ranked
+from benchinit.outputs import write_output
+from benchinit.report_sections import main_metric, ranked
 from benchinit.results import load_results
-from benchinit.store import write_atomic
 from benchinit.templating import environment
 
 GENERATOR = "benchinit index"  # the page's <meta name="generator">: ours to replace
@@ -89,7 +89,7 @@ def entry(folder: Path, root: Path, page: Path) -> Entry:
     name = folder.relative_to(root).as_posix() if folder != root else "."
     item = Entry(folder=name, link=_link(folder, page))
     try:
-        results = prepare(load_results(folder))
+        results = load_results(folder)
         summary = ranked(results)
     except BenchinitError as exc:
         item.problem = _relative(str(exc), root)
@@ -149,7 +149,7 @@ def write_index(root: str | os.PathLike[str], *, out: str | os.PathLike[str] | N
         .get_template("runs.html")
         .render(version=__version__, generator=GENERATOR, **page_data(root, entries))
     )
-    return write_atomic(page, html)
+    return write_output(page, html, "html")
 
 
 def page_data(root: Path, entries: list[Entry]) -> dict[str, Any]:

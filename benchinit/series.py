@@ -22,7 +22,7 @@ import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,12 @@ from benchinit import comparison_render, series_render, stats, verdicts
 from benchinit.comparison import (
     check_comparable,
     check_metrics,
+    check_recorded,
     comparison_rows,
     environment_differences,
 )
 from benchinit.errors import BenchinitError, ResultsError, did_you_mean
+from benchinit.outputs import check_verdict_outputs
 from benchinit.results import Results, load_results
 
 SORTS = ("given", "time")
@@ -95,12 +97,14 @@ def _order(runs: list[Results], sort: str) -> list[Results]:
     def started(results: Results) -> datetime:
         text = results.meta["started"]
         try:
-            return datetime.fromisoformat(text)
+            moment = datetime.fromisoformat(text)
         except (TypeError, ValueError):
             raise ResultsError(
                 f"'{results.path / 'meta.json'}' has no valid start time ('started': "
                 f"{text!r}); give the folders in order instead of sorting by time"
             ) from None
+        # benchinit writes UTC with its offset; a time without one is read as UTC too
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
     return sorted(runs, key=started)
 
@@ -153,6 +157,9 @@ def history(
     if not dirs:
         raise BenchinitError("history needs at least one results folder")
     runs = _order([load_results(d) for d in dirs], sort)
+    html_path = Path(out) if out else runs[-1].path / "history.html"
+    check_verdict_outputs(html_path, json_out, markdown_out)  # before any work
+    check_recorded(runs[0])
     for other in runs[1:]:
         check_comparable(runs[0], other)
     chosen = check_metrics(runs[0], metrics)
@@ -164,9 +171,7 @@ def history(
         for a, b in itertools.pairwise(runs)
     ]
     outcome = HistoryOutcome(runs, table, _series(runs, chosen), changes, chosen, correction, alpha)
-    outcome.html = series_render.write_html(
-        outcome, Path(out) if out else runs[-1].path / "history.html"
-    )
+    outcome.html = series_render.write_html(outcome, html_path)
     comparison_render.write_outputs(
         outcome.to_json(), series_render.markdown(outcome), json_out, markdown_out
     )

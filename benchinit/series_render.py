@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from benchinit import comparison_render, figures, stats, verdicts
-from benchinit.store import write_atomic
+from benchinit.outputs import write_output
 
 if TYPE_CHECKING:
     from benchinit.series import HistoryOutcome
@@ -185,5 +185,4 @@ def write_html(outcome: HistoryOutcome, path: Path) -> Path:
             warning=outcome.warning,
         )
     )
-    write_atomic(path, page)
-    return path
+    return write_output(path, page, "html")

@@ -87,7 +87,9 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
         raise OutputError(path, "it is a folder; name a file")
     if not path.parent.is_dir():
         raise OutputError(path, f"the folder '{path.parent}' does not exist")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    # at most 220 bytes: a name near the 255-byte limit still gets a temporary sibling
+    stem = os.fsencode(path.name)[:200].decode(errors="ignore")
+    tmp = path.with_name(f".{stem}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
@@ -116,6 +118,8 @@ def read_json(path: Path) -> Any:
         return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise ResultsError(f"'{path}' is corrupt: {exc}") from None
+    except RecursionError:
+        raise ResultsError(f"'{path}' is corrupt: its JSON is nested too deeply") from None
 
 
 class Store:
@@ -169,7 +173,7 @@ class Store:
             return True
         try:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return False
         return isinstance(meta, dict) and "schema" in meta and "study" in meta
 
@@ -234,10 +238,6 @@ class Store:
 
     def write_sections(self, sections: list[dict[str, Any]]) -> None:
         write_atomic(self.sections_path, json.dumps(sections, indent=1))
-
-    def write_report(self, html: str, out: str | os.PathLike[str] | None = None) -> Path:
-        """Write the report page (``index.html`` unless ``out``); return where."""
-        return write_atomic(Path(out) if out is not None else self.report_path, html)
 
     def _remove_stale_tmp(self) -> None:
         for tmp in self.records.glob(".tmp-*"):
@@ -329,7 +329,15 @@ class Store:
                 if table in LATER_TABLES and not path.exists():
                     continue  # a chunk written before the table existed
                 frame = self._read(path)
-                frames[table].append(frame[frame["cell"].isin(cells)])
+                try:
+                    frame = conform(table, frame[frame["cell"].isin(cells)])
+                except (KeyError, ValueError) as exc:
+                    raise ResultsError(
+                        f"'{path}' does not hold the {table} table benchinit writes: {exc}. "
+                        f"Its cells can be computed again: move the folder '{path.parent}' "
+                        f"out of '{self.records}' and run the study into this folder again"
+                    ) from None
+                frames[table].append(frame)
         return {
             t: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             for t, parts in frames.items()

@@ -29,8 +29,11 @@ the correction protects the verdicts that fail a build; each "unchanged" is a 95
 on its own.
 
 Status changes are verdicts too (not tests, outside the family): more diverged or failed
-seeds in NEW is ``regressed``; a configuration with no finished seed in BASE and some in NEW
-is ``improved``, as is one with fewer failures whose metric did not regress.
+seeds in NEW is ``regressed``, and so is a configuration of NEW's own grid with no record in
+NEW at all (``missing``: an interrupted or incomplete run must not pass the gate); a
+configuration with no finished seed in BASE and some in NEW is ``improved``, as is one with
+fewer failures whose metric is ``unchanged`` or ``improved`` (an inconclusive metric stays
+inconclusive: fewer failures do not show that the rest is not worse).
 
 Beside each verdict: the smallest change the test could have detected with 80% power at the
 level a lone real change must reach (alpha / m for Holm and BH, m tests in the family) with
@@ -147,7 +150,7 @@ def judge(
     """Adjust the p-values of every row together, then decide each row's verdict.
 
     ``table`` has one row per test (the columns :func:`seed_test` returns, plus
-    ``tolerance`` and ``status_change``: "worse", "better", "fixed" or ""). Adds
+    ``tolerance`` and ``status_change``: "worse", "missing", "better", "fixed" or ""). Adds
     ``p_adjusted``, ``detectable``, ``underpowered`` and ``verdict``.
     """
     table = table.copy()
@@ -166,8 +169,9 @@ def judge(
         table["identical"],
     )
     change = table["status_change"].to_numpy()
-    verdict = np.where(change == "worse", "regressed", verdict)
-    better = (change == "fixed") | ((change == "better") & (verdict != "regressed"))
+    verdict = np.where(np.isin(change, ["worse", "missing"]), "regressed", verdict)
+    metric_fine = np.isin(verdict, ["unchanged", "improved"])
+    better = (change == "fixed") | ((change == "better") & metric_fine)
     table["verdict"] = np.where(better, "improved", verdict)
     return table
 

@@ -24,7 +24,7 @@ from reportdata import write_runs_tree
 
 from benchinit import load_study, run
 from benchinit.report import figure_jobs
-from benchinit.report_sections import prepare, ranked
+from benchinit.report_sections import ranked
 from benchinit.results import load_results
 from benchinit.runs_index import write_index
 
@@ -162,7 +162,7 @@ def _check_csv_links(b: Browser, report: Path) -> None:
     links = b.page.eval_on_selector_all(
         "figure a.data", "links => links.map(a => [a.href, a.download])"
     )
-    results = prepare(load_results(report.parent))
+    results = load_results(report.parent)
     jobs = figure_jobs(results, ranked(results))
     assert len(links) == len(jobs)
     for (href, name), job in zip(links, jobs, strict=True):

@@ -24,7 +24,7 @@ from benchinit.figures import style
 from benchinit.metrics import metric_info
 from benchinit.registry import Registry
 from benchinit.report import figure_jobs
-from benchinit.report_sections import prepare, ranked
+from benchinit.report_sections import ranked
 
 EXTRAS = """
     import matplotlib.figure
@@ -103,7 +103,7 @@ def page(small) -> Page:
 
 @pytest.fixture(scope="module")
 def jobs(small):
-    results = prepare(load_results(small))
+    results = load_results(small)
     return figure_jobs(results, ranked(results))
 
 
@@ -386,7 +386,7 @@ def test_depth_decides_lines_or_dots(tmp_path):
 
     for layers, form in ((3, "dot_plot"), (4, "band_plot")):
         folder = write_results(tmp_path / str(layers), {"initializer": ["a", "b"]}, layers=layers)
-        results = prepare(load_results(folder))
+        results = load_results(folder)
         signal = [j for j in figure_jobs(results, ranked(results)) if j.section == "signal"]
         assert {job.draw.__name__ for job in signal} == {form}
 

@@ -22,7 +22,7 @@ from benchinit import load_results, meanfield
 from benchinit.cli import main
 from benchinit.registry import Registry
 from benchinit.report import figure_jobs, render_report
-from benchinit.report_sections import prepare, ranked
+from benchinit.report_sections import ranked
 from benchinit.report_tuning import tune_spec
 from benchinit.stages import choose, sensitivity
 from benchinit.tuning import TUNE_SEED_BASE
@@ -122,7 +122,7 @@ def _page(folder: Path) -> Page:
 
 
 def _jobs(folder: Path):
-    results = prepare(load_results(folder))
+    results = load_results(folder)
     return figure_jobs(results, ranked(results))
 
 

@@ -1,0 +1,196 @@
+"""compare and history on folders that are incomplete, damaged or odd: exit 2 naming the
+file, or a verdict that says what it could not compare; never a traceback (exit 1 would
+read as a regression) and never a configuration dropped silently."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic import runs_frame, write_runs
+
+from benchinit import load_results
+from benchinit.cli import main
+from benchinit.verdicts import judge
+
+
+@pytest.fixture(autouse=True)
+def _no_step_summary(monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+def folder(root: Path, name: str, values: np.ndarray | None = None, **kw) -> Path:
+    values = np.full((2, 3), 0.9) + np.arange(3) * 0.01 if values is None else values
+    return write_runs(root / name, runs_frame(values), **kw)
+
+
+def edit_runs(results: Path, change) -> None:
+    for path in results.glob("records/*/runs.parquet"):
+        change(pd.read_parquet(path)).to_parquet(path)
+
+
+def edit_meta(results: Path, change) -> None:
+    meta = json.loads((results / "meta.json").read_text())
+    change(meta)
+    (results / "meta.json").write_text(json.dumps(meta))
+
+
+def exits_2_naming(args: list[str], expected: str, capsys) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("benchinit: error: ") and "Traceback" not in err
+    assert expected in err, err
+    return err
+
+
+def test_a_folder_with_no_record_yet_is_exit_2_not_a_regression(tmp_path, capsys):
+    base, new = folder(tmp_path, "base"), folder(tmp_path, "new")
+    shutil.rmtree(new / "records")  # what a run interrupted before its first batch leaves
+    (new / "records").mkdir()
+    results = load_results(new)
+    assert {"initializer", "seed", "status"} <= set(results.runs.columns)
+    assert results.summary().empty and results.labelled("layers").empty
+    for args in (["compare", str(base), str(new)], ["history", str(base), str(new)]):
+        exits_2_naming(args, f"'{new}' has no finished or failed cell yet", capsys)
+    exits_2_naming(["history", str(new)], "no finished or failed cell", capsys)
+    assert main(["report", str(new), "--out", str(tmp_path / "r.html")]) == 0
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda f: f.drop(columns="seed"), "column 'seed' cannot be int64 (it is missing)"),
+        (lambda f: f.assign(test_accuracy="abc"), "column 'test_accuracy' cannot be float64"),
+        (lambda f: f.drop(columns="initializer"), "the records lack the grid columns"),
+    ],
+    ids=["no seed column", "text metric", "no grid column"],
+)
+def test_damaged_records_are_exit_2_in_every_command(damage, expected, tmp_path, capsys):
+    base, new = folder(tmp_path, "base"), folder(tmp_path, "new")
+    edit_runs(new, damage)
+    for args in (
+        ["compare", str(base), str(new)],
+        ["history", str(base), str(new)],
+        ["report", str(new)],
+    ):
+        exits_2_naming(args, expected, capsys)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda m: m["provenance"].update(git="abc"), "key 'provenance.git' must be dict"),
+        (
+            lambda m: m["provenance"].update(torch_config=[1, 2]),
+            "key 'provenance.torch_config' must be dict",
+        ),
+        (
+            lambda m: m["provenance"].update(git={"commit": 7}),
+            "key 'provenance.git.commit' must be str",
+        ),
+        (lambda m: m["study"].update(axes=[]), "study.axes lists no grid axis"),
+        (lambda m: m["study"].update(axes=["initializer", "nope"]), "lack the grid columns nope"),
+        (lambda m: m["study"].update(axes=["seed"]), "study.axes names table columns: seed"),
+    ],
+    ids=["git", "torch_config", "commit", "no axes", "unknown axis", "reserved axis"],
+)
+def test_a_meta_json_of_the_wrong_shape_is_exit_2(change, expected, tmp_path, capsys):
+    base, new = folder(tmp_path, "base"), folder(tmp_path, "new")
+    edit_meta(new, change)
+    for args in (["compare", str(base), str(new)], ["history", str(base), str(new)]):
+        exits_2_naming(args, expected, capsys)
+
+
+def test_json_nested_too_deeply_is_exit_2(tmp_path, capsys):
+    base, new = folder(tmp_path, "base"), folder(tmp_path, "new")
+    (new / "meta.json").write_text("[" * 100_000 + "]" * 100_000)
+    exits_2_naming(["compare", str(base), str(new)], "nested too deeply", capsys)
+
+
+def verdicts_of(tmp_path: Path, base: Path, new: Path) -> tuple[int, dict[str, dict]]:
+    out = tmp_path / "verdicts.json"
+    status = main(["compare", str(base), str(new), "--json", str(out), "--out", "/dev/null"])
+    rows = json.loads(out.read_text())["comparisons"]
+    return status, {r["configuration"]: r for r in rows}
+
+
+def test_a_configuration_new_never_recorded_is_a_regression(tmp_path):
+    base = folder(tmp_path, "base")
+    grid = {"study": {"values": {"initializer": ["init0", "init1"]}}}
+    new = folder(tmp_path, "new", np.full((1, 3), 0.9) + np.arange(3) * 0.01, meta=grid)
+    status, rows = verdicts_of(tmp_path, base, new)
+    assert status == 1, "an incomplete NEW never passes the gate"
+    assert rows["init0"]["verdict"] == "unchanged"
+    assert rows["init1"]["verdict"] == "regressed"
+    assert rows["init1"]["note"] == "no record in NEW, though its grid has it"
+    status, rows = verdicts_of(tmp_path, new, base)  # BASE incomplete: shown, not a failure
+    assert status == 0
+    assert rows["init1"]["verdict"] == "inconclusive"
+    assert rows["init1"]["note"] == "no record in BASE, though its grid has it"
+
+
+def test_a_configuration_outside_the_other_grid_is_listed_not_compared(tmp_path, capsys):
+    base = folder(tmp_path, "base")
+    new = folder(tmp_path, "new", np.full((1, 3), 0.9) + np.arange(3) * 0.01)
+    status, rows = verdicts_of(tmp_path, base, new)
+    assert status == 0
+    assert rows["init1"]["verdict"] == "inconclusive"
+    assert rows["init1"]["note"] == "not in NEW's grid: not compared"
+    status, rows = verdicts_of(tmp_path, new, base)
+    assert status == 0 and rows["init1"]["note"] == "not in BASE's grid: not compared"
+    assert main(["compare", str(base), str(new), "--out", str(tmp_path / "c.html")]) == 0
+    assert "not in NEW's grid" in capsys.readouterr().out
+
+
+def test_fewer_failures_improve_only_a_metric_that_is_not_worse():
+    row = {
+        "p": 0.2, "se": 0.6, "df": 2.0, "tolerance": 0.01, "identical": False,
+        "diff": -1.17, "ci_low": -2.37, "ci_high": 0.17, "status_change": "better",
+    }  # fmt: skip
+    table = pd.DataFrame(
+        [
+            row,
+            {**row, "diff": 0.0, "ci_low": -0.005, "ci_high": 0.005},
+            {**row, "status_change": "fixed"},
+            {**row, "status_change": "missing"},
+        ]
+    )
+    verdicts = judge(table, alpha=0.05, correction="holm")["verdict"].tolist()
+    assert verdicts == ["inconclusive", "improved", "improved", "regressed"]
+
+
+def test_a_metric_asked_twice_is_compared_once(tmp_path, capsys):
+    base, new = folder(tmp_path, "base"), folder(tmp_path, "new")
+    args = ["compare", str(base), str(new), "--metric", "test_accuracy", "--metric"]
+    assert main([*args, "test_accuracy", "--out", str(tmp_path / "c.html")]) == 0
+    assert "2 comparisons" in capsys.readouterr().out
+
+
+def test_history_sorts_times_with_and_without_an_offset(tmp_path, capsys):
+    first = folder(tmp_path, "first", meta={"started": "2026-01-01T00:00:00"})
+    second = folder(tmp_path, "second", meta={"started": "2026-02-01T00:00:00+00:00"})
+    out = tmp_path / "h.json"
+    args = ["history", str(second), str(first), "--sort", "time", "--json", str(out)]
+    assert main([*args, "--out", str(tmp_path / "h.html")]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert [Path(r["path"]).name for r in runs] == ["first", "second"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "import sys\nsys.exit(3)\n",
+        "import sys\nfrom benchinit import hookimpl\n\n"
+        "@hookimpl\ndef benchinit_initializers():\n    sys.exit(0)\n",
+    ],
+    ids=["at import", "in a hook"],
+)
+def test_a_plugin_that_exits_while_loading_is_exit_2_naming_it(body, tmp_path, capsys):
+    plugin = tmp_path / "exits.py"
+    plugin.write_text(body)
+    err = exits_2_naming(["list", "--plugin", str(plugin)], "SystemExit", capsys)
+    assert "exits" in err

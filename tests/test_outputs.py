@@ -1,0 +1,164 @@
+"""Where report, compare, history and index may write (benchinit.outputs): never a results
+folder's own files, never a file benchinit did not write, links followed, streams written
+into; and the same rule through every command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic import runs_frame, write_runs
+
+from benchinit.cli import main
+from benchinit.errors import BenchinitError
+from benchinit.outputs import check_distinct, write_output
+
+
+@pytest.fixture(autouse=True)
+def _no_step_summary(monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    values = np.full((2, 3), 0.9) + np.arange(3) * 0.01
+    base = write_runs(tmp_path / "base", runs_frame(values))
+    new = write_runs(tmp_path / "new", runs_frame(values))
+    return base, new
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_file_benchinit_did_not_write_is_never_replaced(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious")
+    for fmt in ("html", "json", "markdown"):
+        with pytest.raises(BenchinitError, match="was not written by benchinit"):
+            write_output(notes, "x", fmt)
+    assert notes.read_text() == "precious"
+    page = tmp_path / "page.html"
+    page.write_text('<html><meta name="generator" content="benchinit compare">old')
+    write_output(page, '<meta name="generator" content="benchinit">new', "html")
+    assert page.read_text().endswith("new"), "benchinit's own page is replaced"
+    empty = tmp_path / "mktemp"
+    empty.touch()
+    write_output(empty, "{}", "json")
+    assert empty.read_text() == "{}", "an empty file holds nothing to lose"
+
+
+def test_a_results_folder_s_own_files_are_never_an_output(tmp_path):
+    base, _ = pair(tmp_path)
+    (base / "index.html").write_text('<meta name="generator" content="benchinit">report')
+    before = snapshot(base)
+    chunk = next((base / "records").iterdir())
+    for target in (
+        base / "meta.json",
+        base / "study.toml",
+        chunk / "runs.parquet",
+        base / "locks" / "x.json",
+        base / "index.html",  # another folder's report is not a compare page's to replace
+    ):
+        with pytest.raises(BenchinitError, match="is part of the results folder"):
+            write_output(target, '"generator": "benchinit"', "json")
+    assert snapshot(base) == before
+    write_output(base / "index.html", "<p>new report", "html", report=base)
+    assert (base / "index.html").read_text() == "<p>new report"
+
+
+def test_links_are_followed_and_streams_written_into(tmp_path):
+    real = tmp_path / "real.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    write_output(link, "{}", "json")
+    assert link.is_symlink() and real.read_text() == "{}"
+    write_output("/dev/null", "discarded", "json")
+    assert Path("/dev/null").is_char_device()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    write_output(fifo, "through a pipe", "markdown")
+    assert reader.communicate(timeout=30)[0] == b"through a pipe"
+    assert fifo.is_fifo()
+
+
+def test_json_to_dev_stdout_prints_also_when_stdout_is_a_file(tmp_path):
+    base, new = pair(tmp_path)
+    out = tmp_path / "out.txt"
+    code = (
+        "import sys; from benchinit.cli import main; "
+        f"sys.exit(main(['compare', {str(base)!r}, {str(new)!r}, '--json', '/dev/stdout']))"
+    )
+    with open(out, "w") as stdout:
+        done = subprocess.run([sys.executable, "-c", code], stdout=stdout, timeout=120)
+    assert done.returncode == 0
+    text = out.read_text()
+    assert out.is_file() and '"generator": "benchinit' in text and "comparisons" in text
+
+
+def test_two_outputs_of_one_command_may_not_name_one_file(tmp_path):
+    with pytest.raises(BenchinitError, match="--json and --markdown name the same file"):
+        check_distinct(**{"--json": tmp_path / "x", "--markdown": tmp_path / "x"})
+    check_distinct(**{"--json": "/dev/stdout", "--markdown": "/dev/stdout"})
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["compare", "{base}", "{new}", "--json", "{victim}/meta.json"],
+        ["compare", "{base}", "{new}", "--markdown", "{chunk}/runs.parquet"],
+        ["compare", "{base}", "{new}", "--out", "{notes}"],
+        ["compare", "{base}", "{new}", "--out", "{x}", "--json", "{x}"],
+        ["report", "{base}", "--out", "{victim}/meta.json"],
+        ["history", "{base}", "{new}", "--json", "{notes}"],
+        ["history", "{base}", "{new}", "--out", "{victim}/index.html"],
+        ["index", "{tmp}", "--out", "{notes}"],
+    ],
+)
+def test_every_command_refuses_before_it_overwrites(args, tmp_path, capsys):
+    base, new = pair(tmp_path)
+    victim = write_runs(tmp_path / "victim", runs_frame(np.ones((1, 2))), name="other")
+    (victim / "index.html").write_text('<meta name="generator" content="benchinit">report')
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious")
+    chunk = next((victim / "records").iterdir())
+    values = {
+        "base": base,
+        "new": new,
+        "victim": victim,
+        "chunk": chunk,
+        "notes": notes,
+        "x": tmp_path / "x.out",
+        "tmp": tmp_path,
+    }
+    before = {**snapshot(victim), str(notes): notes.read_bytes()}
+    assert main([a.format(**{k: str(v) for k, v in values.items()}) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("benchinit: error: ") and "Traceback" not in err
+    assert "never replaced" in err or "same file" in err
+    assert {**snapshot(victim), str(notes): notes.read_bytes()} == before
+    assert not (tmp_path / "x.out").exists(), "refused before anything was written"
+
+
+def test_a_user_s_compare_html_in_new_is_kept(tmp_path, capsys):
+    base, new = pair(tmp_path)
+    (new / "compare.html").write_text("MINE")
+    (new / "history.html").write_text("MINE")
+    assert main(["compare", str(base), str(new)]) == 2
+    assert main(["history", str(base), str(new)]) == 2
+    assert "compare.html' exists and was not written by benchinit" in capsys.readouterr().err
+    assert (new / "compare.html").read_text() == (new / "history.html").read_text() == "MINE"
+    assert main(["compare", str(base), str(new), "--out", str(tmp_path / "c.html")]) == 0
+
+
+def test_a_name_near_the_file_system_s_limit_is_written(tmp_path):
+    base, new = pair(tmp_path)
+    name = "r" * 240 + ".json"
+    assert main(["compare", str(base), str(new), "--json", str(tmp_path / name)]) == 0
+    assert json.loads((tmp_path / name).read_text())["generator"].startswith("benchinit")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
