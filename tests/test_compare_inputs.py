@@ -194,3 +194,12 @@ def test_a_plugin_that_exits_while_loading_is_exit_2_naming_it(body, tmp_path, c
     plugin.write_text(body)
     err = exits_2_naming(["list", "--plugin", str(plugin)], "SystemExit", capsys)
     assert "exits" in err
+
+
+def test_the_run_summary_never_prints_minus_zero(tmp_path):
+    from benchinit.runner import RunOutcome
+
+    values = np.array([[-0.0, -0.0], [0.5, 0.5]])
+    results = load_results(write_runs(tmp_path / "r", runs_frame(values)))
+    text = RunOutcome(tmp_path / "r", results, 4, 0, 1.0, None).summary()
+    assert "init0" in text and "-0" not in text
