@@ -134,6 +134,8 @@ def _tune_rows(frame: pd.DataFrame, spec: TuneSpec) -> pd.DataFrame:
     """The tuning rows, with only the columns selection may read, sorted by seed."""
     if STAGE in frame:
         frame = frame[frame[STAGE] == TUNE]
+    if spec.select not in frame:  # no trial recorded it: every one diverged or failed
+        frame = frame.assign(**{spec.select: math.nan})
     columns = [*spec.axes, *spec.columns, "seed", "status", spec.select]
     rows = frame.loc[frame["seed"].isin(spec.seeds), columns]
     return rows.sort_values("seed", kind="stable")

@@ -168,14 +168,20 @@ class Store:
         return self.root / "index.html"
 
     def is_results_folder(self) -> bool:
-        """True when the folder was made by benchinit (its meta.json or its records)."""
-        if self.records.is_dir() and self.locks.is_dir():
-            return True
+        """True when the folder was made by benchinit: its ``meta.json`` is a valid one, or it
+        holds only ``records/`` and ``locks/`` (a run stopped before writing its meta).
+        Folders of those names, or a JSON file that looks a little like ours, beside a
+        user's files do not make the folder ours."""
         try:
-            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
+            check_meta(json.loads(self.meta_path.read_text(encoding="utf-8")), "")
+            return True
+        except (OSError, ValueError, RecursionError, ResultsError):
+            pass
+        try:
+            entries = {p.name for p in self.root.iterdir()}
+        except OSError:
             return False
-        return isinstance(meta, dict) and "schema" in meta and "study" in meta
+        return bool(entries) and entries <= {"records", "locks"} and self.records.is_dir()
 
     def _check_ownership(self, force: bool) -> None:
         """Refuse a folder that holds files benchinit did not write (see the module doc)."""

@@ -127,6 +127,27 @@ def test_a_folder_that_is_not_ours_is_refused_and_left_alone(tmp_path):
     assert (mine / "index.html").read_text() == "my page"
 
 
+@pytest.mark.parametrize("lookalike", ["records and locks folders", "a meta.json of sorts"])
+def test_a_folder_that_only_looks_like_ours_is_refused(lookalike, tmp_path):
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    if lookalike == "records and locks folders":
+        (mine / "records").mkdir()
+        (mine / "locks").mkdir()
+    else:
+        (mine / "meta.json").write_text('{"schema": 1, "study": "mine"}')
+    (mine / "index.html").write_text("MY SITE")
+    (mine / "study.toml").write_text("notes")
+    before = {p.name: p.read_bytes() for p in mine.iterdir() if p.is_file()}
+    status, err = run_cli("run", str(study), "--out", str(mine))
+    assert_clear_error(status, err, str(mine), "not a benchinit results folder")
+    status, err = run_cli("run", str(study), "--out", str(mine), "--force")
+    assert_clear_error(status, err, "index.html", "never replaces")
+    assert {p.name: p.read_bytes() for p in mine.iterdir() if p.is_file()} == before
+
+
 def test_force_adds_results_beside_other_files(tmp_path):
     study = tmp_path / "tiny.toml"
     study.write_text(TINY)

@@ -102,6 +102,18 @@ def test_tuning_beats_a_poor_default_learning_rate(tmp_path):
     assert gain > 0.2, f"tuning gained only {gain:.3f}"
 
 
+def test_a_configuration_no_trial_finished_fails_and_the_run_goes_on(tmp_path, capsys):
+    path = study_file(tmp_path, lrs="[1e30, 1e35]")  # every trial diverges
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--set", "train.epochs=1"]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    results = load_results(out)
+    assert len(results.runs) == 4 and (results.runs["status"] == "failed").all()
+    assert results.runs["error"].str.contains("no value was chosen").all()
+    assert (results.tuning["status"] == "diverged").all()
+    assert (out / "index.html").is_file()
+
+
 def _start(path: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [
