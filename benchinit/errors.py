@@ -90,6 +90,20 @@ def choices_text(choices: Iterable[str]) -> str:
     return shown + (f", ... ({len(items)} in all)" if len(items) > 40 else "")
 
 
+class Escape(BaseException):
+    """Base of benchinit's own control-flow exceptions raised through plugin code (the time
+    limit): a BaseException, so a plugin's ``except Exception`` does not swallow them, and
+    never mistaken for the plugin's own failure (:func:`plugin_failed`)."""
+
+
+def plugin_failed(exc: BaseException) -> bool:
+    """Whether ``exc``, raised while plugin code ran, is that plugin's failure: anything,
+    ``sys.exit`` and other BaseExceptions included, but an interrupt (Ctrl-C, SIGTERM) or
+    benchinit's own :class:`Escape`. Use as ``except BaseException as exc: if not
+    plugin_failed(exc): raise``."""
+    return not isinstance(exc, KeyboardInterrupt | Escape)
+
+
 def error_text(exc: BaseException) -> str:
     """'ValueError: message (at file.py:12 in fn)': an error and where it was raised."""
     frames = traceback.extract_tb(exc.__traceback__)

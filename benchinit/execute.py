@@ -31,7 +31,7 @@ import torch
 
 from benchinit.atinit import run_signal
 from benchinit.cells import Cell, group_key
-from benchinit.errors import error_text
+from benchinit.errors import Escape, error_text, plugin_failed
 from benchinit.records import Recorder, Records
 from benchinit.registry import Registry, RegistrySpec, registry_from
 from benchinit.stack import device_name, load_data
@@ -118,7 +118,9 @@ def stack_size(cell: Cell, registry: Registry, device: str, largest: int) -> int
     try:
         with plugin_code():
             features = load_data(registry, cell.config["data"]).features
-    except (Exception, SystemExit):  # a broken dataset fails its cells when they run
+    except BaseException as exc:  # a broken dataset fails its cells when they run
+        if not plugin_failed(exc):
+            raise
         return largest
     model = cell.config["model"]
     sizes = [features] + [int(model["width"])] * int(model["depth"]) + [10]
@@ -134,9 +136,9 @@ class PluginExit(SystemExit):
     """Plugin code called ``os._exit`` inside a batch (the process is kept alive)."""
 
 
-class _TimeLimit(BaseException):
-    """A batch ran past its time limit (a BaseException: plugin code that catches every
-    Exception does not swallow it)."""
+class _TimeLimit(Escape):
+    """A batch ran past its time limit (an Escape: plugin code that catches every
+    Exception does not swallow it, nor does benchinit take it for a plugin's failure)."""
 
 
 _ALARM = {signal.SIGALRM}
@@ -223,6 +225,8 @@ def run_batch(batch: Batch) -> Records:
         raise
     except _TimeLimit:
         return failed(batch, limit_error(batch), time.perf_counter() - start)
-    except (Exception, SystemExit) as exc:  # a plugin is code we call: sys.exit included
+    except BaseException as exc:  # a plugin is code we call: sys.exit included
+        if not plugin_failed(exc):
+            raise
         return failed(batch, error_text(exc), time.perf_counter() - start)
     return recorder.frames(time.perf_counter() - start)

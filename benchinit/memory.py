@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from benchinit.errors import BenchinitError
+from benchinit.errors import BenchinitError, plugin_failed
 from benchinit.execute import Batch, plugin_code
 from benchinit.registry import registry_from
 from benchinit.stack import load_data
@@ -38,7 +38,9 @@ def _shape(batch: Batch) -> tuple[int, int, int, int]:
                 train, test, features = size(**config["params"])
                 return features, OUTPUTS_GUESS, train, test
             data = load_data(registry, config)
-    except (Exception, SystemExit):  # a broken dataset fails its cells when they run
+    except BaseException as exc:  # a broken dataset fails its cells when they run
+        if not plugin_failed(exc):
+            raise
         return 0, 0, 0, 0
     return data.features, data.outputs, len(data.x_train), len(data.x_test)
 

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from benchinit.descriptors import ReportSection
-from benchinit.errors import ResultsError
+from benchinit.errors import ResultsError, plugin_failed
 from benchinit.templating import DATA_IMAGE, cell
 
 MAX_ROWS = 1000
@@ -48,7 +48,9 @@ def call_plugins(registry: Any, results: Any) -> list[dict[str, Any]]:
         source = info.describe()
         try:
             provided = list(impl.function(results=results) or ())
-        except Exception as exc:  # a broken plugin section is reported, not fatal
+        except BaseException as exc:  # a broken plugin section is reported, not fatal
+            if not plugin_failed(exc):
+                raise
             provided = [
                 ReportSection(f"{info.name}: section failed", text=f"`{type(exc).__name__}: {exc}`")
             ]

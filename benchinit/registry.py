@@ -42,7 +42,7 @@ from benchinit.descriptors import (
     Loss,
     Optimizer,
 )
-from benchinit.errors import PluginError
+from benchinit.errors import PluginError, plugin_failed
 from benchinit.specs import bind_params, label_of, parse_spec, unknown_name
 
 ENTRY_POINT_GROUP = "benchinit"
@@ -195,7 +195,9 @@ class Registry:
             source = f"{dist_name}=={version}"
             try:
                 plugin = ep.load()
-            except (Exception, SystemExit) as exc:  # sys.exit in a plugin too
+            except BaseException as exc:  # sys.exit in a plugin too
+                if not plugin_failed(exc):
+                    raise
                 raise PluginError(
                     f'Error importing plugin "{ep.name}" (entry point {ep.value} of {source}): '
                     f"{type(exc).__name__}: {exc}. Set {ENV_BLOCK}={ep.name} to skip it."
@@ -218,7 +220,9 @@ class Registry:
         sys.modules[module_name] = module
         try:
             spec.loader.exec_module(module)
-        except (Exception, SystemExit) as exc:  # sys.exit in a plugin too
+        except BaseException as exc:  # sys.exit in a plugin too
+            if not plugin_failed(exc):
+                raise
             del sys.modules[module_name]
             raise PluginError(
                 f'Error importing plugin file "{path}": {type(exc).__name__}: {exc}'
@@ -235,7 +239,9 @@ class Registry:
             info = self.plugins[impl.plugin_name]
             try:
                 provided = list(impl.function() or ())
-            except (Exception, SystemExit) as exc:  # sys.exit in a plugin too
+            except BaseException as exc:  # sys.exit in a plugin too
+                if not plugin_failed(exc):
+                    raise
                 raise PluginError(
                     f"{info.describe()} failed in {hook_name}(): {type(exc).__name__}: {exc}"
                 ) from exc

@@ -86,6 +86,9 @@ def choice(*options: str) -> Check:
     return check
 
 
+MAX_SEED = 2**63 - 1  # seeds are stored as int64
+
+
 def seed_list(value: Any) -> Sequence[int]:
     """An int n (seeds 0..n-1, kept as a lazy ``range``) or a list of distinct seeds."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -95,6 +98,8 @@ def seed_list(value: Any) -> Sequence[int]:
     if isinstance(value, list) and value:
         if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
             raise Invalid(f"must list non-negative integers, got {value!r}")
+        if max(value) > MAX_SEED:
+            raise Invalid(f"must list seeds of at most {MAX_SEED:,} (2^63 - 1), got {max(value)}")
         if len(set(value)) != len(value):
             raise Invalid(f"lists a seed twice: {value!r}")
         return tuple(value)

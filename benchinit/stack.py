@@ -24,7 +24,7 @@ import torch
 
 from benchinit.cells import Cell, canonical_json
 from benchinit.descriptors import Activation, Bound, Data, Initializer
-from benchinit.errors import BenchinitError, error_text
+from benchinit.errors import BenchinitError, error_text, plugin_failed
 from benchinit.models import StackedMLP
 from benchinit.registry import Registry
 from benchinit.settings import SQRT_DEPTH
@@ -276,7 +276,9 @@ def build_stack(
             generator = torch.Generator().manual_seed(derive_seed(cell.seed, "init"))
             model.initialize_member(g, init, bias_init, activation, generator)
             initializers[g] = (init, generator)
-        except (Exception, SystemExit) as exc:  # plugin code: sys.exit fails its cell only
+        except BaseException as exc:  # plugin code: sys.exit fails its cell only
+            if not plugin_failed(exc):
+                raise
             failures[cell.id] = error_text(exc)
     model.to(device)
     for g, (init, generator) in initializers.items():
@@ -291,7 +293,9 @@ def build_stack(
                 activation,
                 **init.call_params,
             )
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:
+            if not plugin_failed(exc):
+                raise
             failures[cells[g].id] = error_text(exc)
     kept = [g for g, cell in enumerate(cells) if cell.id not in failures]
     if len(kept) < len(cells):

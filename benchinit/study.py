@@ -168,7 +168,9 @@ def _validate(
     _check_labels(resolver, axes, fail)
     total = grid.count(axes, meta.seeds)
     if tune is not None:  # and the tuning cells: every configuration x trial x tuning seed
-        total += grid.count(axes, tune.seeds) * len(tuning.trials(tune))
+        bound = tuning.trial_bound(tune)
+        too_many = max_cells is not None and bound > max_cells  # refused without drawing
+        total += grid.count(axes, tune.seeds) * (bound if too_many else len(tuning.trials(tune)))
     if max_cells is not None and total > max_cells:
         raise StudyError(
             source,

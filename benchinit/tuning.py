@@ -366,6 +366,13 @@ def _draw(tuned: Sequence[Tuned]) -> list[tuple[Value, ...]]:
     return list(dict.fromkeys(points))
 
 
+def trial_bound(spec: TuneSpec) -> int:
+    """At most how many trials :func:`trials` makes (before duplicates are dropped), known
+    without drawing any: a size check must not build a billion trials to count them."""
+    bound = math.prod(len(p.values) for p in spec.params if not p.is_range)
+    return bound * max((p.trials for p in spec.params if p.is_range), default=1)
+
+
 def trials(spec: TuneSpec) -> list[dict[str, Value]]:
     """Every trial as ``{"<axis>.<param>": value}``: the lists' product x the range points."""
     lists = [p for p in spec.params if not p.is_range]

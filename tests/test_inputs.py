@@ -81,8 +81,9 @@ def results(tmp_path_factory) -> Path:
         ("study.seeds=1000000000", ["1,000,000,000 seeds", "limit of 100,000", "--no-size-check"]),
         ("model.width=10000000", ["needs about", "available", "--no-size-check"]),
         ("data.samples=2000000000", ["needs about", "available"]),
+        ("study.seeds=[9223372036854775808]", ["study.seeds", "at most", "2^63 - 1"]),
     ],
-    ids=["seeds", "width", "samples"],
+    ids=["seeds", "width", "samples", "a seed int64 cannot hold"],
 )
 def test_a_grid_too_big_to_run_is_refused_before_anything_runs(tmp_path, override, words):
     study = tmp_path / "tiny.toml"

@@ -34,6 +34,10 @@ def _mark(what):
     (MARK / f"{what}-{os.getpid()}").write_text(str(os.getpid()))
 
 
+class Boom(BaseException):
+    pass
+
+
 def misbehave(weight, generator, activation, *, how: str = "none", fan_out: int = 0):
     """N(0, 1/fan_in), or misbehaves as asked (only on weights with fan_out rows, if set)."""
     if fan_out and weight.shape[0] != fan_out:
@@ -42,6 +46,10 @@ def misbehave(weight, generator, activation, *, how: str = "none", fan_out: int 
         sys.exit(3)
     if how == "os_exit":
         os._exit(4)
+    if how == "base_exception":
+        raise Boom("a BaseException of the plugin's own")
+    if how == "generator_exit":
+        raise GeneratorExit
     if how == "sleep":
         _mark("sleep")
         time.sleep(600)
@@ -136,6 +144,46 @@ def test_sys_exit_in_a_plugin_fails_only_its_cells(rough, tmp_path):
     assert found[("misbehave", "tanh")][0] == "ok", "its stack-mate is not lost"
     status, error = found[("misbehave(how='sys_exit')", "tanh")]
     assert status == "failed" and "SystemExit: 3" in error
+
+
+@pytest.mark.parametrize(
+    ("how", "name"), [("base_exception", "Boom"), ("generator_exit", "GeneratorExit")]
+)
+def test_any_base_exception_in_a_plugin_fails_only_its_cells(how, name, rough, tmp_path):
+    path = rough(f'["misbehave", "misbehave(how=\'{how}\')"]')
+    outcome = run(load_study(path), tmp_path / "out", report=False, progress=False, jobs=1)
+    found = statuses(outcome)
+    assert found[("misbehave", "tanh")][0] == "ok"
+    status, error = found[(f"misbehave(how='{how}')", "tanh")]
+    assert status == "failed" and error.startswith(name)
+
+
+@pytest.mark.parametrize(
+    "body", ["import sys\nsys.exit(0)\n", "class Boom(BaseException):\n    pass\nraise Boom()\n"]
+)
+def test_a_plugin_file_that_exits_or_raises_anything_at_import_is_exit_2(body, tmp_path, capsys):
+    (tmp_path / "bad.py").write_text(body)
+    assert (
+        main(["run", "seed", "--plugin", str(tmp_path / "bad.py"), "--out", str(tmp_path / "o")])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "bad.py" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_report_section_that_exits_is_a_failed_section(tmp_path):
+    from benchinit.plugin_sections import call_plugins
+    from benchinit.registry import Registry
+
+    (tmp_path / "sec.py").write_text(
+        "import sys\nfrom benchinit import hookimpl\n\n"
+        "@hookimpl\ndef benchinit_report_sections(results):\n    sys.exit(11)\n"
+    )
+    registry = Registry(files=[tmp_path / "sec.py"], autoload=False)
+    sections = call_plugins(registry, None)
+    assert len(sections) == 1 and "section failed" in sections[0]["title"]
+    assert "SystemExit: 11" in sections[0]["text"]
 
 
 def test_os_exit_in_a_plugin_is_refused_in_process(rough, tmp_path):

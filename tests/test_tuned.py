@@ -197,6 +197,11 @@ BAD_TUNE = {
         "tune.select",
         "val_accuracy",
     ),
+    "a billion trials, refused before drawing one": (
+        '"optimizer.lr" = {log_range = [1e-4, 1], trials = 1000000000}',
+        "grid",
+        "more than the limit of 100,000",
+    ),
 }
 
 
