@@ -180,12 +180,25 @@ def axis_values(axis: str, raw: Any, kind: str, fail: Fail) -> list[Any]:
     return values
 
 
+class DuplicateAxis(ValueError):
+    """One grid axis written twice (``"model.depth" = ...`` and ``model.depth = ...``)."""
+
+    def __init__(self, axis: str) -> None:
+        self.axis = axis
+        super().__init__(axis)
+
+
 def flatten(grid: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"depth": [..]}}`` -> ``{"model.depth": [..]}`` (TOML dotted keys)."""
-    flat = {}
+    """``{"model": {"depth": [..]}}`` -> ``{"model.depth": [..]}`` (TOML dotted keys).
+    DuplicateAxis when two spellings name one axis (TOML itself cannot tell)."""
+    flat: dict[str, Any] = {}
     for key, value in grid.items():
         if isinstance(value, dict) and (prefix or key in SETTING_SECTIONS):
-            flat.update(flatten(value, f"{prefix}{key}."))
+            items = flatten(value, f"{prefix}{key}.").items()
         else:
-            flat[prefix + key] = value
+            items = {prefix + key: value}.items()
+        for axis, values in items:
+            if axis in flat:
+                raise DuplicateAxis(axis)
+            flat[axis] = values
     return flat

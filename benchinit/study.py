@@ -121,7 +121,21 @@ def load_study(
         note = " (set on the command line)" if key in set_keys else ""
         return StudyError(source, key + note, message)
 
+    _check_not_an_axis(set_keys, _grid_table(document, fail), fail)
     return _validate(document, source, base, plugins, registry, fail, tuple(applied), max_cells)
+
+
+def _check_not_an_axis(set_keys: set[str], axes: dict[str, Any], fail: Fail) -> None:
+    """Refuse ``--set model.depth=3`` when ``model.depth`` is a grid axis: the axis's values
+    would win and the override would be silently ignored."""
+    clashes = sorted(set_keys & set(axes))
+    if clashes:
+        key = clashes[0]
+        raise fail(
+            key,
+            f"is a grid axis of this study (grid.{key} = {axes[key]!r}), so one value set "
+            f"here would be ignored; to run other values set grid.{key}=[...] instead",
+        )
 
 
 # --- validation -------------------------------------------------------------------------
@@ -278,10 +292,22 @@ def _plugin_files(
     return files
 
 
+def _grid_table(document: dict, fail: Fail) -> dict[str, Any]:
+    """``[grid]`` with dotted axes flattened; an axis written twice is refused."""
+    try:
+        return grid.flatten(document.get("grid", {}))
+    except grid.DuplicateAxis as exc:
+        raise fail(
+            f"grid.{exc.axis}",
+            f'is given twice (as "{exc.axis}" = [...] and as a nested {exc.axis} = [...]); '
+            "keep one",
+        ) from None
+
+
 def _axes(document: dict, kind: str, task: str, fail: Fail) -> dict[str, list[Any]]:
     axes = {
         axis: grid.axis_values(axis, raw, kind, fail)
-        for axis, raw in grid.flatten(document.get("grid", {})).items()
+        for axis, raw in _grid_table(document, fail).items()
     }
     for axis in ("initializer", "activation"):
         if axis not in axes:

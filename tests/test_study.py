@@ -79,6 +79,23 @@ def test_overrides_and_seeds(write_study):
     assert study.seeds == (0, 1, 2)
 
 
+def test_a_setting_that_is_a_grid_axis_cannot_be_set_alone(write_study):
+    from benchinit.errors import StudyError
+
+    with pytest.raises(StudyError, match=r"model.depth \(set on the command line\).*grid axis"):
+        load_study(write_study(SMALL), ["model.depth=3"])
+    study = load_study(write_study(SMALL), ["grid.model.depth=[3]", "model.width=4"])
+    assert study.axes["model.depth"] == [3]
+
+
+def test_one_axis_written_twice_is_refused(write_study):
+    from benchinit.errors import StudyError
+
+    text = SMALL.replace('"model.depth" = [1, 2]', '"model.depth" = [1, 2]\n    model.depth = [3]')
+    with pytest.raises(StudyError, match=r"grid.model.depth.*is given twice"):
+        load_study(write_study(text))
+
+
 def test_builtin_study_by_name_and_the_seed_study():
     assert "seed" in builtin_studies()
     study = load_study("seed")
