@@ -53,6 +53,19 @@ def test_the_plugin_example_is_complete_short_and_conforms(tmp_path, capsys):
     )
 
 
+def test_the_studies_example_loads_with_the_plugin_example(tmp_path):
+    """README's study file, with README's plugin beside it, is a valid study as written."""
+    from benchinit import load_study
+
+    study = re.findall(r"```toml\n(.*?)```", section("Studies"), re.S)[0]
+    plugin = re.findall(r"```python\n(.*?)```", section("Writing a plugin"), re.S)[0]
+    (tmp_path / "my_init.py").write_text(plugin)
+    (tmp_path / "my-study.toml").write_text(study)
+    loaded = load_study(tmp_path / "my-study.toml")
+    assert loaded.axes["initializer"][1] == "scaled_normal(scale=1.4)"
+    assert loaded.tune is not None and len(loaded.cells()) > 0
+
+
 def test_every_hook_is_documented_and_tested():
     tests = "".join(
         p.read_text() for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_docs.py"
