@@ -27,10 +27,17 @@ def read_study(study: str | Path) -> tuple[str, str, Path]:
     path = Path(study)
     builtins = builtin_studies()
     if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise StudyError(str(path), "", "is a folder; name a study's .toml file")
         if not path.is_file():
-            raise StudyError(str(path), "", "no such file")
-        try:
-            return str(path), path.read_bytes().decode("utf-8"), path.parent
+            hint = (
+                f" (the built-in study is named '{path.stem}', without .toml)"
+                if path.stem in builtins and not path.parent.name
+                else ""
+            )
+            raise StudyError(str(path), "", f"no such file{hint}")
+        try:  # utf-8-sig: a byte-order mark some editors write is not TOML
+            return str(path), path.read_bytes().decode("utf-8-sig"), path.parent
         except UnicodeDecodeError:
             raise StudyError(
                 str(path), "", "is not UTF-8 text; a study is a TOML text file"

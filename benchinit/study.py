@@ -233,6 +233,8 @@ def _tune(
 ) -> TuneSpec | None:
     if "tune" not in document:
         return None
+    if kind != "train":
+        raise fail("tune", "a signal study does not train, so it has nothing to tune")
     if validation == 0:
         raise fail(
             "data.validation",

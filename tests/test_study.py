@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 import tomllib
 
 import pytest
@@ -223,6 +224,12 @@ MALFORMED = {
         "key 'model.width (set on the command line)'",
     ),
     "missing file": (None, [], "no such file"),
+    "a signal study tuned": (
+        "[study]\nkind='signal'\n[grid]\ninitializer='zeros'\nactivation='relu'\n"
+        "[tune]\n'optimizer.lr' = [0.1]",
+        [],
+        "key 'tune': a signal study does not train",
+    ),
 }
 
 
@@ -249,6 +256,18 @@ def test_did_you_mean_and_valid_choices_in_messages(write_study, capsys):
     assert main(["run", str(path), "--no-report"]) == 2
     err = capsys.readouterr().err
     assert "Did you mean 'xavier_normal'?" in err and "Valid choices:" in err and "zeros" in err
+
+
+def test_a_folder_a_builtin_s_name_and_a_byte_order_mark(tmp_path, capsys):
+    folder = tmp_path / "study.toml"
+    folder.mkdir()
+    assert main(["run", str(folder), "--no-report"]) == 2
+    assert "is a folder; name a study's .toml file" in capsys.readouterr().err
+    assert main(["run", "seed.toml", "--no-report"]) == 2
+    assert "the built-in study is named 'seed', without .toml" in capsys.readouterr().err
+    marked = tmp_path / "marked.toml"
+    marked.write_bytes(b"\xef\xbb\xbf" + textwrap.dedent(SMALL).encode())
+    assert load_study(marked).name == "small"
 
 
 def test_unknown_builtin_study_name(capsys):
