@@ -25,15 +25,8 @@ def main_metric(results: Results) -> Metric:
 
 
 def ranked(results: Results) -> pd.DataFrame:
-    """``Results.summary()`` with each interval clipped to the metric's range (the true
-    mean lies in the range, so clipping keeps the interval's coverage); ``clipped`` marks
-    the rows whose interval crossed it."""
-    low, high = main_metric(results).bounds
-    summary = results.summary()
-    summary["clipped"] = (summary["ci_low"] < low) | (summary["ci_high"] > high)
-    summary["ci_low"] = summary["ci_low"].clip(lower=low, upper=high)
-    summary["ci_high"] = summary["ci_high"].clip(lower=low, upper=high)
-    return summary
+    """``Results.summary()`` of the main metric (intervals clipped to its range)."""
+    return results.summary()
 
 
 def header(results: Results) -> dict[str, Any]:

@@ -44,7 +44,7 @@ import pandas as pd
 
 from benchinit.errors import ResultsError
 from benchinit.meta import Meta, StudyInfo
-from benchinit.metrics import METRIC_TABLE, METRICS
+from benchinit.metrics import METRIC_TABLE, METRICS, metric_info
 from benchinit.records import COLUMNS, conform
 from benchinit.stats import t_half_widths
 from benchinit.store import Store
@@ -151,7 +151,10 @@ class Results:
     def summary(self, metric: str | None = None) -> pd.DataFrame:
         """Per configuration: mean and 95% CI over seeds of ``metric``, counts by status.
 
-        Diverged and failed cells are counted, not averaged. Sorted best first.
+        Diverged and failed cells are counted, not averaged. Each interval is clipped to
+        the metric's range (the true mean lies in it, so clipping keeps the coverage: an
+        accuracy's interval never passes 1); ``clipped`` marks the rows whose interval
+        crossed it. Sorted best first.
         """
         metric = metric or self.metric
         if metric not in self.runs:
@@ -165,6 +168,10 @@ class Results:
         for status in ("diverged", "failed"):  # counted, not averaged
             counts = (runs["status"] == status).groupby(by_config, sort=False, dropna=False).sum()
             table[status] = counts.to_numpy().astype(int)
+        low, high = metric_info(metric, self.study["kind"]).bounds
+        table["clipped"] = (table["ci_low"] < low) | (table["ci_high"] > high)
+        table["ci_low"] = table["ci_low"].clip(lower=low, upper=high)
+        table["ci_high"] = table["ci_high"].clip(lower=low, upper=high)
         ascending = self.direction(metric) == "min"
         return table.sort_values(
             "mean", ascending=ascending, na_position="last", kind="stable"

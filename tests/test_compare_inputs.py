@@ -196,6 +196,19 @@ def test_a_plugin_that_exits_while_loading_is_exit_2_naming_it(body, tmp_path, c
     assert "exits" in err
 
 
+def test_every_summary_clips_intervals_to_the_metric_s_range(tmp_path):
+    from benchinit.runner import RunOutcome
+
+    values = np.array([[1.0, 0.6, 1.0], [0.5, 0.5, 0.5]])  # a wide interval near 1
+    results = load_results(write_runs(tmp_path / "r", runs_frame(values)))
+    summary = results.summary()
+    assert summary["ci_high"].max() == 1.0 and bool(summary["clipped"].iloc[0])
+    text = RunOutcome(tmp_path / "r", results, 6, 0, 1.0, None).summary()
+    rows = [line.split() for line in text.splitlines()]
+    highs = [float(r[3]) for r in rows if r and r[0] in ("init0", "init1")]
+    assert highs and max(highs) <= 1.0
+
+
 def test_the_run_summary_never_prints_minus_zero(tmp_path):
     from benchinit.runner import RunOutcome
 
