@@ -63,6 +63,10 @@ def parse_spec(value: object) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
         ) from None
     if any(k.arg is None for k in node.keywords):
         raise SpecError(f"cannot parse {value!r}: '**' is not allowed in a spec")
+    names = [k.arg for k in node.keywords]
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:  # a dict keeps the last: the first value would be lost silently
+        raise SpecError(f"cannot parse {value!r}: '{twice}' given twice; give it once")
     return node.func.id, args, kwargs
 
 

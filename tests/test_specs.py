@@ -35,6 +35,8 @@ def test_parse(spec, expected):
         ("a.b", "expected name"),
         (42, "expected a spec"),
         ({"lr": 0.1}, "needs a string 'name'"),
+        ("normal(std=1, std=2)", "'std' given twice"),
+        ("normal(mean=0, std=1, mean=5)", "'mean' given twice"),
     ],
 )
 def test_parse_errors(spec, match):

@@ -147,6 +147,11 @@ MALFORMED = {
         [],
         "key 'grid.optimizer'",
     ),
+    "parameter given twice": (
+        "[grid]\ninitializer='normal(std=1, std=2)'\nactivation='relu'",
+        [],
+        "'std' given twice",
+    ),
     "empty axis": ("[grid]\ninitializer=[]\nactivation='relu'", [], "key 'grid.initializer'"),
     "missing axis": ("[grid]\nactivation='relu'", [], "key 'grid.initializer'"),
     "unknown dataset": (
