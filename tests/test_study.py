@@ -152,6 +152,18 @@ MALFORMED = {
         [],
         "'std' given twice",
     ),
+    "schedule step_size below 1": (
+        "[grid]\ninitializer='zeros'\nactivation='relu'\n"
+        "optimizer=\"sgd(schedule='step', step_size=0)\"",
+        [],
+        "key 'grid.optimizer'",
+    ),
+    "integer tune range rounds outside": (
+        "[grid]\ninitializer='zeros'\nactivation='relu'\noptimizer=\"sgd(schedule='step')\"\n"
+        "[tune]\n'optimizer.step_size'={range=[0.1, 0.4], trials=3}",
+        [],
+        "key 'tune.optimizer.step_size'",
+    ),
     "empty axis": ("[grid]\ninitializer=[]\nactivation='relu'", [], "key 'grid.initializer'"),
     "missing axis": ("[grid]\nactivation='relu'", [], "key 'grid.initializer'"),
     "unknown dataset": (
