@@ -49,6 +49,7 @@ class Param:
     name: str
     default: Any  # inspect.Parameter.empty when required
     annotation: Any  # a resolved type, or inspect.Parameter.empty
+    minimum: float | None = None  # the smallest valid number, where there is one
 
     @property
     def required(self) -> bool:
@@ -166,7 +167,11 @@ def _schedule_params(
     """Learning-rate schedule parameters every optimizer accepts (see benchinit.schedules)."""
 
 
-SCHEDULE_PARAMS: dict[str, Param] = keyword_parameters(_schedule_params)
+SCHEDULE_PARAMS: dict[str, Param] = {
+    **keyword_parameters(_schedule_params),
+    # step_size 0 or less has no meaning (e // 0); it is refused, never clamped to 1.
+    "step_size": Param("step_size", 10, int, minimum=1),
+}
 
 
 @dataclass(frozen=True)

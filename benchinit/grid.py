@@ -63,8 +63,9 @@ class Resolver:
 
     def label(self, axis: str, value: Any) -> Any:
         """The value as shown in tables: a spec's label, or the checked setting."""
-        if axis in PLUGIN_AXES:
-            return self.bind(axis, value, f"grid.{axis}").label
+        kind = plugin_kind(axis)
+        if kind is not None:
+            return self.bind(kind, value, f"grid.{axis}").label
         section, _, sub = axis.partition(".")
         if section == "data":
             return self.bind("dataset", {**self.data, sub: value}, f"grid.{axis}").params[sub]
@@ -103,7 +104,8 @@ class Resolver:
             raise self.fail("model.precision", str(exc)) from None
         if self.kind == "signal" and model["depth"] < 1:
             raise self.fail("model.depth", "a signal study needs at least one hidden layer")
-        bias_init = self.bind("initializer", model["bias_init"], "model.bias_init")
+        where = "grid.model.bias_init" if "model.bias_init" in combo else "model.bias_init"
+        bias_init = self.bind("initializer", model["bias_init"], where)
         data_config = self.plugin("dataset", data)
         if self.validation is not None:
             data_config["validation"] = self.validation
@@ -127,6 +129,16 @@ class Resolver:
                     f"'{data.name}'); it fits {', '.join(loss.tasks)}.",
                 )
         return config
+
+
+def plugin_kind(axis: str) -> str | None:
+    """The plugin kind an axis's values are specs of: a plugin axis's own, or a setting's
+    (``model.bias_init``: initializer); None for other settings. Spec values are bound and
+    labelled alike, so two spellings of one configuration are one configuration."""
+    if axis in PLUGIN_AXES:
+        return axis
+    section, _, sub = axis.partition(".")
+    return settings.plugin_kind(section, sub) if section in settings.SECTIONS else None
 
 
 def labels_of(resolver: Resolver, axis: str, values: Sequence[Any]) -> list[Any]:

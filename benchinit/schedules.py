@@ -23,7 +23,9 @@ def lr_factor(params: Mapping[str, Any], base_lr: float, epochs: int) -> Callabl
     if schedule == "constant":
         return lambda e: 1.0
     if schedule == "step":
-        step_size = max(1, int(params["step_size"]))
+        step_size = int(params["step_size"])
+        if step_size < 1:  # binding refuses it (benchinit.descriptors.SCHEDULE_PARAMS)
+            raise ValueError(f"step_size must be at least 1, got {step_size}")
         return lambda e: gamma ** (e // step_size)
     if schedule == "exponential":
         return lambda e: gamma**e

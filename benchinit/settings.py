@@ -24,8 +24,9 @@ class Invalid(ValueError):
 Check = Callable[[Any], Any]
 
 
-def setting(default: Any, check: Check) -> Any:
-    return field(default=default, metadata={"check": check})
+def setting(default: Any, check: Check, *, plugin: str | None = None) -> Any:
+    """A field checked by ``check``; ``plugin``: its value is a spec of that plugin kind."""
+    return field(default=default, metadata={"check": check, "plugin": plugin})
 
 
 # --- value checks ------------------------------------------------------------------------
@@ -161,7 +162,7 @@ class ModelSettings:
     depth: int = setting(2, integer(0))  # hidden layers (0: a linear model)
     width: int = setting(100, integer(1))  # units per hidden layer
     bias: bool = setting(True, boolean)  # affine layers with a bias
-    bias_init: Any = setting("zeros", spec)  # an initializer spec for the biases
+    bias_init: Any = setting("zeros", spec, plugin="initializer")  # a spec for the biases
     # float32 | float64 | bf16 (autocast matmuls to bfloat16; float32 master weights,
     # optimizer state and reductions) | tf32 (CUDA only: TF32 matmuls). Default: dtype's.
     precision: str | None = setting(None, lambda v: None if v is None else choice(*PRECISIONS)(v))
@@ -195,6 +196,12 @@ def check_value(section: str, key: str, value: Any) -> Any:
     """One value of a section checked (Invalid when wrong, KeyError for an unknown key)."""
     fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
     return fields[key].metadata["check"](value)
+
+
+def plugin_kind(section: str, key: str) -> str | None:
+    """The plugin kind a setting's value is a spec of (``model.bias_init``: initializer)."""
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+    return fields[key].metadata["plugin"] if key in fields else None
 
 
 def parse_section(

@@ -63,6 +63,10 @@ def parse_spec(value: object) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
         ) from None
     if any(k.arg is None for k in node.keywords):
         raise SpecError(f"cannot parse {value!r}: '**' is not allowed in a spec")
+    names = [k.arg for k in node.keywords]
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:  # a dict keeps the last: the first value would be lost silently
+        raise SpecError(f"cannot parse {value!r}: '{twice}' given twice; give it once")
     return node.func.id, args, kwargs
 
 
@@ -111,11 +115,19 @@ def coerce(value: Any, param: Param, descriptor: Descriptor) -> Any:
     if param.annotation is inspect.Parameter.empty:
         return value
     ok, result = _coerce(value, param.annotation)
-    if ok:
+    below = (
+        ok
+        and param.minimum is not None
+        and isinstance(result, int | float)
+        and not isinstance(result, bool)
+        and not result >= param.minimum
+    )
+    if ok and not below:
         return result
+    at_least = f", at least {format_value(param.minimum)}" if param.minimum is not None else ""
     raise SpecError(
         f"parameter '{param.name}' of {descriptor.kind} '{descriptor.name}' "
-        f"must be {describe_type(param.annotation)}, got {value!r}"
+        f"must be {describe_type(param.annotation)}{at_least}, got {value!r}"
     )
 
 

@@ -45,7 +45,7 @@ from benchinit.errors import did_you_mean
 from benchinit.grid import PLUGIN_AXES
 from benchinit.metrics import TRAIN_METRICS, Direction
 from benchinit.registry import Registry
-from benchinit.specs import SpecError, coerce, describe_type, parse_spec
+from benchinit.specs import SpecError, coerce, describe_type, format_value, parse_spec
 
 Fail = Callable[[str, str], Exception]
 Value = int | float
@@ -142,11 +142,13 @@ def parse_tune(
     if kind != "train":
         raise fail("tune", "only a train study can tune (it selects on the validation split)")
     flat = _flatten(table)
-    params = []
+    params: list[Tuned] = []
+    plugins: dict[str, dict[str, Param]] = {}  # tuned key -> plugin name -> its Param
     for key, raw in flat.items():
         if key in RESERVED:
             continue
-        params.append(_tuned(key, raw, axes, registry, fail))
+        tuned, plugins[key] = _tuned(key, raw, axes, registry, fail)
+        params.append(tuned)
     if not params:
         raise fail(
             "tune",
@@ -160,6 +162,9 @@ def parse_tune(
             f"ranges are drawn jointly as one sequence, so they share one budget; give "
             f"every range the same trials ({listed})",
         )
+    ranges = [p for p in params if p.is_range]
+    for p, drawn in zip(ranges, zip(*_draw(ranges), strict=True), strict=True):
+        _check_values(p, drawn, plugins[p.key], registry, fail)
     select = _select(flat.get("select"), metric, task, fail)
     count = flat.get("seeds", DEFAULT_SEEDS)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -187,7 +192,7 @@ def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
 
 def _tuned(
     key: str, raw: Any, axes: Mapping[str, Sequence[Any]], registry: Registry, fail: Fail
-) -> Tuned:
+) -> tuple[Tuned, dict[str, Param]]:
     where = f"tune.{key}"
     axis, dot, param = key.partition(".")
     if not dot or not param:
@@ -204,29 +209,50 @@ def _tuned(
             f"{did_you_mean(axis, PLUGIN_AXES)} Valid axes: {', '.join(PLUGIN_AXES)} "
             "(settings such as model.depth go in [grid]).",
         )
-    annotations = _annotations(axis, param, axes.get(axis, ()), registry, where, fail)
-    integer = any(_integer_only(a) for a in annotations.values())
+    plugins = _plugin_params(axis, param, axes.get(axis, ()), registry, where, fail)
+    integer = any(_integer_only(p.annotation) for p in plugins.values())
     tuned = _values(raw, axis, param, integer, where, fail)
-    for value in tuned.values:
-        for plugin, annotation in annotations.items():
+    _check_values(tuned, tuned.values, plugins, registry, fail)
+    return tuned, plugins
+
+
+def _check_values(
+    tuned: Tuned,
+    values: Sequence[Value],
+    plugins: Mapping[str, Param],
+    registry: Registry,
+    fail: Fail,
+) -> None:
+    """Each value tried is valid for each plugin, and a range's rounded values stay inside it."""
+    outside = sorted({v for v in values if tuned.is_range and not tuned.low <= v <= tuned.high})
+    if outside:
+        kind, low, high = "log_range" if tuned.log else "range", tuned.low, tuned.high
+        fix = f"give integer bounds such as {kind} = [{math.ceil(low)}, {math.floor(high)}], or "
+        raise fail(
+            f"tune.{tuned.key}",
+            f"{kind} = [{format_value(low)}, {format_value(high)}] takes integers, and rounding "
+            f"puts {', '.join(map(str, outside))} outside it; "
+            f"{fix if math.ceil(low) < math.floor(high) else ''}list the values to try",
+        )
+    for value in values:
+        for plugin, param in plugins.items():
             try:
-                coerce(value, Param(param, 0, annotation), registry.get(axis, plugin).descriptor)
+                coerce(value, param, registry.get(tuned.axis, plugin).descriptor)
             except SpecError as exc:
-                raise fail(where, str(exc)) from None
-    return tuned
+                raise fail(f"tune.{tuned.key}", f"tries {value!r}: {exc}") from None
 
 
-def _annotations(
+def _plugin_params(
     axis: str, param: str, values: Sequence[Any], registry: Registry, where: str, fail: Fail
-) -> dict[str, Any]:
-    """Plugin name -> the annotation of ``param``, for every plugin on the grid's axis.
+) -> dict[str, Param]:
+    """Plugin name -> its parameter ``param``, for every plugin on the grid's axis.
 
     Fails unless every plugin has ``param``, it is numeric, and no grid value sets it
     (the tried values replace it: two grid values differing only in it would collide).
     """
     if not values:
         raise fail(where, f"the grid has no {axis} axis to tune")
-    found: dict[str, Any] = {}
+    found: dict[str, Param] = {}
     for value in values:
         try:
             name, args, kwargs = parse_spec(value)
@@ -255,7 +281,7 @@ def _annotations(
                 f"{value!r} sets {param}, which [tune] tunes; leave it out of the grid "
                 "(the tried values replace it)",
             )
-        found[name] = params[param].annotation
+        found[name] = params[param]
     return found
 
 

@@ -35,6 +35,8 @@ def test_parse(spec, expected):
         ("a.b", "expected name"),
         (42, "expected a spec"),
         ({"lr": 0.1}, "needs a string 'name'"),
+        ("normal(std=1, std=2)", "'std' given twice"),
+        ("normal(mean=0, std=1, mean=5)", "'mean' given twice"),
     ],
 )
 def test_parse_errors(spec, match):
@@ -69,6 +71,8 @@ def test_binding_fills_defaults_and_widens_ints():
         ("normal(0, 1, 2)", "takes at most 2 parameters"),
         ("xavier_normal(gain='relu')", r"must be a number or one of 'activation'"),
         ("sgd(nesterov=1)", "must be true or false"),
+        ("sgd(schedule='step', step_size=0)", "must be an integer, at least 1, got 0"),
+        ("sgd(schedule='step', step_size=-3)", "must be an integer, at least 1, got -3"),
     ],
 )
 def test_bind_errors(spec, match):

@@ -115,6 +115,18 @@ def test_resolved_study_round_trips(write_study):
     assert [c.id for c in load_study(again).cells()] == [c.id for c in study.cells()]
 
 
+def test_bias_init_grid_values_are_bound_and_labelled_like_initializers(write_study):
+    values = '["zeros", {name = "normal", std = 0.5}, "normal(std=2)", "normal(0, 1)"]'
+    study = load_study(write_study(SMALL), [f"grid.model.bias_init={values}"])
+    cells = study.cells()
+    labels = {c.labels["model.bias_init"] for c in cells}
+    assert labels == {"zeros", "normal(std=0.5)", "normal(std=2)", "normal"}
+    assert len({c.id for c in cells}) == len(cells)
+    params = {c.labels["model.bias_init"]: c.config["model"]["bias_init"]["params"] for c in cells}
+    assert params["normal"] == {"mean": 0.0, "std": 1.0}  # "normal(0, 1)": the defaults
+    assert params["normal(std=0.5)"] == {"mean": 0.0, "std": 0.5}
+
+
 @pytest.mark.parametrize("code", [0x7F, 0x00, 0x1B, 0x08, 0x2028, 0xFEFF])
 def test_control_characters_round_trip_through_the_resolved_study(write_study, code):
     escaped = f"\\u{code:04x}"  # TOML's own escape: the study file itself is plain ASCII
@@ -164,6 +176,34 @@ MALFORMED = {
         "[grid]\ninitializer='zeros'\nactivation='relu'\noptimizer='sgd(lr=\"fast\")'",
         [],
         "key 'grid.optimizer'",
+    ),
+    "parameter given twice": (
+        "[grid]\ninitializer='normal(std=1, std=2)'\nactivation='relu'",
+        [],
+        "'std' given twice",
+    ),
+    "schedule step_size below 1": (
+        "[grid]\ninitializer='zeros'\nactivation='relu'\n"
+        "optimizer=\"sgd(schedule='step', step_size=0)\"",
+        [],
+        "key 'grid.optimizer'",
+    ),
+    "integer tune range rounds outside": (
+        "[grid]\ninitializer='zeros'\nactivation='relu'\noptimizer=\"sgd(schedule='step')\"\n"
+        "[tune]\n'optimizer.step_size'={range=[0.1, 0.4], trials=3}",
+        [],
+        "key 'tune.optimizer.step_size'",
+    ),
+    "bias_init twice in the grid": (
+        "[grid]\ninitializer='zeros'\nactivation='relu'\n"
+        "'model.bias_init'=['zeros', 'normal(std=1)', 'normal']",
+        [],
+        "key 'grid.model.bias_init': lists the same configuration twice: 'normal'",
+    ),
+    "unknown bias_init in the grid": (
+        "[grid]\ninitializer='zeros'\nactivation='relu'",
+        ["--set", 'grid.model.bias_init=["zeros", "nromal"]'],
+        "key 'grid.model.bias_init (set on the command line)': unknown initializer 'nromal'",
     ),
     "empty axis": ("[grid]\ninitializer=[]\nactivation='relu'", [], "key 'grid.initializer'"),
     "missing axis": ("[grid]\nactivation='relu'", [], "key 'grid.initializer'"),

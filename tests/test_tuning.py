@@ -269,6 +269,26 @@ def test_an_integer_parameter_refuses_a_fraction():
     assert "must be an integer, got 2.5" in exc.message
 
 
+def test_an_integer_range_that_rounds_outside_itself_is_refused():
+    axes = {**AXES, "optimizer": ["plain_sgd"]}
+    exc = error({"optimizer.steps": {"range": [0.1, 0.4], "trials": 3}}, axes)
+    assert exc.key == "tune.optimizer.steps"
+    assert "range = [0.1, 0.4] takes integers, and rounding puts 0 outside it" in exc.message
+    assert "list the values to try" in exc.message
+    exc = error({"optimizer.steps": {"range": [1.2, 4], "trials": 15}}, axes)
+    assert "puts 1 outside it; give integer bounds such as range = [2, 4]" in exc.message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[0, 2], {"range": [-5, -1], "trials": 3}, {"range": [0, 4], "trials": 7}],
+)
+def test_values_invalid_for_the_parameter_are_refused(value):
+    exc = error({"optimizer.step_size": value})  # sgd and adam: a step_size of at least 1
+    assert exc.key == "tune.optimizer.step_size"
+    assert "parameter 'step_size' of optimizer 'sgd' must be an integer, at least 1" in exc.message
+
+
 def test_ranges_drawn_jointly_must_share_their_budget():
     exc = error(
         {
