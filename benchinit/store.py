@@ -168,10 +168,8 @@ class Store:
         return self.root / "index.html"
 
     def is_results_folder(self) -> bool:
-        """True when the folder was made by benchinit: its ``meta.json`` is a valid one, or it
-        holds only ``records/`` and ``locks/`` (a run stopped before writing its meta).
-        Folders of those names, or a JSON file that looks a little like ours, beside a
-        user's files do not make the folder ours."""
+        """True when the folder was made by benchinit: its ``meta.json`` is valid, or it
+        holds only ``records/`` and ``locks/`` (a run stopped before writing its meta)."""
         try:
             check_meta(json.loads(self.meta_path.read_text(encoding="utf-8")), "")
             return True

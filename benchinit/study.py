@@ -24,6 +24,7 @@ A grid larger than ``max_cells`` is refused before it is expanded.
 from __future__ import annotations
 
 import contextlib
+import math
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -182,7 +183,8 @@ def _validate(
     _check_labels(resolver, axes, fail)
     total = grid.count(axes, meta.seeds)
     if tune is not None:  # and the tuning cells: every configuration x trial x tuning seed
-        bound = tuning.trial_bound(tune)
+        bound = math.prod(len(p.values) for p in tune.params if not p.is_range)
+        bound *= max((p.trials for p in tune.params if p.is_range), default=1)
         too_many = max_cells is not None and bound > max_cells  # refused without drawing
         total += grid.count(axes, tune.seeds) * (bound if too_many else len(tuning.trials(tune)))
     if max_cells is not None and total > max_cells:

@@ -55,6 +55,7 @@ TUNE, FINAL = "tune", "final"
 COLUMN_PREFIX = "tuned."  # runs column of a tuned parameter: "tuned.optimizer.lr"
 RESERVED = ("select", "seeds")
 RANGE_KEYS = ("range", "log_range", "trials")
+MAX_TRIALS = 10_000  # per range: every point is drawn and checked when the study loads
 DEFAULT_SEEDS = 2
 # Tuning seed i is TUNE_SEED_BASE + i: disjoint from any study's own seeds (0, 1, ...).
 TUNE_SEED_BASE = 1_000_000
@@ -345,8 +346,8 @@ def _values(raw: Any, axis: str, param: str, integer: bool, where: str, fail: Fa
     if log and low <= 0:
         raise fail(where, f"log_range needs positive bounds, got {bounds!r}; use range instead")
     budget = raw.get("trials")
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise fail(where, f"a range needs trials = a number of values, at least 1, got {budget!r}")
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_TRIALS:
+        raise fail(where, f"a range needs trials = 1 to {MAX_TRIALS:,} values, got {budget!r}")
     return Tuned(axis, param, low=low, high=high, log=log, trials=budget, integer=integer)
 
 
@@ -390,13 +391,6 @@ def _draw(tuned: Sequence[Tuned]) -> list[tuple[Value, ...]]:
             point.append(round(x) if p.integer else float(f"{x:.{DIGITS}g}"))
         points.append(tuple(point))
     return list(dict.fromkeys(points))
-
-
-def trial_bound(spec: TuneSpec) -> int:
-    """At most how many trials :func:`trials` makes (before duplicates are dropped), known
-    without drawing any: a size check must not build a billion trials to count them."""
-    bound = math.prod(len(p.values) for p in spec.params if not p.is_range)
-    return bound * max((p.trials for p in spec.params if p.is_range), default=1)
 
 
 def trials(spec: TuneSpec) -> list[dict[str, Value]]:

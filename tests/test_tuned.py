@@ -199,6 +199,12 @@ BAD_TUNE = {
     ),
     "a billion trials, refused before drawing one": (
         '"optimizer.lr" = {log_range = [1e-4, 1], trials = 1000000000}',
+        "tune.optimizer.lr",
+        "trials = 1 to 10,000 values",
+    ),
+    "trials times lists past the cell limit, refused before drawing": (
+        '"optimizer.lr" = {log_range = [1e-4, 1], trials = 10000}\n'
+        '"optimizer.momentum" = [0.0, 0.5, 0.9, 0.95, 0.99]',
         "grid",
         "more than the limit of 100,000",
     ),

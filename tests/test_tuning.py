@@ -251,7 +251,7 @@ def test_a_grid_value_that_sets_the_tuned_parameter_is_refused():
         ({"log_range": [0.0, 1.0], "trials": 3}, "log_range needs positive bounds"),
         ({"log_range": [-1.0, 1.0], "trials": 3}, "log_range needs positive bounds"),
         ({"log_range": [1e-3, 1.0]}, "a range needs trials"),
-        ({"log_range": [1e-3, 1.0], "trials": 0}, "at least 1, got 0"),
+        ({"log_range": [1e-3, 1.0], "trials": 0}, "1 to 10,000 values, got 0"),
         ({"log_range": [1e-3, 1.0], "trials": 2.5}, "a range needs trials"),
         ({"range": [0, 1], "log_range": [1, 2], "trials": 2}, "exactly one of"),
         ({"logrange": [1e-3, 1.0], "trials": 2}, "Did you mean 'log_range'?"),
