@@ -223,7 +223,8 @@ class Dataset(Descriptor):
 
     ``size`` (optional): ``size(**params) -> (train samples, test samples, features)``
     without making the data, so a run can refuse a size that cannot fit in memory before the
-    plugin allocates it (synthetic generators); without it, the data is loaded to look.
+    plugin allocates it (synthetic generators); without it, the data is loaded to look. The
+    three must be non-negative integers: anything else fails the dataset's cells.
     """
 
     kind: ClassVar[str] = "dataset"
