@@ -60,7 +60,13 @@ def estimate(batch: Batch) -> int:
     data = (n_train + n_test) * features * scalar
     if train:
         settings = config["train"]
-        rows = max(settings["batch_size"], settings["probe_samples"], min(EVAL_CHUNK, n_test))
+        # a step takes at most every training sample, the probes min(probe_samples, n), an
+        # evaluation pass at most EVAL_CHUNK samples of a split
+        rows = max(
+            min(settings["batch_size"], n_train),
+            min(settings["probe_samples"], n_train),
+            min(EVAL_CHUNK, max(n_train, n_test)),
+        )
         # weights, gradients, two optimizer states, the divergence snapshot
         state = 5 * params * scalar
         activations = 2 * members * rows * hidden * 2 * scalar  # pre-activation and output

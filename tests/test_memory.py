@@ -4,10 +4,47 @@ dataset plugin whose ``size`` is not a size fails its own cells, never the run."
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from benchinit import load_study, run
+from benchinit.execute import plan
+from benchinit.memory import estimate
+
+TRAIN = """
+[study]
+name = "small"
+kind = "train"
+seeds = 1
+[data]
+name = "gaussian"
+samples = 200
+features = 5
+[model]
+depth = 1
+width = 8
+[grid]
+initializer = ["xavier_normal"]
+activation = ["tanh"]
+"""
+
+
+def _estimate(tmp_path: Path, *overrides: str) -> int:
+    path = tmp_path / "small.toml"
+    path.write_text(TRAIN)
+    study = load_study(path, overrides)
+    (batch,) = plan(study.cells(), study.registry, device="cpu")
+    return estimate(batch)
+
+
+@pytest.mark.parametrize("key", ["train.batch_size", "train.probe_samples"])
+def test_the_estimate_counts_only_the_training_samples_there_are(tmp_path, key):
+    # 200 training samples: a batch or a probe never takes more, however many it asks for
+    everything = _estimate(tmp_path, f"{key}=200")
+    assert _estimate(tmp_path, f"{key}=100000000000") == everything
+    assert everything < 10**8
+
 
 PLUGIN = '''
 import math
