@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import numbers
 import re
 import typing
 from collections.abc import Callable, Mapping
@@ -123,19 +125,65 @@ class Activation(Descriptor):
     ``gain``: the factor Xavier/He-style initializers multiply by when asked for
     ``gain="activation"`` (a float, or a callable of the parameters).
     ``hist_range``: the range the activation histograms cover (values beyond it are
-    counted in the edge bins); a tuple or a callable of the parameters.
+    counted in the edge bins); a tuple or a callable of the parameters. A tuple is checked
+    here (ValueError: the registry reports it as the plugin's error), a callable's result
+    when a cell asks for it (:func:`range_problem`).
     """
 
     kind: ClassVar[str] = "activation"
     gain: float | Callable[..., float] = 1.0
     hist_range: tuple[float, float] | Callable[..., tuple[float, float]] = (-3.0, 3.0)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not callable(self.hist_range):
+            problem = range_problem(self.hist_range)
+            if problem:
+                raise ValueError(
+                    f"activation {self.name!r}: hist_range {self.hist_range!r} {problem}"
+                )
+
     def gain_of(self, params: Mapping[str, Any]) -> float:
         return float(self.gain(**params) if callable(self.gain) else self.gain)
 
     def range_of(self, params: Mapping[str, Any]) -> tuple[float, float]:
-        lo, hi = self.hist_range(**params) if callable(self.hist_range) else self.hist_range
-        return float(lo), float(hi)
+        """The histogram range at these parameters; a ValueError naming the activation when
+        a callable ``hist_range`` gives no usable range (see :func:`range_problem`)."""
+        if not callable(self.hist_range):
+            lo, hi = self.hist_range
+            return float(lo), float(hi)
+        value = self.hist_range(**params)
+        problem = range_problem(value)
+        if problem:
+            raise ValueError(
+                f"activation {self.name!r}: hist_range({dict(params)!r}) returned "
+                f"{value!r}, which {problem}"
+            )
+        return float(value[0]), float(value[1])
+
+
+HIST_LIMIT = 1e30  # a histogram range's ends lie within +-HIST_LIMIT, its width above 1/it
+
+
+def range_problem(value: Any) -> str:
+    """Why ``value`` is not a usable histogram range ("" when it is): two finite numbers,
+    low below high, within +-1e30 and at least 1e-30 wide, so that neither the bin width
+    nor the scaled float32 values overflow (an infinite or reversed range would record
+    garbage histograms as ok)."""
+    if (
+        not isinstance(value, tuple | list)
+        or len(value) != 2
+        or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
+    ):
+        return "must be two numbers (low, high)"
+    lo, hi = float(value[0]), float(value[1])
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "must be finite"
+    if not lo < hi:
+        return "must have low below high"
+    if max(abs(lo), abs(hi)) > HIST_LIMIT or hi - lo < 1 / HIST_LIMIT:
+        return f"must lie within +-{HIST_LIMIT:g} and be at least {1 / HIST_LIMIT:g} wide"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -228,7 +276,8 @@ class Dataset(Descriptor):
 
     ``size`` (optional): ``size(**params) -> (train samples, test samples, features)``
     without making the data, so a run can refuse a size that cannot fit in memory before the
-    plugin allocates it (synthetic generators); without it, the data is loaded to look.
+    plugin allocates it (synthetic generators); without it, the data is loaded to look. The
+    three must be non-negative integers: anything else fails the dataset's cells.
     """
 
     kind: ClassVar[str] = "dataset"

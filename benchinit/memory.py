@@ -20,7 +20,7 @@ import torch
 from benchinit.errors import BenchinitError, plugin_failed
 from benchinit.execute import Batch, plugin_code
 from benchinit.registry import registry_from
-from benchinit.stack import load_data
+from benchinit.stack import bind, dataset_size, load_data
 
 EVAL_CHUNK = 4096  # samples per evaluation pass (benchinit.train)
 OUTPUTS_GUESS = 100  # a head's outputs when the data is not loaded (small either way)
@@ -28,14 +28,16 @@ OUTPUTS_GUESS = 100  # a head's outputs when the data is not loaded (small eithe
 
 def _shape(batch: Batch) -> tuple[int, int, int, int]:
     """(features, outputs, training samples, test samples) of the batch's dataset: from the
-    dataset's ``size`` when it has one (nothing allocated), else from the loaded data."""
+    dataset's ``size`` when it has one (nothing allocated), else from the loaded data. A
+    dataset whose ``size`` or data is broken counts as empty here: its cells fail with the
+    plugin's error when they run (benchinit.stack.load_data checks both)."""
     config = batch.cells[0].config["data"]
     registry = registry_from(batch.registry)
     try:
         with plugin_code():
-            size = registry.get("dataset", config["name"]).descriptor.size
+            size = dataset_size(registry, bind(registry, "dataset", config))
             if size is not None:
-                train, test, features = size(**config["params"])
+                train, test, features = size
                 return features, OUTPUTS_GUESS, train, test
             data = load_data(registry, config)
     except BaseException as exc:  # a broken dataset fails its cells when they run
@@ -60,7 +62,13 @@ def estimate(batch: Batch) -> int:
     data = (n_train + n_test) * features * scalar
     if train:
         settings = config["train"]
-        rows = max(settings["batch_size"], settings["probe_samples"], min(EVAL_CHUNK, n_test))
+        # a step takes at most every training sample, the probes min(probe_samples, n), an
+        # evaluation pass at most EVAL_CHUNK samples of a split
+        rows = max(
+            min(settings["batch_size"], n_train),
+            min(settings["probe_samples"], n_train),
+            min(EVAL_CHUNK, max(n_train, n_test)),
+        )
         # weights, gradients, two optimizer states, the divergence snapshot
         state = 5 * params * scalar
         activations = 2 * members * rows * hidden * 2 * scalar  # pre-activation and output

@@ -4,11 +4,15 @@ Each field's ``check`` (in its metadata) validates a value as written in TOML an
 in its resolved form; :func:`parse_section` applies them, rejects unknown keys with a "did
 you mean", and fills defaults. ``[data]`` is free-form (a dataset plugin's parameters,
 checked against its signature) and ``[grid]`` is checked by benchinit.study.
+
+Numbers are finite: no setting needs inf or NaN, and refusing them keeps ``meta.json`` valid
+JSON (JSON has no Infinity or NaN; ``JSON.parse`` rejects Python's spelling of them).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,10 +120,14 @@ def branch_scale(value: Any) -> float | str | bool:
         return False
     if value == SQRT_DEPTH:
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value < math.inf  # inf is no scale, and meta.json has no Infinity
+    ):
         raise Invalid(
-            f'must be a positive number (the branch scale alpha), "{SQRT_DEPTH}" or false, '
-            f"got {value!r}"
+            f'must be a positive finite number (the branch scale alpha), "{SQRT_DEPTH}" or '
+            f"false, got {value!r}"
         )
     return float(value)
 

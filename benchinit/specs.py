@@ -8,12 +8,17 @@ get a "did you mean", values are checked against the annotation (``float`` accep
 The label of a spec, used in tables and figures, is the name followed by the parameters that
 differ from their defaults, in signature order: ``normal(std=0.01)``; ``normal(std=1)`` is
 ``normal``. Two specs with the same label are the same configuration.
+
+A parameter value is never inf or NaN, whatever its annotation: no built-in parameter needs
+one, and a spec's values go to ``meta.json``, which must stay valid JSON (JSON has no
+Infinity or NaN). A plugin that wants "no limit" says so with a default of its own.
 """
 
 from __future__ import annotations
 
 import ast
 import inspect
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -111,7 +116,13 @@ def bind_params(descriptor: Descriptor, args: tuple[Any, ...], kwargs: dict[str,
 
 
 def coerce(value: Any, param: Param, descriptor: Descriptor) -> Any:
-    """``value`` checked against ``param``'s annotation (ints widen to float)."""
+    """``value`` checked against ``param``'s annotation (ints widen to float); inf and NaN
+    are refused whatever the annotation (see the module's docstring)."""
+    if not _finite(value):
+        raise SpecError(
+            f"parameter '{param.name}' of {descriptor.kind} '{descriptor.name}' must be "
+            f"finite, got {value!r}"
+        )
     if param.annotation is inspect.Parameter.empty:
         return value
     ok, result = _coerce(value, param.annotation)
@@ -129,6 +140,17 @@ def coerce(value: Any, param: Param, descriptor: Descriptor) -> Any:
         f"parameter '{param.name}' of {descriptor.kind} '{descriptor.name}' "
         f"must be {describe_type(param.annotation)}{at_least}, got {value!r}"
     )
+
+
+def _finite(value: Any) -> bool:
+    """No inf or NaN in ``value`` (nor in its lists and tables)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return all(_finite(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(_finite(v) for v in value.values())
+    return True
 
 
 def _coerce(value: Any, annotation: Any) -> tuple[bool, Any]:

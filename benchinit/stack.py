@@ -4,7 +4,8 @@
   the results;
 - :func:`load_data`: a cell's dataset, loaded once per process and checked
   (:func:`check_data`: a dataset that returns NaN inputs or an empty split is a data error,
-  not a diverging network);
+  not a diverging network; :func:`dataset_size`: a ``size`` that does not give three
+  non-negative integers is a plugin error);
 - :func:`derive_seed`: independent seeds per purpose of a cell's seed;
 - :func:`build_stack`: one stacked model with a member per cell, each initialized by its own
   initializer from its own seed; a member whose initializer raises is dropped and reported.
@@ -17,13 +18,14 @@ import functools
 import hashlib
 import json
 import math
+import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
 from benchinit.cells import Cell, canonical_json
-from benchinit.descriptors import Activation, Bound, Data, Initializer
+from benchinit.descriptors import Activation, Bound, Data, Dataset, Initializer
 from benchinit.errors import BenchinitError, error_text, plugin_failed
 from benchinit.models import StackedMLP
 from benchinit.registry import Registry
@@ -98,12 +100,37 @@ def load_data(registry: Registry, config: Mapping[str, Any]) -> Data:
 @functools.lru_cache(maxsize=4)
 def _load_data(registry: Registry, spec: str, validation: float) -> Data:
     bound = registry.bind("dataset", json.loads(spec))
+    dataset_size(registry, bound)  # a broken size() fails the cells, as broken data does
     data = bound()
     check_data(data, bound)
     if validation > 0 or data.x_val is not None:
         seed = validation_seed(bound.name, bound.params)
         data = split_validation(data, validation, seed, bound.name)
     return data
+
+
+def dataset_size(registry: Registry, bound: Bound[Dataset]) -> tuple[int, int, int] | None:
+    """(train samples, test samples, features) from the dataset's ``size`` (None without
+    one). Raises ValueError, naming the dataset and its plugin, unless ``size`` returns
+    three non-negative integers (a NaN, a string or a float is the plugin's bug, never a
+    number to compute with)."""
+    size = bound.descriptor.size
+    if size is None:
+        return None
+    value = size(**bound.params)
+    if (
+        isinstance(value, tuple | list)
+        and len(value) == 3
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
+        and all(v >= 0 for v in value)
+    ):
+        train, test, features = (int(v) for v in value)
+        return train, test, features
+    plugin = registry.get("dataset", bound.name).plugin.describe()
+    raise ValueError(
+        f"dataset '{bound.name}' of {plugin}: size() must return (train samples, test "
+        f"samples, features) as three non-negative integers, got {value!r}"
+    )
 
 
 def check_data(data: Any, bound: Bound[Any]) -> None:

@@ -218,6 +218,27 @@ def test_a_study_that_is_not_text_is_a_clear_error(tmp_path):
     assert_clear_error(*run_cli("run", str(picture)), str(picture), "not UTF-8")
 
 
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("model.residual=inf", ["model.residual", "finite", "inf"]),
+        ("model.residual=-inf", ["model.residual", "finite"]),
+        ("model.residual=nan", ["model.residual", "finite", "nan"]),
+        ('grid.initializer=[{name="normal", std=inf}]', ["grid.initializer", "'std'", "finite"]),
+        ('grid.initializer=["normal(std=1e999)"]', ["grid.initializer", "'std'", "finite"]),
+        ('model.bias_init={name="constant", value=nan}', ["model.bias_init", "'value'", "finite"]),
+        ("data.samples=inf", ["'samples'", "finite"]),
+    ],
+)
+def test_an_infinite_or_nan_number_is_bad_input(tmp_path, override, words):
+    """meta.json holds every setting and parameter, and JSON has no Infinity or NaN."""
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY)
+    status, err = run_cli("run", str(study), "--set", override, "--out", str(tmp_path / "o"))
+    assert_clear_error(status, err, str(study), *words)
+    assert not (tmp_path / "o").exists()
+
+
 DAMAGE = {
     "meta not UTF-8": ("meta.json", b"\xff\xfe{}", "not UTF-8"),
     "meta a list": ("meta.json", b"[]", "must be a JSON object"),

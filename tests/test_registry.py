@@ -218,3 +218,46 @@ def test_unknown_name_suggests_the_closest():
     registry = Registry(autoload=False)
     with pytest.raises(ValueError, match=r"Did you mean 'xavier_normal'\?.*Valid choices: .*zeros"):
         registry.bind("initializer", "xavier_norml")
+
+
+@pytest.mark.parametrize(
+    "hist_range, problem",
+    [
+        ("(-math.inf, math.inf)", "must be finite"),
+        ("(math.nan, 1.0)", "must be finite"),
+        ("(-1e308, 1e308)", "must lie within"),
+        ("(3.0, -3.0)", "low below high"),
+        ("(1.0, 1.0)", "low below high"),
+        ("(0.0, 1e-300)", "wide"),
+        ("('a', 'b')", "two numbers"),
+        ("(0.0, 1.0, 2.0)", "two numbers"),
+    ],
+)
+def test_an_unusable_histogram_range_is_refused_at_load(write_plugin, hist_range, problem):
+    path = write_plugin(
+        f"""
+        import math
+        from benchinit import Activation, hookimpl
+
+        def act(x):
+            "Identity."
+            return x
+
+        @hookimpl
+        def benchinit_activations():
+            return [Activation("ranged", act, hist_range={hist_range})]
+    """,
+        name="ranged.py",
+    )
+    with pytest.raises(PluginError, match=problem) as info:
+        Registry([path], autoload=False)
+    assert "ranged.py" in str(info.value) and "hist_range" in str(info.value)
+
+
+def test_a_histogram_range_callable_is_checked_when_asked():
+    from benchinit import Activation
+
+    activation = Activation("ranged", lambda x: x, hist_range=lambda *, k: (k, 1.0))
+    assert activation.range_of({"k": -1}) == (-1.0, 1.0)
+    with pytest.raises(ValueError, match=r"'ranged': hist_range\(\{'k': 1\}\).*low below high"):
+        activation.range_of({"k": 1})
