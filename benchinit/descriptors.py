@@ -64,8 +64,12 @@ def keyword_parameters(fn: Callable[..., Any]) -> dict[str, Param]:
         hints = typing.get_type_hints(fn)
     except Exception:  # unresolvable annotations: accept any value rather than fail to load
         hints = {}
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin such as torch.tanh: no keywords to know of
+        return {}
     params = {}
-    for p in inspect.signature(fn).parameters.values():
+    for p in signature.parameters.values():
         if p.kind is inspect.Parameter.KEYWORD_ONLY:
             params[p.name] = Param(p.name, p.default, hints.get(p.name, inspect.Parameter.empty))
     return params

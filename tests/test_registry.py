@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from benchinit.cli import main
 from benchinit.errors import PluginError
 from benchinit.registry import Registry
 
@@ -261,3 +262,26 @@ def test_a_histogram_range_callable_is_checked_when_asked():
     assert activation.range_of({"k": -1}) == (-1.0, 1.0)
     with pytest.raises(ValueError, match=r"'ranged': hist_range\(\{'k': 1\}\).*low below high"):
         activation.range_of({"k": 1})
+
+
+def test_a_builtin_function_is_a_plugin_without_keyword_parameters(write_plugin, tmp_path):
+    path = write_plugin(
+        """
+        import torch
+        from benchinit import Activation, hookimpl
+
+        @hookimpl
+        def benchinit_activations():
+            return [Activation("builtin_tanh", torch.tanh)]
+        """
+    )
+    registry = Registry([path], autoload=False)
+    assert registry.get("activation", "builtin_tanh").descriptor.parameters() == {}
+    study = tmp_path / "s.toml"
+    study.write_text(
+        f"[study]\nkind = 'signal'\nseeds = 1\nplugins = [{str(path)!r}]\n"
+        "[data]\nsamples = 16\nfeatures = 4\n[model]\ndepth = 1\nwidth = 4\n"
+        "[grid]\ninitializer = 'xavier_normal'\nactivation = 'builtin_tanh'\n"
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(study), "--out", str(out), "--no-report", "--quiet"]) == 0
