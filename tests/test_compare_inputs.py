@@ -113,7 +113,7 @@ def test_json_nested_too_deeply_is_exit_2(tmp_path, capsys):
 
 def verdicts_of(tmp_path: Path, base: Path, new: Path) -> tuple[int, dict[str, dict]]:
     out = tmp_path / "verdicts.json"
-    status = main(["compare", str(base), str(new), "--json", str(out), "--out", "/dev/null"])
+    status = main(["compare", str(base), str(new), "--json", str(out), "--out", str(out) + ".html"])
     rows = json.loads(out.read_text())["comparisons"]
     return status, {r["configuration"]: r for r in rows}
 

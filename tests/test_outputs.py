@@ -16,7 +16,7 @@ from synthetic import runs_frame, write_runs
 
 from benchinit.cli import main
 from benchinit.errors import BenchinitError
-from benchinit.outputs import check_distinct, write_output
+from benchinit.outputs import check_distinct, check_output, write_output
 
 
 @pytest.fixture(autouse=True)
@@ -77,8 +77,10 @@ def test_links_are_followed_and_streams_written_into(tmp_path):
     link.symlink_to(real)
     write_output(link, "{}", "json")
     assert link.is_symlink() and real.read_text() == "{}"
-    write_output("/dev/null", "discarded", "json")
-    assert Path("/dev/null").is_char_device()
+    # Never write to the real /dev here: tests run as root, and a broken version of this
+    # code would replace /dev/null for the whole machine. Checking is enough.
+    assert check_output("/dev/null", "json") == Path("/dev/null")
+    assert check_output("/dev/stdout", "json") == Path("/dev/stdout")
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
@@ -87,12 +89,14 @@ def test_links_are_followed_and_streams_written_into(tmp_path):
     assert fifo.is_fifo()
 
 
-def test_json_to_dev_stdout_prints_also_when_stdout_is_a_file(tmp_path):
+def test_json_to_this_process_s_stdout_prints_also_when_stdout_is_a_file(tmp_path):
+    """/proc/self/fd/1 (what /dev/stdout links to): if this code ever regressed to replacing
+    the file, procfs would refuse, where /dev/stdout would be replaced machine-wide."""
     base, new = pair(tmp_path)
     out = tmp_path / "out.txt"
     code = (
         "import sys; from benchinit.cli import main; "
-        f"sys.exit(main(['compare', {str(base)!r}, {str(new)!r}, '--json', '/dev/stdout']))"
+        f"sys.exit(main(['compare', {str(base)!r}, {str(new)!r}, '--json', '/proc/self/fd/1']))"
     )
     with open(out, "w") as stdout:
         done = subprocess.run([sys.executable, "-c", code], stdout=stdout, timeout=120)
