@@ -223,6 +223,8 @@ SCHEDULE_PARAMS: dict[str, Param] = {
     **keyword_parameters(_schedule_params),
     # step_size 0 or less has no meaning (e // 0); it is refused, never clamped to 1.
     "step_size": Param("step_size", 10, int, minimum=1),
+    # a negative floor would send the cosine schedule's learning rate below 0 (ascent)
+    "eta_min": Param("eta_min", 0.0, float, minimum=0.0),
 }
 
 

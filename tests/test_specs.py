@@ -73,6 +73,7 @@ def test_binding_fills_defaults_and_widens_ints():
         ("sgd(nesterov=1)", "must be true or false"),
         ("sgd(schedule='step', step_size=0)", "must be an integer, at least 1, got 0"),
         ("sgd(schedule='step', step_size=-3)", "must be an integer, at least 1, got -3"),
+        ("sgd(schedule='cosine', eta_min=-0.1)", "at least 0, got -0.1"),
     ],
 )
 def test_bind_errors(spec, match):
