@@ -24,12 +24,11 @@ How the promises are kept:
 - *Concurrent runs*: each run holds one ``flock`` on its own ``locks/run-<id>.lock`` for its
   lifetime. It claims cells under a brief lock of ``locks/claims.lock``: it reads the claims
   of every live run, takes the cells nobody live holds, and appends their ids to its own
-  ``run-<id>.claims``. A run whose lock is free is dead (the kernel drops the locks of a
-  killed process), and its claims are ignored. So a run holds two descriptors however many
-  cells it claims (one append per claim, not one file per cell), and a claim never outlives
-  its run. After claiming, a run checks again that nobody
-  finished the cell meanwhile. Should two records of one cell exist anyway, readers keep one
-  (a finished one, the newest).
+  ``run-<id>.claims``. A run whose lock is free is dead (the kernel drops a killed process's
+  locks): its claims are ignored. So a run holds two descriptors however many cells it
+  claims, and a claim never outlives its run. After claiming, a run checks again that
+  nobody finished the cell meanwhile. Of two records of one cell, readers keep one (a
+  finished one, the newest).
 - *Never someone else's files*: a folder that is neither new, empty nor a results folder is
   refused unless ``force`` is given, and even then no file benchinit would write may exist.
 - No pickle: Parquet and JSON only.
@@ -168,15 +167,16 @@ class Store:
         return self.root / "index.html"
 
     def is_results_folder(self) -> bool:
-        """True when the folder was made by benchinit: its ``meta.json`` is valid, or it
-        holds only ``records/`` and ``locks/`` (a run stopped before writing its meta)."""
+        """Made by benchinit: a valid ``meta.json``, or only ``records/``, ``locks/`` and our
+        temporary files (a run starting: it writes ``meta.json`` before anything else)."""
         try:
             check_meta(json.loads(self.meta_path.read_text(encoding="utf-8")), "")
             return True
         except (OSError, ValueError, RecursionError, ResultsError):
             pass
         try:
-            entries = {p.name for p in self.root.iterdir()}
+            names = {p.name for p in self.root.iterdir()}
+            entries = {n for n in names if not (n[0] == "." and n.endswith(".tmp"))}
         except OSError:
             return False
         return bool(entries) and entries <= {"records", "locks"} and self.records.is_dir()
@@ -237,8 +237,8 @@ class Store:
         return final
 
     def write_meta(self, meta: Meta, study_toml: str) -> None:
-        write_atomic(self.study_path, study_toml)
         write_atomic(self.meta_path, json.dumps(meta, indent=2, default=str))
+        write_atomic(self.study_path, study_toml)
 
     def write_sections(self, sections: list[dict[str, Any]]) -> None:
         write_atomic(self.sections_path, json.dumps(sections, indent=1))

@@ -149,6 +149,20 @@ def test_a_folder_that_only_looks_like_ours_is_refused(lookalike, tmp_path):
     assert {p.name: p.read_bytes() for p in mine.iterdir() if p.is_file()} == before
 
 
+def test_a_folder_another_run_is_starting_in_is_ours(tmp_path):
+    """What a second run sees while the first creates the folder: ours at every step."""
+    from benchinit.store import Store
+
+    folder = tmp_path / "out"
+    (folder / "records").mkdir(parents=True)
+    assert Store(folder).is_results_folder()
+    (folder / "locks").mkdir()
+    (folder / ".meta.json.0123abcd.tmp").write_text("{")
+    assert Store(folder).is_results_folder()
+    (folder / "notes.txt").write_text("mine")
+    assert not Store(folder).is_results_folder()
+
+
 def test_force_adds_results_beside_other_files(tmp_path):
     study = tmp_path / "tiny.toml"
     study.write_text(TINY)
