@@ -190,10 +190,9 @@ def load_results(path: str | os.PathLike[str], *, all_cells: bool = False) -> Re
     """
     store = Store(path)
     meta = store.meta()
-    tables = store.read()
+    tables = store.read()  # each chunk already conformed to the schema as it was read
     if not tables:
-        tables = {t: pd.DataFrame() for t in COLUMNS}
-    tables = {t: conform(t, frame) for t, frame in tables.items()}
+        tables = {t: conform(t, pd.DataFrame()) for t in COLUMNS}
     if not all_cells:
         current = set(meta["cells"])
         tables = {t: f[f["cell"].isin(current)].reset_index(drop=True) for t, f in tables.items()}

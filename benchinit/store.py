@@ -343,7 +343,7 @@ class Store:
                     ) from None
                 frames[table].append(frame)
         return {
-            t: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+            t: pd.concat(parts, ignore_index=True) if parts else conform(t, pd.DataFrame())
             for t, parts in frames.items()
         }
 
