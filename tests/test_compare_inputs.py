@@ -159,7 +159,7 @@ def test_fewer_failures_improve_only_a_metric_that_is_not_worse():
             {**row, "status_change": "missing"},
         ]
     )
-    verdicts = judge(table, alpha=0.05, correction="holm")["verdict"].tolist()
+    verdicts = judge(table, alpha=0.05, correction="holm")[0]["verdict"].tolist()
     assert verdicts == ["inconclusive", "improved", "improved", "regressed"]
 
 
