@@ -318,7 +318,7 @@ def study_html(study: pd.DataFrame, level: float) -> list[dict[str, Any]]:
 
 
 def prior_texts(priors: pd.DataFrame) -> list[str]:
-    """'test_accuracy paired: prior df 4.2, sd 0.031, from 6 configurations', per prior."""
+    """'test_accuracy paired: prior df 4.2, own noise sd 0.031, from 6 configurations'."""
     by = [c for c in ("step", "metric") if c in priors]
     texts = []
     for p in priors.to_dict(orient="records"):

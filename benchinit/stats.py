@@ -1,10 +1,12 @@
 """Statistics over seeds: Student-t intervals, paired and Welch t-tests, empirical-Bayes
-moderated t-tests (Smyth 2004), corrections of p-values for many tests (Holm,
-Benjamini-Hochberg, weighted), and the smallest change a test can detect.
+moderated t-tests (Smyth 2004) with a seed effect shared by many configurations kept apart,
+corrections of p-values for many tests (Holm, Benjamini-Hochberg), and the smallest change
+a test can detect.
 
 Built on ``scipy.stats``: the t and noncentral t distributions are where hand-written code
 goes wrong quietly, and scipy is the well-kept library for them. ``tests/test_stats.py``
-checks every function here against scipy's own tests and numpy.
+checks every function here against scipy's own tests and numpy, and the moderated
+variances against the paper's formulas re-derived there and a prior worked by hand.
 
 The tests work along the last axis of their inputs, so a simulation can test thousands of
 configurations at once with exactly the code ``compare`` uses for one. The prior of the
@@ -13,9 +15,11 @@ it (the configurations of one comparison), not seeds.
 
 Moderated variances (Smyth 2004, "Linear models and empirical Bayes methods for assessing
 differential expression in microarray experiments", the moderated t of limma). Each test g
-has a residual variance s_g^2 on d_g degrees of freedom (d_g = n - 1 for paired seeds; the
-pooled two-sample variance on n1 + n2 - 2 for unpaired ones). The true variances are taken
-to scatter around a common value: 1 / sigma_g^2 ~ chi^2_{d0} / (d0 s0^2). Then
+has a residual variance s_g^2 on d_g degrees of freedom (:class:`Moments`: n - 1 for paired
+differences, the pooled two-sample variance on n1 + n2 - 2 for unpaired values; in
+:class:`Split`, each configuration's own variance about the per-seed means). The true
+variances are taken to scatter around a common value: 1 / sigma_g^2 ~ chi^2_{d0} / (d0
+s0^2). Then
 
 - the prior (s0^2, d0) is fitted by the method of moments on the log variances (the paper's
   section 6, limma's ``fitFDist``): e_g = log s_g^2 - digamma(d_g / 2) + log(d_g / 2) has
@@ -33,15 +37,26 @@ Choices the paper leaves open, made here:
 - zero variances (identical values, a constant shift) are left out of the fit (log 0);
   they still get the posterior variance, which is positive once a prior is fitted;
 - fewer than ``MIN_PRIOR`` variances to fit from: no prior (d0 = 0, the ordinary t);
-- ``PRIOR_MARGIN``: d0 is fitted from the excess variance of the log variances plus one
-  standard error of it, not from the estimate alone. With 2 to 4 degrees of freedom per
-  variance the log variances scatter mostly by chance, so the excess (what d0 is read
-  from) is small and uncertain: among 200 configurations at 3 seeds, whose true variances
-  differ by a factor of 1.3 to 2, the plain estimate often comes out infinite, shrinks the
-  noisiest configurations' variances too far, and the family-wise rate of false
-  regressions under Holm reached 0.06-0.10 in ``tests/test_gate.py``'s model; with the margin
-  it stays within 0.05 (less shrinkage when unsure: the prior's df errs low, the tests'
-  conservative way). ``fit_prior(..., margin=0)`` is limma's own estimator.
+- ``PRIOR_MARGIN``: d0 is read from the excess variance of the log variances plus one
+  standard error of var(e) where the variances differ by chance alone (from log chi^2's
+  cumulants: kappa4 / G + 2 trigamma^2 / (G - 1)), not from the estimate alone. With 2 to
+  4 degrees of freedom per variance the log variances scatter mostly by chance, so the
+  excess d0 is read from is small and uncertain; the plain estimate often comes out
+  infinite, shrinks the noisiest configurations' variances too far, and among 200
+  configurations at 3 seeds whose seed sds differ (log-sd 0.25) false regressions under
+  Holm reached 7.2% of comparisons where a two-sided family at 5% allows 2.5% (1.6% with
+  the margin: ``tests/test_gate.py``). Less shrinkage when unsure: d0 errs low, the
+  tests' conservative way. ``fit_prior(..., margin=0)`` is limma's own estimator.
+
+A seed effect shared by every configuration (a seed fixes the data order, and a changed
+random stream or other seeds move every configuration at once) breaks the prior's premise
+that the configurations' variances are independent: their variances move together and a
+prior over them pools one random quantity as if it were many (4.5% false regressions in
+``tests/test_gate.py``'s model, against 2.5% allowed). :class:`Split` keeps that part
+apart: only each configuration's own noise about the per-seed means of all of them is
+moderated, and the shared part enters every configuration's test with the n - 1 degrees
+of freedom it has (:func:`split_test`); alone, it is the study-level test
+(:func:`study_test`).
 """
 
 from __future__ import annotations
@@ -201,12 +216,12 @@ class Prior(NamedTuple):
     """A fitted prior of variances (arrays shaped like the inputs minus their last axis).
     ``s2``: s0^2; ``df``: d0 (0: no prior, the ordinary tests; inf: all variances alike);
     ``pooled_df``: the total residual df of the family (what d0 + d is capped at);
-    ``count``: the variances the fit used."""
+    ``used``: how many variances the fit used."""
 
     s2: npt.NDArray[np.float64]
     df: npt.NDArray[np.float64]
     pooled_df: npt.NDArray[np.float64]
-    count: npt.NDArray[np.int64]
+    used: npt.NDArray[np.int64]
 
 
 def fit_prior(

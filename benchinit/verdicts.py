@@ -1,65 +1,70 @@
 """The decision rule of ``compare`` and ``history``: per configuration and metric, values over
-seeds in, a verdict out (improved, regressed, unchanged, inconclusive); and one verdict for
-the study as a whole per metric. Pure: arrays and DataFrames, no files, so a simulation can
-run the gate thousands of times.
+seeds in, a verdict out (improved, regressed, unchanged, inconclusive); and per metric one
+verdict for the study as a whole. Pure: arrays and DataFrames, no files, so a simulation
+can run the gate thousands of times. This docstring is the rule's documentation.
 
 **Per configuration.** For each configuration and metric the difference d = NEW - BASE is
-signed so that positive is better (accuracy up, loss down) and tested over seeds:
-
-- seeds that pair (the same seeds ran on both sides): a t-test of the per-seed differences;
-- seeds that do not pair (at least 2 per side): a two-sample t-test.
+signed so that positive is better (accuracy up, loss down) and tested over seeds: paired
+when the same seeds ran on both sides (per-seed differences), unpaired otherwise (at least
+2 seeds per side).
 
 Few seeds and many configurations is the normal case, so the tests borrow strength across
-configurations: each configuration's variance is shrunk toward a prior fitted over the
-configurations of the comparison, and the prior's degrees of freedom are added to the
-test's (empirical-Bayes moderated t, Smyth 2004; :mod:`benchinit.stats` has the formulas).
-At 3 seeds a plain paired t has 2 degrees of freedom and needs a t of 4.3 for p < 0.05 (12
-for 0.05 / 6); with a prior of d0 = 8 it has 10 and needs 2.2. One prior is fitted per
-metric (their scales differ) and per design: paired tests shrink the variance of per-seed
-differences, unpaired ones the pooled two-sample variance of single runs (another
-quantity: seed effects shared by both sides cancel only in the first). Unpaired tests use
-the pooled variance, not Welch's, because the prior is a prior of one variance with a
-scaled chi-square distribution; Welch's is a sum of two on approximate degrees of freedom.
-With as many seeds on both sides (what a study runs) the pooled test keeps its level even
-when the variances differ. In ``history`` each step has its own priors, so a step's tests
-are exactly ``compare``'s for those two folders (a torch release may change the noise; one
-step's variances say nothing about another's). With fewer than ``stats.MIN_PRIOR``
-configurations to fit from, the tests are the ordinary ones (paired t, Welch t) and the
-test column says so.
+configurations (empirical-Bayes moderated variances, Smyth 2004; the formulas, and the
+choices the paper leaves open, are in :mod:`benchinit.stats`). At 3 seeds a plain paired t
+has 2 degrees of freedom and needs t > 4.3 for p < 0.05 (12 for 0.05 / 6); a prior of
+d0 = 8 adds 8. A seed is shared by every configuration, though (it fixes the data order;
+other seeds, or a changed random stream, move every configuration at once), and on real
+digits runs that shared seed effect was as large as each configuration's own noise or
+larger. So each configuration's difference is split into the study's per-seed mean, which
+every configuration shares and which is known from n seeds only (n - 1 df), and the
+configuration's own deviation from it, whose variance is what the prior moderates
+(:class:`benchinit.stats.Split`); the test adds both, on Welch-Satterthwaite's df
+(:func:`benchinit.stats.split_test`). Where the shared part is small the tests get the
+prior's df; where it dominates they honestly get few.
+
+One prior is fitted per metric (their scales differ) and per design: paired tests moderate
+the variance of per-seed differences, unpaired ones the pooled two-sample variance of
+single runs (another quantity). Unpaired tests pool the two sides' variances, not Welch's
+two, because the prior is a prior of one variance with a scaled chi-square distribution;
+with as many seeds on both sides (what a study runs) the pooled test keeps its level when
+the variances differ. The configurations tested together are those that ran one set of
+seeds (the set that keeps the most data, counted as configurations x residual df); one
+that lost a seed, and every configuration of a group of fewer than ``stats.MIN_PRIOR``,
+gets the ordinary test (paired t, Welch's t), and its test column says so. In ``history``
+each step has its own priors: a step's tests are exactly ``compare``'s for those two
+folders (a torch release may change the noise; one step's variances say nothing about
+another's).
 
 **The study as a whole.** Per metric, "did this change make the study worse?" is asked
-directly: the mean over configurations of the difference, tested with the seed as the unit.
-For paired seeds, each seed's differences are averaged over the configurations and those
-per-seed study means are tested with a one-sample t (n - 1 df); for unpaired seeds, each
-side's per-seed means over configurations are compared by Welch's t. Why this and not a
-random-effects mean over configurations (configurations as the random unit):
+directly: the mean difference over the configurations, tested with the seed as the unit
+(:func:`benchinit.stats.study_test`): each seed's differences averaged over the
+configurations, those per-seed means tested with a one-sample t (n - 1 df); unpaired, each
+side's per-seed means compared by Welch's t. Why not a random-effects mean over
+configurations (a one-sample t over configuration means, or DerSimonian-Laird):
 
 - the question is about this study's configurations, a fixed grid. A random-effects test
   counts the spread of real effects between configurations as uncertainty, so a drop of 1
   point in one configuration and 50 in another (a drop in every configuration) could be
-  "inconclusive"; here that spread does not enter the standard error, only seed noise does;
-- a seed is shared by every configuration (it fixes the data order and, for "same code,
-  other seeds", moves every configuration at once). Configuration means are then
-  correlated, and a t over 200 configurations would read a lucky seed as a significant
-  change of the whole study; the per-seed mean carries that shared effect into the test.
+  "inconclusive"; here that spread does not enter the standard error, only seed noise;
+- configuration means share the seed effect, so they are correlated: a t over 200
+  configuration means would read one lucky seed as a significant change of the study; the
+  per-seed mean carries that effect into the test, where it belongs.
 
 The price is few degrees of freedom at 3 seeds (2 paired, about 4 unpaired), offset by
-the average over configurations, whose noise shrinks with their number. The mean is taken
-over the configurations that ran one set of seeds (the set that keeps the most data,
-counted as configurations x residual df; a configuration that lost a seed to divergence is
-left out of the mean, and is judged by its own status anyway), of the design most of them
-have; configurations with no test on one side (missing, not in a grid) are left out, and
-the note says how many. With one configuration the study is that configuration: its test
-and its verdict. The tolerance is the mean of the configurations' tolerances.
+averaging: the noise of the mean over G configurations shrinks with G. The mean is taken
+over the configurations tested together in the design most of them have; configurations
+with no test (missing on one side, not in a grid, another design, other seeds) are left
+out and the note counts them. With one configuration the study is that configuration: its
+test and its verdict. The tolerance is the mean of the configurations' tolerances.
 
-**Corrections.** All the tests one command makes form one family: every configuration x
-metric test (in ``history`` every step too) and the study-level tests. p-values are
-adjusted together (``correction``: ``holm``, the default, bounds the chance of *any* false
-regression in the family; ``bh`` bounds the expected share of false findings; ``none``),
-weighted: the study-level tests together hold ``STUDY_SHARE`` (half) of the error rate, the
-configuration tests the other half, so the gate's false-regression rate stays within alpha
-with both questions asked. Under Holm a rejected test hands its share on: once the study
-regressed, each configuration is tested at alpha / m again.
+**Families and corrections.** The configuration tests of one command (every configuration
+x metric; in ``history`` every step too) form one family, the study-level tests (one per
+metric, and step) another; each family's p-values are adjusted by ``correction``
+(``holm``, the default, bounds the chance of *any* false finding in the family; ``bh`` the
+expected share of false findings; ``none``). What fails the gate is a regression, one
+direction of two-sided tests: a Holm family at alpha calls a false regression in at most
+alpha / 2 of null comparisons, so the two families together fail the gate falsely in at
+most alpha (a false improvement, which fails nothing, likewise at most alpha).
 
 **Verdicts**, with tolerance ``tol``:
 
@@ -73,8 +78,9 @@ regressed, each configuration is tested at alpha / m again.
 - ``inconclusive``: anything else (too few seeds, too much spread).
 
 The study-level verdict follows the same rule on its own test, and is also ``regressed``
-(``improved``) when every configuration compared regressed (improved), and ``unchanged``
-when every configuration's inputs were identical.
+(``improved``) when every configuration compared regressed (improved): a drop established
+in every configuration is never an "inconclusive" study, whatever the few seeds of its own
+test allow; and ``unchanged`` when every configuration's inputs were identical.
 
 The intervals are per comparison, not widened for the correction. Holm has no simple
 compatible simultaneous intervals; Bonferroni-widened ones would be, but at 5 seeds and
@@ -84,22 +90,24 @@ missed regression, which is what the detectable change beside each verdict repor
 the correction protects the verdicts that fail a build; each "unchanged" is a 95% statement
 on its own.
 
-Status changes are verdicts too (not tests, outside the family): more diverged or failed
+Status changes are verdicts too (not tests, outside the families): more diverged or failed
 seeds in NEW is ``regressed``, and so are more finished seeds with no value of the metric
-(an accuracy target never reached, a validation split gone) and a configuration of NEW's
-own grid with no record in NEW at all (``missing``: an interrupted or incomplete run must
-not pass the gate); a configuration with no finished seed in BASE and some in NEW is
-``improved``, as is one with fewer failures (or fewer missing values) whose metric is
-``unchanged`` or ``improved`` (an inconclusive metric stays inconclusive: fewer failures do
-not show that the rest is not worse).
+(an accuracy target not reached) and a configuration of NEW's own grid with no record in
+NEW at all (``missing``: an interrupted or incomplete run must not pass the gate); a
+configuration with no finished seed in BASE and some in NEW is ``improved``, as is one with
+fewer failures (or fewer missing values) whose metric is ``unchanged`` or ``improved`` (an
+inconclusive metric stays inconclusive: fewer failures do not show that the rest is not
+worse). A metric that one folder's finished runs have no value of at all while the other's
+have (a validation split or an accuracy target on one side only) is refused before any
+test (exit 2, :func:`benchinit.comparison.check_values`).
 
 **Exit status** of ``compare``: 1 when any configuration regressed or the study as a whole
-regressed on any metric, else 0 (``history``: the same, for its last step).
+regressed on any metric, else 0 (``history``: the same, for its last step). 2 for bad input.
 
 Beside each verdict: the smallest change the test could have detected with 80% power at the
-level a lone real change must reach (alpha times the test's share of the family: alpha / 2m
-for m configuration tests beside a study-level test, under Holm and BH) with these seeds,
-this spread and these degrees of freedom, and a warning when the tolerance is below it.
+level a lone real change must reach in its family (alpha / m for Holm and BH, m tests) with
+these seeds, this spread and these degrees of freedom, and a warning when the tolerance is
+below it.
 
 Default tolerance: 0.005 for metrics on [0, 1] (accuracy, fractions: half a point),
 otherwise 1% of the baseline mean's magnitude.
@@ -319,7 +327,7 @@ def test_rows(
                     "prior_df": float(prior.df) if fitted else 0.0,
                     "prior_sd": math.sqrt(float(prior.s2)) if fitted else math.nan,
                     "configurations": len(used),
-                    "variances": int(prior.count),
+                    "variances": int(prior.used),
                 }
             )
             if design == majority:
@@ -362,7 +370,9 @@ def _study_test(
 
 
 def prior_text(prior: dict[str, Any]) -> str:
-    """One clause per prior: 'paired: prior df 4.2, sd 0.031, from 6 configurations'."""
+    """One clause per prior: 'paired: prior df 4.2, own noise sd 0.031, from 6
+    configurations' (the sd a configuration's own noise about the per-seed means is shrunk
+    toward)."""
     head = f"{prior['design']}"
     if not prior["fitted"]:
         return (
@@ -372,7 +382,7 @@ def prior_text(prior: dict[str, Any]) -> str:
         )
     df = "∞ (all alike)" if math.isinf(prior["prior_df"]) else f"{prior['prior_df']:.3g}"
     return (
-        f"{head}: prior df {df}, sd {prior['prior_sd']:.3g}, from "
+        f"{head}: prior df {df}, own noise sd {prior['prior_sd']:.3g}, from "
         f"{_plural(prior['configurations'], 'configuration')}"
     )
 

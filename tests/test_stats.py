@@ -217,7 +217,7 @@ def test_fit_prior_is_the_papers_estimator(margin):
         s2, d0 = _prior_from_the_paper(variances, dfs, margin)
         assert float(prior.df) == pytest.approx(d0, rel=1e-7)
         assert float(prior.s2) == pytest.approx(s2, rel=1e-7)
-        assert int(prior.count) == int((variances > 0).sum())
+        assert int(prior.used) == int((variances > 0).sum())
 
 
 def test_a_prior_worked_by_hand():
