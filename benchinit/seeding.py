@@ -27,9 +27,9 @@ configurations with no true effect, looked at after 3, 6, 12 and 20 seeds and st
 the first significant t-test, are called significant in about 15% of draws instead of 5%,
 while the width rule's final 95% intervals cover the true mean in about 92%. The width
 rule is not exact either: a configuration whose first 3 seeds happen to agree stops with an
-interval that is too narrow (such intervals cover about 73%), the known small-sample
+interval that is too narrow (such intervals cover about 76%), the known small-sample
 shortfall of fixed-width sequential intervals (Chow and Robbins 1965); it shrinks as ``min``
-grows (93.6% at ``min = 5``).
+grows (93.5% at ``min = 5``).
 
 Why doubling: a configuration reaches ``max`` in ceil(log2(max/min)) rounds (3, 6, 12, 20:
 three rounds after the first), and runs at most twice the seeds the target needed (or
