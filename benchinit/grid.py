@@ -170,6 +170,21 @@ def expand(
     return cells
 
 
+def by_configuration(cells: Sequence[Cell]) -> list[list[Cell]]:
+    """Cells grouped by configuration (everything but the seed), in the order given."""
+    groups: dict[str, list[Cell]] = {}
+    for cell in cells:
+        key = canonical_json({k: v for k, v in cell.config.items() if k != "seed"})
+        groups.setdefault(key, []).append(cell)
+    return list(groups.values())
+
+
+def reseed(cell: Cell, seeds: Sequence[int]) -> list[Cell]:
+    """``cell``'s configuration at other seeds: the very cells :func:`expand` makes for
+    them (the seed is the only part of a config that differs), so their ids are too."""
+    return [Cell.of({**cell.config, "seed": seed}, cell.labels) for seed in seeds]
+
+
 def axis_values(axis: str, raw: Any, kind: str, fail: Fail) -> list[Any]:
     """A grid axis's values as a list, after checking that the axis exists for ``kind``."""
     key = f"grid.{axis}"

@@ -45,6 +45,9 @@ class StudyInfo(TypedDict):
     axes: list[str]  # the grid columns, in study order
     values: dict[str, list[Any]]  # each axis's values (labels), in grid order
     settings: dict[str, dict[str, Any]]  # resolved [data], [model], [train] (not the grid)
+    # seeds until decided: the rule and each configuration's seeds (benchinit.seeding.record);
+    # {} when the study ran a fixed list of seeds
+    seeding: dict[str, Any]
 
 
 class PluginRecord(TypedDict):
@@ -101,6 +104,7 @@ _STUDY_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
     "axes": ((list,), ...),
     "values": ((dict,), {}),
     "settings": ((dict,), {}),
+    "seeding": ((dict,), {}),
 }
 _PROVENANCE_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
     "git": ((dict,), {}),
@@ -263,6 +267,9 @@ def run_meta(
                 axis: list(dict.fromkeys(c.labels[axis] for c in cells)) for axis in study.axes
             },
             "settings": {"data": {"name": data.name, **data.params}, **study.settings},
+            "seeding": (
+                {"rule": study.seeding.table(), "metric": study.metric} if study.seeding else {}
+            ),
         },
         "command": list(command) if command else [sys.executable, "-m", "benchinit"],
         "overrides": list(study.overrides),

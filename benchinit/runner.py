@@ -6,11 +6,17 @@ batches and stores each batch's records as it arrives. Cells another live run is
 are waited for at the end, not computed twice. Before anything runs, the memory a stacked
 batch needs is estimated and a batch that cannot fit on the device is refused
 (benchinit.memory).
+
+A study with a seed rule (``seeds = "auto"``: seeds until decided, benchinit.seeding) runs
+in rounds: its first ``min`` seeds, then, decided from the stored results after each
+round, more seeds for the configurations whose interval is still too wide. Each round's
+cells are ordinary cells, listed in ``meta.json`` before they run.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import time
 import warnings
@@ -18,10 +24,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from benchinit import memory, stages
+from benchinit import grid, memory, seeding, stages
 from benchinit.cells import Cell
 from benchinit.compute import Tally, compute
 from benchinit.errors import BenchinitError, BenchinitWarning
@@ -66,6 +73,9 @@ class RunOutcome:
             f"{self.reused} already stored"
             + (f", {self.others} computed meanwhile by another run" if self.others else ""),
         ]
+        rounds = self.results.study["seeding"]
+        if rounds.get("configurations"):
+            lines.append(seeding.describe(rounds))
         if counts["ok"]:
             table = self.results.summary()
             metric = self.results.metric
@@ -110,7 +120,9 @@ def run(
     with cuBLAS's fixed workspace); recorded with the environment, not in the cell ids.
 
     A study with ``[tune]`` runs in two stages (benchinit.stages): its tuning cells, then
-    each configuration's final cells at its chosen values.
+    each configuration's final cells at its chosen values. A study with a seed rule runs
+    rounds of seeds until each configuration's interval is narrow enough (the final cells'
+    seeds grow; tuning is done once).
     """
     deterministic = _deterministic(deterministic)
     _check_timeout(timeout)
@@ -129,6 +141,7 @@ def run(
         timeout=timeout,
     )
     workers = _check_size(study, first, planner, jobs, device, check_memory)
+    total = len(first) + (len(study.cells()) if study.tune else 0)
     pool = make_executor(
         executor,
         study.registry,
@@ -138,9 +151,7 @@ def run(
         device=device,
         timeout=timeout,
     )
-    bar = Progress(
-        len(first) + (len(study.cells()) if study.tune else 0), study.name, enabled=progress
-    )
+    bar = Progress(total, study.name, enabled=progress)
     aborted = True
     try:
         store = Store(out_path, create=True, force=force)
@@ -176,13 +187,23 @@ def _check_size(
     device: str,
     check_memory: bool,
 ) -> int:
-    """The worker processes to use; refuses a plan that cannot fit in memory."""
+    """The worker processes to use; refuses a plan that cannot fit in memory (with a seed
+    rule: the plan of every configuration at its most seeds)."""
     batches = planner(first)
-    workers = resolve_jobs(jobs, device, len(batches))
+    staged = study.tune is not None or study.seeding is not None
+    later = planner(_most_cells(study)) if staged else []
+    workers = resolve_jobs(jobs, device, max(len(batches), len(later)))
     if check_memory:
-        final = planner(study.cells()) if study.tune is not None else []
-        memory.check(batches + final, device, concurrent=workers)
+        memory.check(batches + later, device, concurrent=workers)
     return workers
+
+
+def _most_cells(study: Study) -> list[Cell]:
+    """The grid's cells at the most seeds a configuration may reach."""
+    if study.seeding is None:
+        return study.cells()
+    most = range(study.seeding.max)
+    return [c for g in grid.by_configuration(study.cells()) for c in grid.reseed(g[0], most)]
 
 
 def resolve_jobs(jobs: int | str, device: str, batches: int) -> int:
@@ -201,26 +222,49 @@ def resolve_jobs(jobs: int | str, device: str, batches: int) -> int:
     return max(1, min(count, batches))
 
 
-def _final_stage(store: Store, study: Study, meta: Meta, toml: str) -> list[Cell]:
-    """After tuning: choose each configuration's values from the stored tuning runs (their
-    validation metric only), record configurations without a chosen value as failed, and
-    return the final cells to run (meta.json lists them from now on)."""
+def _choose(store: Store, study: Study, meta: Meta) -> pd.DataFrame:
+    """After tuning: each configuration's chosen values, from the stored tuning runs (their
+    validation metric only)."""
     spec = study.tune
     assert spec is not None
     tune_ids = set(meta["cells"])
     stored = store.read(("runs",)).get("runs", pd.DataFrame())
     runs = conform("runs", stored[stored["cell"].isin(tune_ids)] if len(stored) else stored)
-    chosen = stages.choose(runs, spec)
-    final, skipped = stages.final_cells(study.cells(), chosen, spec)
-    recorded = set(stored.get("cell", []))
+    return stages.choose(runs, spec)
+
+
+Finals = Callable[[list[list[Cell]]], tuple[list[list[Cell]], list[Cell]]]
+
+
+def _finals(
+    store: Store,
+    study: Study,
+    meta: Meta,
+    toml: str,
+    chosen: pd.DataFrame | None,
+    configurations: list[list[Cell]],
+) -> tuple[list[list[Cell]], list[Cell]]:
+    """(the cells each configuration's grid cells stand for, the cells to compute), listed
+    in meta.json from now on. Untuned, they are the grid cells; tuned, the final cells at
+    the chosen values, and a configuration without a chosen value is recorded as failed
+    (:data:`benchinit.stages.NOT_TUNED`) without running."""
+    spec = study.tune if chosen is not None else None
+    listed, todo, skipped = [], [], []
+    for cells in configurations:  # tuned: a configuration has a chosen value or none
+        run, skip = (cells, []) if spec is None else stages.final_cells(cells, chosen, spec)
+        listed.append(run + skip)
+        todo += run
+        skipped += skip
+    recorded = set(store.statuses()["cell"]) if skipped else set()
     missing = [c for c in skipped if c.id not in recorded]
     if missing:
         recorder = Recorder(str(meta["environment"]["device"]))
         recorder.fail(missing, stages.NOT_TUNED)
         store.write(recorder.frames(0.0))
-    meta["cells"] = [*meta["cells"], *(c.id for c in final), *(c.id for c in skipped)]
+    known = set(meta["cells"])
+    meta["cells"] = [*meta["cells"], *(c.id for g in listed for c in g if c.id not in known)]
     store.write_meta(meta, toml)
-    return final
+    return listed, todo
 
 
 def _stages(
@@ -233,18 +277,75 @@ def _stages(
     bar: Progress,
 ) -> Tally:
     """Record the study, compute its cells (``first``: the tuning cells of a tuned study,
-    then its final cells), and record that it finished."""
+    then its final cells; with a seed rule, round after round), and record that it
+    finished."""
     tally = Tally()
     toml = resolved_toml(study)
     store.write_meta(meta, toml)
     with store.running():
         compute(store, pool, first, planner, bar, tally)
+        configurations = grid.by_configuration(study.cells())
+        listed, chosen = configurations, None
         if study.tune is not None:
-            final = _final_stage(store, study, meta, toml)
+            chosen = _choose(store, study, meta)
+            listed, final = _finals(store, study, meta, toml, chosen, configurations)
             compute(store, pool, final, planner, bar, tally)
+        if study.seeding is not None:
+            finals = functools.partial(_finals, store, study, meta, toml, chosen)
+            run = functools.partial(compute, store, pool, planner=planner, bar=bar, tally=tally)
+            _rounds(store, study, meta, toml, configurations, listed, finals, run, bar)
     meta["finished"] = now()
     store.write_meta(meta, toml)
     return tally
+
+
+def _rounds(
+    store: Store,
+    study: Study,
+    meta: Meta,
+    toml: str,
+    configurations: list[list[Cell]],
+    listed: list[list[Cell]],
+    finals: Finals,
+    run: Callable[[list[Cell]], None],
+    bar: Progress,
+) -> None:
+    """Seeds until decided (benchinit.seeding): after each round, decided from the stored
+    results of each configuration's seeds so far, run the next seeds of those whose
+    interval is still too wide. ``configurations``: the first round's grid cells, per
+    configuration; ``listed``: the cells they stand for (the final cells, when tuned)."""
+    rule = study.seeding
+    assert rule is not None
+    counts = np.array([len(cells) for cells in configurations], dtype=np.int64)
+    labels = [{a: cells[0].labels[a] for a in study.axes} for cells in configurations]
+    members = [[c.id for c in cells] for cells in listed]
+    for round_ in itertools.count(1):
+        stored = store.read(("runs",)).get("runs", pd.DataFrame())
+        finished, mean, std = seeding.spread(stored, study.metric, members)
+        decision = seeding.decide(counts, finished, mean, std, rule)
+        grow = np.flatnonzero(decision.counts > counts)
+        meta["study"]["seeding"] = seeding.record(
+            rule, study.metric, round_, labels, finished, decision
+        )
+        meta["study"]["seeds"] = list(range(int(decision.counts.max(initial=0))))
+        store.write_meta(meta, toml)
+        if not len(grow):
+            return
+        more = [
+            grid.reseed(configurations[i][0], range(counts[i], decision.counts[i])) for i in grow
+        ]
+        added, todo = finals(more)
+        for i, cells in zip(grow, added, strict=True):
+            members[i] += [c.id for c in cells]
+        bar.note(
+            f"{study.name}: seeds round {round_ + 1}: {len(grow)} of {len(counts)} "
+            f"configurations wider than {rule.target_text()} on {study.metric}; "
+            f"{len(todo)} more cell{'s' * (len(todo) != 1)}"
+        )
+        bar.label = f"{study.name} round {round_ + 1}"
+        bar.grow(len(todo))
+        run(todo)
+        counts = decision.counts
 
 
 def _check_timeout(timeout: float | None) -> None:
