@@ -21,6 +21,11 @@ The rules (each holds whatever the value of the setting):
 - the optimizer's schedule parameters that its schedule does not read, and a schedule whose
   learning rate never changes within the run (benchinit.schedules.inert).
 
+A grid column keeps the value as written (the warning says it was ignored); the cell's
+configuration holds the default, so what runs is what the id says: a "residual" network of
+depth 1 is computed as the plain one it is, mean-field theory included. ``target_accuracy``
+without a validation split is not inert: it is then read on the test split.
+
 Only rules that hold whatever the data are here. Settings that stop mattering at the size
 of a dataset (a ``batch_size`` or ``probe_samples`` past the training split) would need
 the data, which loading a study never reads, and stay as written. So do a plugin's own
