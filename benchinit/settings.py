@@ -315,6 +315,12 @@ def check_value(section: str, key: str, value: Any) -> Any:
     return fields[key].metadata["check"](value)
 
 
+def default(section: str, key: str) -> Any:
+    """A setting's default value, checked (as a section holds it when the key is unset)."""
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+    return fields[key].metadata["check"](fields[key].default)
+
+
 def plugin_kind(section: str, key: str) -> str | None:
     """The plugin kind a setting's value is a spec of (``model.bias_init``: initializer)."""
     fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}

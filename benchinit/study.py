@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import tomllib
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ import tomli_w
 
 from benchinit import grid, settings, tuning
 from benchinit.cells import Cell
-from benchinit.errors import StudyError, did_you_mean
+from benchinit.errors import BenchinitWarning, StudyError, did_you_mean
 from benchinit.metrics import METRICS, default_metric, metric_info
 from benchinit.registry import Registry
 from benchinit.settings import AUTO, ModelSettings, SeedRule, StudySettings, TrainSettings
@@ -45,8 +46,8 @@ from benchinit.specs import SpecError
 from benchinit.tuning import TuneSpec
 from benchinit.validation import DEFAULT_FRACTION, validation_fraction
 
-DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
-DEFAULT_OPTIMIZER = "adam"
+DEFAULT_LOSS = grid.DEFAULT_LOSS
+DEFAULT_OPTIMIZER = grid.DEFAULT_OPTIMIZER
 SECTIONS = ("study", "data", "model", "train", "grid", "tune")
 # More cells than this are refused before the grid is expanded (each cell costs memory
 # before it runs); pass max_cells=None to allow any number.
@@ -185,6 +186,7 @@ def _validate(
         sections={"model": settings.as_dict(model), "train": settings.as_dict(train)},
         data=data,
         validation=validation if meta.kind == "train" else None,
+        tuned=[p.key for p in tune.params] if tune else (),
         fail=fail,
     )
     _check_labels(resolver, axes, fail)
@@ -207,6 +209,8 @@ def _validate(
     name = meta.name or (
         Path(source).stem if not source.startswith("builtin:") else source.split(":", 1)[1]
     )
+    cells = tuple(grid.expand(resolver, axes, seeds))
+    _check_inert(resolver, tune, fail)
     return Study(
         name=name,
         title=meta.title or name,
@@ -225,7 +229,7 @@ def _validate(
         data=data,
         validation=validation,
         tune=tune,
-        grid_cells=tuple(grid.expand(resolver, axes, seeds)),
+        grid_cells=cells,
         seeding=rule,
     )
 
@@ -260,6 +264,21 @@ def _tune(
     return tuning.parse_tune(
         document["tune"], axes, registry, kind=kind, task=task, metric=metric, fail=fail
     )
+
+
+def _check_inert(resolver: grid.Resolver, tune: TuneSpec | None, fail: Fail) -> None:
+    """Refuse tuning a parameter with no effect (every trial would be the same run), and
+    warn once per setting that was reset because it has none (benchinit.inert)."""
+    for param in tune.params if tune else ():
+        for key, reason in resolver.no_effect.items():
+            if param.key == key or param.key.startswith(f"{key}."):
+                raise fail(
+                    f"tune.{param.key}",
+                    f"{key} {reason} in some configuration of this grid, so every trial "
+                    "there would be the same run; tune it only where it has an effect",
+                )
+    for key, reason in resolver.ignored.items():
+        warnings.warn(f"{key} {reason}: ignored", BenchinitWarning, stacklevel=4)
 
 
 def _validation(data: dict[str, Any], kind: str, registry: Registry, fail: Fail) -> float:
