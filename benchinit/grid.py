@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from benchinit import inert, settings
@@ -219,6 +219,21 @@ def plugin_kind(axis: str) -> str | None:
         return axis
     section, _, sub = axis.partition(".")
     return settings.plugin_kind(section, sub) if section in settings.SECTIONS else None
+
+
+def plugins_of(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """``(kind, name)`` of every plugin a cell configuration names: the plugin axes, the
+    dataset (``data``) and plugin-valued settings such as ``model.bias_init``."""
+    for key, value in config.items():
+        if not isinstance(value, Mapping):
+            continue
+        path = prefix + key
+        if {"name", "params", "version"} <= value.keys():
+            kind = "dataset" if path == "data" else plugin_kind(path)
+            if kind is not None:
+                yield kind, str(value["name"])
+        else:
+            yield from plugins_of(value, f"{path}.")
 
 
 def labels_of(resolver: Resolver, axis: str, values: Sequence[Any]) -> list[Any]:

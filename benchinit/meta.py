@@ -5,7 +5,9 @@ A run makes it (:func:`run_meta`) and the store writes it; everything downstream
 :func:`check_meta` validates a loaded file against it, so readers index keys directly instead
 of guessing with ``.get()``: a damaged or foreign file is one clear error naming the file and
 the key. Keys added after schema 1 was first written (``overrides``, ``provenance``,
-``study.settings``) are optional on reading and filled with empty values.
+``study.settings``) are optional on reading and filled with empty values; so are the code
+fingerprints (``plugins[].code``, ``environment.benchinit_code``, benchinit.fingerprint),
+which older files lack.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,7 @@ from benchinit import provenance
 from benchinit._version import __version__
 from benchinit.cells import Cell
 from benchinit.errors import ResultsError
+from benchinit.fingerprint import engine_code
 from benchinit.metrics import METRICS
 from benchinit.stack import device_name, fast_bf16
 from benchinit.study import Study
@@ -55,6 +58,7 @@ class PluginRecord(TypedDict):
     origin: str  # builtin | distribution | file | object
     source: str
     version: str
+    code: NotRequired[str]  # its source's fingerprint (benchinit.fingerprint); "" if none
 
 
 class Component(TypedDict):
@@ -275,12 +279,19 @@ def run_meta(
         "overrides": list(study.overrides),
         "environment": {
             **environment(device),
+            "benchinit_code": engine_code(),  # the compute path's fingerprint
             "threads": threads,
             "deterministic": deterministic,
         },
         "provenance": provenance.collect(_folders(study)),
         "plugins": [
-            {"name": p.name, "origin": p.origin, "source": p.source, "version": p.version}
+            {
+                "name": p.name,
+                "origin": p.origin,
+                "source": p.source,
+                "version": p.version,
+                "code": study.registry.code(p.name),
+            }
             for p in study.registry.plugins.values()
         ],
         "components": components(study, cells),

@@ -1,11 +1,12 @@
 """``benchinit.run``: a study's cells -> batches -> an executor -> the store -> the report.
 
 A run first records the study and environment (so even an interrupted run leaves a readable
-folder), skips the cells already finished, claims the rest, groups them into stacked
-batches and stores each batch's records as it arrives. Cells another live run is computing
-are waited for at the end, not computed twice. Before anything runs, the memory a stacked
-batch needs is estimated and a batch that cannot fit on the device is refused
-(benchinit.memory).
+folder), skips the cells already finished by the code it runs (a stored cell of other code,
+benchinit.execute.cell_code, is computed again and the summary says why), claims the rest,
+groups them into stacked batches and stores each batch's records as it arrives. Cells
+another live run is computing are waited for at the end, not computed twice. Before
+anything runs, the memory a stacked batch needs is estimated and a batch that cannot fit on
+the device is refused (benchinit.memory).
 
 A study with a seed rule (``seeds = "auto"``: seeds until decided, benchinit.seeding) runs
 in rounds: its first ``min`` seeds, then, decided from the stored results after each
@@ -20,23 +21,27 @@ import itertools
 import os
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from benchinit import grid, memory, seeding, stages
+from benchinit import freshness, grid, memory, seeding, stages
 from benchinit.cells import Cell
 from benchinit.compute import Tally, compute
-from benchinit.errors import BenchinitError, BenchinitWarning
-from benchinit.execute import Batch, plan
+from benchinit.errors import BenchinitError, BenchinitWarning, ResultsError
+from benchinit.execute import Batch, cell_code, plan
 from benchinit.executors import Executor, make_executor, usable_cores
+from benchinit.fingerprint import engine_code
+from benchinit.grid import plugins_of
 from benchinit.meta import Meta, now, run_meta
 from benchinit.progress import Progress
 from benchinit.records import Recorder, conform
+from benchinit.registry import Registry
 from benchinit.results import Results, load_results
 from benchinit.stack import check_precisions, resolve_device
 from benchinit.store import Store
@@ -56,6 +61,8 @@ class RunOutcome:
     seconds: float
     report: Path | None
     others: int = 0  # cells another run into the same folder computed meanwhile
+    # stored cells computed again because their code changed: why -> how many
+    recomputed: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -71,7 +78,8 @@ class RunOutcome:
             + (f" and {tuning} tuning cells" if tuning else "")
             + f"; {self.computed} computed in {self.seconds:.1f} s, "
             f"{self.reused} already stored"
-            + (f", {self.others} computed meanwhile by another run" if self.others else ""),
+            + (f", {self.others} computed meanwhile by another run" if self.others else "")
+            + "".join(f"; {n} recomputed: {why}" for why, n in self.recomputed.items()),
         ]
         rounds = self.results.study["seeding"]
         if rounds.get("configurations"):
@@ -156,7 +164,7 @@ def run(
     try:
         store = Store(out_path, create=True, force=force)
         meta = run_meta(study, first, device, command, threads, deterministic)
-        tally = _stages(store, study, meta, first, pool, planner, bar)
+        tally, recomputed = _stages(store, study, meta, first, pool, planner, bar)
         aborted = False
     finally:
         pool.close(abort=aborted)
@@ -170,6 +178,7 @@ def run(
         time.perf_counter() - started,
         report_path,
         tally.others,
+        recomputed,
     )
 
 
@@ -242,10 +251,12 @@ def _finals(
     meta: Meta,
     toml: str,
     chosen: pd.DataFrame | None,
+    stale: list[tuple[Cell, str]],
     configurations: list[list[Cell]],
 ) -> tuple[list[list[Cell]], list[Cell]]:
     """(the cells each configuration's grid cells stand for, the cells to compute), listed
-    in meta.json from now on. Untuned, they are the grid cells; tuned, the final cells at
+    in meta.json from now on, their codes expected by the store (stored cells of other code
+    are added to ``stale``). Untuned, they are the grid cells; tuned, the final cells at
     the chosen values, and a configuration without a chosen value is recorded as failed
     (:data:`benchinit.stages.NOT_TUNED`) without running."""
     spec = study.tune if chosen is not None else None
@@ -255,10 +266,14 @@ def _finals(
         listed.append(run + skip)
         todo += run
         skipped += skip
-    recorded = set(store.statuses()["cell"]) if skipped else set()
+    codes = _codes([*todo, *skipped], study.registry)
+    store.expect(codes)
+    stale += _stale(store, todo, codes)
+    statuses = store.statuses() if skipped else pd.DataFrame({"cell": [], "code": []})
+    recorded = set(statuses.loc[statuses["code"] == statuses["cell"].map(codes), "cell"])
     missing = [c for c in skipped if c.id not in recorded]
     if missing:
-        recorder = Recorder(str(meta["environment"]["device"]))
+        recorder = Recorder(str(meta["environment"]["device"]), codes)
         recorder.fail(missing, stages.NOT_TUNED)
         store.write(recorder.frames(0.0))
     known = set(meta["cells"])
@@ -275,28 +290,75 @@ def _stages(
     pool: Executor,
     planner: Callable[[list[Cell]], list[Batch]],
     bar: Progress,
-) -> Tally:
+) -> tuple[Tally, dict[str, int]]:
     """Record the study, compute its cells (``first``: the tuning cells of a tuned study,
     then its final cells; with a seed rule, round after round), and record that it
-    finished."""
+    finished. Also says why stored cells were computed again because their code changed,
+    with how many (see :func:`_why_stale`)."""
     tally = Tally()
     toml = resolved_toml(study)
+    previous = _previous_meta(store)
     store.write_meta(meta, toml)
+    codes = _codes(first, study.registry)
+    store.expect(codes)
+    stale = _stale(store, first, codes)
     with store.running():
         compute(store, pool, first, planner, bar, tally)
         configurations = grid.by_configuration(study.cells())
         listed, chosen = configurations, None
         if study.tune is not None:
             chosen = _choose(store, study, meta)
-            listed, final = _finals(store, study, meta, toml, chosen, configurations)
+            listed, final = _finals(store, study, meta, toml, chosen, stale, configurations)
             compute(store, pool, final, planner, bar, tally)
         if study.seeding is not None:
-            finals = functools.partial(_finals, store, study, meta, toml, chosen)
+            finals = functools.partial(_finals, store, study, meta, toml, chosen, stale)
             run = functools.partial(compute, store, pool, planner=planner, bar=bar, tally=tally)
             _rounds(store, study, meta, toml, configurations, listed, finals, run, bar)
     meta["finished"] = now()
     store.write_meta(meta, toml)
-    return tally
+    return tally, _why_stale(stale, study.registry, previous)
+
+
+def _codes(cells: Sequence[Cell], registry: Registry) -> dict[str, str]:
+    return {c.id: cell_code(c, registry) for c in cells}
+
+
+def _stale(store: Store, cells: Sequence[Cell], codes: dict[str, str]) -> list[tuple[Cell, str]]:
+    """The ``cells`` whose stored record is finished but not of ``codes``, with its code."""
+    stale = freshness.stale(freshness.kept(store.statuses()), codes)
+    return [(c, stale[c.id]) for c in cells if c.id in stale]
+
+
+def _previous_meta(store: Store) -> Meta | None:
+    """The folder's ``meta.json`` before this run replaces it: what the last run ran."""
+    try:
+        return store.meta() if store.meta_path.is_file() else None
+    except ResultsError:
+        return None
+
+
+def _why_stale(
+    stale: Sequence[tuple[Cell, str]], registry: Registry, previous: Meta | None
+) -> dict[str, int]:
+    """Why stored cells were computed again, in words, with how many: the plugins whose
+    code the folder's previous run recorded otherwise, benchinit's compute path, or records
+    from before codes were recorded."""
+    before = {p["name"]: p.get("code") for p in previous["plugins"]} if previous else {}
+    engine_before = previous["environment"].get("benchinit_code") if previous else None
+    reasons: Counter[str] = Counter()
+    for cell, code in stale:
+        if not code:
+            reasons["stored before benchinit recorded the code of each cell"] += 1
+            continue
+        names = {registry.get(kind, name).plugin.name for kind, name in plugins_of(cell.config)}
+        changed = sorted(
+            Path(n).name for n in names if before.get(n) not in (None, registry.code(n))
+        )
+        parts = [f"their plugin code changed ({', '.join(changed)})"] if changed else []
+        if engine_before not in (None, engine_code()):
+            parts.append("benchinit's compute code changed")
+        reasons[" and ".join(parts) or "their code changed"] += 1
+    return dict(reasons)
 
 
 def _rounds(
