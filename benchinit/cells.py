@@ -2,8 +2,8 @@
 
 A cell's ``config`` is plain JSON data: the plugin names, parameters and versions; the data,
 model and training settings; the seed. Its id is a hash of that, so a rerun recognises
-finished cells and any change makes a new cell. ``labels`` are its grid columns in the
-result tables.
+finished cells and any change that has an effect makes a new cell (benchinit.inert resets
+the settings that have none). ``labels`` are its grid columns in the result tables.
 
 This module also holds the grouping rule: cells whose configurations differ only in
 initializer and seed can train together as one stacked model (:func:`group_key`).

@@ -13,7 +13,7 @@ import signal
 import sys
 import tomllib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchinit._version import __version__
@@ -30,6 +30,7 @@ FLAGS = {
     "executor": "--executor local",
     "out": "--out",
 }
+SEEDS = "run seeds 0..N-1; auto: add seeds until intervals are narrow (README: seeds until decided)"
 _AT_FORK = False  # the at-fork hook is registered once per process
 INTERRUPTED = {
     "run": "interrupted; finished cells are saved, a rerun continues where it stopped.",
@@ -90,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a study key, e.g. --set model.depth=30 (repeatable)",
     )
-    p.add_argument("--seeds", type=int, metavar="N", help="run seeds 0..N-1")
+    p.add_argument("--seeds", type=_count_or_auto("seeds"), metavar="N|auto", help=SEEDS)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     p.add_argument(
         "--executor",
@@ -101,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--jobs",
-        type=_jobs,
+        type=_count_or_auto("processes"),
         default="auto",
         metavar="N",
         help="worker processes, or auto: the usable cores on a CPU, 1 on CUDA (default auto)",
@@ -219,17 +220,22 @@ def _verdict_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _jobs(text: str) -> int | str:
-    """``--jobs``: a positive number, or ``auto``."""
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _count_or_auto(what: str) -> Callable[[str], int | str]:
+    """An option's value: a positive number of ``what``, or ``auto`` (--jobs, --seeds)."""
+
+    def parse(text: str) -> int | str:
+        if text == "auto":
+            return text
+        if not text.strip().isdecimal():  # int() reads exactly these
+            hint = did_you_mean(text, ["auto"])
+            raise argparse.ArgumentTypeError(
+                f"expected a number of {what} or auto, got {text!r}.{hint}"
+            )
+        if int(text) < 1:
+            raise argparse.ArgumentTypeError(f"must be at least 1, got {int(text)}")
+        return int(text)
+
+    return parse
 
 
 def _out(*args: Any) -> None:

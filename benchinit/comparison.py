@@ -363,6 +363,20 @@ def _plugin_name(plugin: PluginRecord) -> str:
     return Path(name).name if plugin["origin"] == "file" else name
 
 
+def _codes(base: Meta, new: Meta) -> tuple[dict[str, str], dict[str, str]]:
+    """The code fingerprints both runs recorded (benchinit's compute path, each plugin's):
+    two sides can run different code at one version. A side that predates fingerprints
+    (or a plugin without source) is unknown, not different, so it gets no row."""
+
+    def codes(meta: Meta) -> dict[str, str]:
+        found = {"benchinit compute code": meta["environment"].get("benchinit_code")}
+        found |= {f"plugin {_plugin_name(p)} code": p.get("code") for p in meta["plugins"]}
+        return {key: str(code) for key, code in found.items() if code}
+
+    a, b = codes(base), codes(new)
+    return {k: v for k, v in a.items() if k in b}, {k: v for k, v in b.items() if k in a}
+
+
 def _only_differences(meta: Meta) -> dict[str, Any]:
     """What is listed only when it differs: study settings, overrides, plugin versions."""
     settings = dict(_flat("", meta["study"]["settings"]))
@@ -373,13 +387,15 @@ def _only_differences(meta: Meta) -> dict[str, Any]:
 
 def environment_differences(base: Meta, new: Meta) -> list[dict[str, Any]]:
     """Rows ``key, base, new, differs, group`` comparing two runs' ``meta``: the environment
-    and provenance always (differences marked), settings and plugins where they differ."""
+    and provenance always (differences marked), settings, plugins and code fingerprints
+    where they differ."""
     rows = []
     groups = [
         ("environment", {k: base["environment"].get(k) for k in ENVIRONMENT_KEYS},
          {k: new["environment"].get(k) for k in ENVIRONMENT_KEYS}, False),
         ("provenance", _provenance(base), _provenance(new), False),
         ("settings", _only_differences(base), _only_differences(new), True),
+        ("code", *_codes(base, new), True),
     ]  # fmt: skip
     for group, a, b, only_differences in groups:
         for key in dict.fromkeys([*a, *b]):

@@ -3,6 +3,9 @@
 - :func:`plan` groups cells into :class:`Batch` es: cells that differ only in initializer
   and seed share a stack (benchinit.cells.group_key), unless their optimizer is not
   elementwise; big groups split evenly into stacks of at most ``MAX_MEMBERS``.
+- :func:`cell_code`: the fingerprint of the code that computes a cell (the engine's and
+  each plugin's it names, benchinit.fingerprint). A batch carries its cells' codes; the
+  process that runs it checks that its own code has them, and its records carry them.
 - :func:`run_batch` computes one batch in this process, dispatching by study kind, and
   returns its records. It never raises for a plugin: an exception, a ``sys.exit`` or an
   ``os._exit`` from plugin code, or a batch past its time limit, fails the batch's cells with
@@ -16,6 +19,7 @@ In the process that computes, an interval timer interrupts plugin code past the 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import math
 import os
@@ -30,8 +34,10 @@ from typing import Any
 import torch
 
 from benchinit.atinit import run_signal
-from benchinit.cells import Cell, group_key
+from benchinit.cells import Cell, canonical_json, group_key
 from benchinit.errors import Escape, error_text, plugin_failed
+from benchinit.fingerprint import DIGITS, engine_code
+from benchinit.grid import plugins_of
 from benchinit.records import Recorder, Records
 from benchinit.registry import Registry, RegistrySpec, registry_from
 from benchinit.stack import device_name, load_data
@@ -63,6 +69,7 @@ class Batch:
     threads: int = 1
     deterministic: bool = False  # torch.use_deterministic_algorithms in the worker
     timeout: float | None = None  # seconds per cell; None: no limit
+    codes: tuple[str, ...] = ()  # each cell's code fingerprint where it was planned
 
     @property
     def limit(self) -> float | None:
@@ -71,6 +78,15 @@ class Batch:
 
 
 # --- planning -----------------------------------------------------------------------------
+
+
+def cell_code(cell: Cell, registry: Registry) -> str:
+    """The fingerprint of the code that computes ``cell``: the engine's and that of every
+    plugin its configuration names. Not part of the cell's id: a stored cell whose code
+    differs is computed again under the same id (benchinit.store)."""
+    plugins = {registry.get(kind, name).plugin.name for kind, name in plugins_of(cell.config)}
+    parts = {"engine": engine_code(), **{p: registry.code(p) for p in sorted(plugins)}}
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()[:DIGITS]
 
 
 def plan(
@@ -105,8 +121,9 @@ def plan(
         size = max_members or stack_size(group[0], registry, device, largest)
         pieces = math.ceil(len(group) / size)
         for i in range(pieces):
-            part = group[i * len(group) // pieces : (i + 1) * len(group) // pieces]
-            batches.append(Batch(tuple(part), spec, device, threads, deterministic, timeout))
+            part = tuple(group[i * len(group) // pieces : (i + 1) * len(group) // pieces])
+            codes = tuple(cell_code(c, registry) for c in part)
+            batches.append(Batch(part, spec, device, threads, deterministic, timeout, codes))
     return batches
 
 
@@ -199,7 +216,7 @@ def limit_error(batch: Batch) -> str:
 
 def failed(batch: Batch, error: str, seconds: float = 0.0) -> Records:
     """Records that fail every cell of ``batch`` with ``error``."""
-    recorder = Recorder(device_name(batch.device))
+    recorder = Recorder(device_name(batch.device), _codes(batch))
     recorder.fail(batch.cells, error)
     return recorder.frames(seconds)
 
@@ -216,9 +233,12 @@ def run_batch(batch: Batch) -> Records:
         torch.use_deterministic_algorithms(batch.deterministic, warn_only=True)
     start = time.perf_counter()
     device = torch.device(batch.device)
-    recorder = Recorder(device_name(device))
+    recorder = Recorder(device_name(device), _codes(batch))
     try:
         registry = registry_from(batch.registry)
+        changed = _code_changed(batch, registry)
+        if changed:
+            return failed(batch, changed)
         with plugin_code(batch.limit):
             KINDS[batch.cells[0].kind](list(batch.cells), registry, device, recorder)
     except KeyboardInterrupt:
@@ -230,3 +250,23 @@ def run_batch(batch: Batch) -> Records:
             raise
         return failed(batch, error_text(exc), time.perf_counter() - start)
     return recorder.frames(time.perf_counter() - start)
+
+
+def _codes(batch: Batch) -> dict[str, str]:
+    return dict(zip((c.id for c in batch.cells), batch.codes, strict=False))
+
+
+def _code_changed(batch: Batch, registry: Registry) -> str:
+    """Why this process may not compute ``batch``: its code is not the code the run planned
+    with (a source file edited while the run goes on, seen by a fresh worker); "" if it is."""
+    if not batch.codes:
+        return ""
+    for cell, planned in zip(batch.cells, batch.codes, strict=True):
+        here = cell_code(cell, registry)
+        if here != planned:
+            return (
+                "CodeChanged: benchinit's or a plugin's source changed while the run was going "
+                f"on (this worker computes with code {here}, the run planned with {planned}); "
+                "run again"
+            )
+    return ""

@@ -5,7 +5,9 @@ A run makes it (:func:`run_meta`) and the store writes it; everything downstream
 :func:`check_meta` validates a loaded file against it, so readers index keys directly instead
 of guessing with ``.get()``: a damaged or foreign file is one clear error naming the file and
 the key. Keys added after schema 1 was first written (``overrides``, ``provenance``,
-``study.settings``) are optional on reading and filled with empty values.
+``study.settings``) are optional on reading and filled with empty values; so are the code
+fingerprints (``plugins[].code``, ``environment.benchinit_code``, benchinit.fingerprint),
+which older files lack.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,7 @@ from benchinit import provenance
 from benchinit._version import __version__
 from benchinit.cells import Cell
 from benchinit.errors import ResultsError
+from benchinit.fingerprint import engine_code
 from benchinit.metrics import METRICS
 from benchinit.stack import device_name, fast_bf16
 from benchinit.study import Study
@@ -45,6 +48,9 @@ class StudyInfo(TypedDict):
     axes: list[str]  # the grid columns, in study order
     values: dict[str, list[Any]]  # each axis's values (labels), in grid order
     settings: dict[str, dict[str, Any]]  # resolved [data], [model], [train] (not the grid)
+    # seeds until decided: the rule and each configuration's seeds (benchinit.seeding.record);
+    # {} when the study ran a fixed list of seeds
+    seeding: dict[str, Any]
 
 
 class PluginRecord(TypedDict):
@@ -52,6 +58,7 @@ class PluginRecord(TypedDict):
     origin: str  # builtin | distribution | file | object
     source: str
     version: str
+    code: NotRequired[str]  # its source's fingerprint (benchinit.fingerprint); "" if none
 
 
 class Component(TypedDict):
@@ -101,6 +108,7 @@ _STUDY_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
     "axes": ((list,), ...),
     "values": ((dict,), {}),
     "settings": ((dict,), {}),
+    "seeding": ((dict,), {}),
 }
 _PROVENANCE_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
     "git": ((dict,), {}),
@@ -263,17 +271,27 @@ def run_meta(
                 axis: list(dict.fromkeys(c.labels[axis] for c in cells)) for axis in study.axes
             },
             "settings": {"data": {"name": data.name, **data.params}, **study.settings},
+            "seeding": (
+                {"rule": study.seeding.table(), "metric": study.metric} if study.seeding else {}
+            ),
         },
         "command": list(command) if command else [sys.executable, "-m", "benchinit"],
         "overrides": list(study.overrides),
         "environment": {
             **environment(device),
+            "benchinit_code": engine_code(),  # the compute path's fingerprint
             "threads": threads,
             "deterministic": deterministic,
         },
         "provenance": provenance.collect(_folders(study)),
         "plugins": [
-            {"name": p.name, "origin": p.origin, "source": p.source, "version": p.version}
+            {
+                "name": p.name,
+                "origin": p.origin,
+                "source": p.source,
+                "version": p.version,
+                "code": study.registry.code(p.name),
+            }
             for p in study.registry.plugins.values()
         ],
         "components": components(study, cells),

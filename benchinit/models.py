@@ -212,7 +212,9 @@ class StackedMLP(nn.Module):
             return self._of(mean, member).unsqueeze(1), self._of(var, member).unsqueeze(1)
         batch = z.shape[1]
         if batch < 2:
-            raise ValueError("batch norm in training mode needs batches of 2 or more samples")
+            raise ValueError(
+                f"batch norm in training mode needs batches of 2 or more samples, got {batch}"
+            )
         mean, var = z.mean(1, keepdim=True), z.var(1, unbiased=False, keepdim=True)
         if update:
             with torch.no_grad():

@@ -1,6 +1,8 @@
-"""A one-line progress bar on a terminal: cells done / total, rate and ETA.
+"""A one-line progress bar on a terminal: cells done / total, rate and ETA; and notes
+between its updates (a seed rule's rounds).
 
-Silent when the stream is not a terminal (CI logs, pipes) or when asked to be quiet.
+The bar is silent when the stream is not a terminal (CI logs, pipes) or when asked to be
+quiet; a note is one line, printed unless asked to be quiet (a CI log shows each round).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ class Progress:
         self, total: int, label: str, *, enabled: bool = True, stream: TextIO | None = None
     ) -> None:
         self.stream = stream or sys.stderr
+        self.notes = enabled
         self.enabled = enabled and total > 0 and self.stream.isatty()
         self.total, self.label, self.done = total, label, 0
         self.start = time.perf_counter()
@@ -27,6 +30,20 @@ class Progress:
             self._last = now
             self.stream.write("\r" + self.line(now - self.start))
             self.stream.flush()
+
+    def grow(self, n: int) -> None:
+        """``n`` more cells to do than the total said (a seed rule's next round)."""
+        self.total += n
+        self.enabled = self.notes and self.total > 0 and self.stream.isatty()
+
+    def note(self, text: str) -> None:
+        """One line of its own; on a terminal the bar carries on below it."""
+        if not self.notes:
+            return
+        if self.enabled:  # end the bar's line; the next advance draws it again
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def line(self, elapsed: float) -> str:
         width = 24

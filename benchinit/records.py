@@ -48,6 +48,9 @@ COLUMNS: dict[str, dict[str, str]] = {
         "sigma_b": "float64",  # and bias scale
         "seconds": "float64",  # the stacked batch's wall time divided by its cells
         "device": "str",
+        # fingerprint of the code that computed it (benchinit.execute.cell_code); "" in
+        # records written before benchinit recorded it
+        "code": "str",
     },
     "curves": {
         "cell": "str",
@@ -94,8 +97,10 @@ def conform(table: str, frame: pd.DataFrame) -> pd.DataFrame:
 class Recorder:
     """Collects one batch's rows column-wise; :meth:`frames` makes the four tables."""
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, codes: Mapping[str, str] | None = None) -> None:
+        """``codes``: each cell's code fingerprint, by id, for its ``runs`` row."""
         self.device = device
+        self.codes = dict(codes or {})
         self.runs: list[dict[str, Any]] = []
         self.columns: dict[str, dict[str, list[Any]]] = {
             table: {k: [] for k in COLUMNS[table]} for table in TABLES if table != "runs"
@@ -113,6 +118,7 @@ class Recorder:
                 **metrics,
                 "seconds": None,  # filled in by frames()
                 "device": self.device,
+                "code": self.codes.get(cell.id, ""),
             }
         )
 

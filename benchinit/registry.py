@@ -10,6 +10,11 @@ Load order (later sources cannot shadow earlier names; a clash is an error namin
 ``BENCHINIT_BLOCK_PLUGINS`` (comma-separated plugin names, as ``benchinit list`` shows them)
 skips the named plugins. A plugin that fails to import, implements a hook that does not exist,
 or raises from a hook is an error naming the plugin and the cause.
+
+Each plugin has a version (in every cell id that names it) and a code fingerprint
+(:meth:`Registry.code`, benchinit.fingerprint): a distribution's whole top-level package,
+else the module that holds it (a built-in's, a plugin file, an in-memory plugin's). A stored
+cell is reused only while the code that computes it is unchanged (benchinit.freshness).
 """
 
 from __future__ import annotations
@@ -19,18 +24,20 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import re
 import sys
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Generic, Literal, TypeVar, overload
 
 import pluggy
 
-from benchinit import hookspecs
+from benchinit import fingerprint, hookspecs
 from benchinit._version import __version__
 from benchinit.descriptors import (
     KINDS,
@@ -134,6 +141,7 @@ class Registry:
         self.pm = pluggy.PluginManager("benchinit")
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
+        self._codes: dict[str, str | Callable[[], str]] = {}  # a fingerprint, or how to make it
         for module_name in BUILTIN_PLUGINS:
             self._register(
                 importlib.import_module(module_name),
@@ -182,6 +190,7 @@ class Registry:
         except ValueError as exc:  # pluggy: the same object registered twice
             raise PluginError(f"{info.describe()}: {exc}") from exc
         self.plugins[info.name] = info
+        self._codes[info.name] = functools.partial(_plugin_code, plugin, info.origin)
 
     def _load_entry_points(self) -> None:
         for ep in sorted(
@@ -317,9 +326,26 @@ class Registry:
     def version(self, kind: str, name: str) -> str:
         return self.get(kind, name).plugin.version
 
+    def code(self, plugin: str) -> str:
+        """The fingerprint of plugin ``plugin``'s source, made once per registry when first
+        asked ("" for one without Python source)."""
+        code = self._codes[plugin]
+        if callable(code):
+            code = self._codes[plugin] = code()
+        return code
+
     def hook(self) -> Any:
         """pluggy's hook relay, for hooks beyond the descriptor kinds (report sections)."""
         return self.pm.hook
+
+
+def _plugin_code(plugin: object, origin: str) -> str:
+    """A distribution's fingerprint is its whole top-level package (found from the loaded
+    entry-point object), anything else's the module that holds it."""
+    if origin != "distribution":
+        return fingerprint.object_code(plugin)
+    module = plugin if isinstance(plugin, ModuleType) else inspect.getmodule(plugin)
+    return fingerprint.package_code(module.__name__) if module is not None else ""
 
 
 # Registries alive in this process, by spec: batches find the study's own object here.

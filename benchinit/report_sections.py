@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchinit import seeding
 from benchinit.metrics import METRIC_TABLE, Metric, metric_info
 from benchinit.results import Results
 
@@ -44,6 +45,9 @@ def header(results: Results) -> dict[str, Any]:
         "direction": "higher is better" if metric.direction == "max" else "lower is better",
         "axes": [(axis, values.get(axis, [])) for axis in results.axes],
         "seeds": results.study["seeds"],
+        "seed_span": seeding.seed_span(results.study["seeding"])
+        or f"{len(results.study['seeds'])} seeds",
+        "seeding": seeding.describe(results.study["seeding"]),
         "counts": results.counts(),
         "cells": len(results.runs),
         "device": env.get("device", "?"),

@@ -22,7 +22,12 @@ from benchinit.errors import did_you_mean
 
 
 class Invalid(ValueError):
-    """A value failed its check; the message completes "key ..."."""
+    """A value failed its check; the message completes "key ...". ``part``: the key inside
+    a table value that is wrong (``half_width`` of ``study.seeds``), named in the error."""
+
+    def __init__(self, message: str, part: str = "") -> None:
+        super().__init__(message)
+        self.part = part
 
 
 Check = Callable[[Any], Any]
@@ -94,8 +99,13 @@ def choice(*options: str) -> Check:
 MAX_SEED = 2**63 - 1  # seeds are stored as int64
 
 
-def seed_list(value: Any) -> Sequence[int]:
-    """An int n (seeds 0..n-1, kept as a lazy ``range``) or a list of distinct seeds."""
+def seed_list(value: Any) -> Sequence[int] | SeedRule:
+    """An int n (seeds 0..n-1, kept as a lazy ``range``), a list of distinct seeds, or a
+    :class:`SeedRule`: ``"auto"`` or a table ``{half_width = ..., min = ..., max = ...}``."""
+    if isinstance(value, SeedRule):  # already resolved
+        return value
+    if value == AUTO or isinstance(value, dict):
+        return SeedRule.parse(value)
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 1:
             raise Invalid(f"must be a positive number of seeds or a list of seeds, got {value}")
@@ -110,7 +120,105 @@ def seed_list(value: Any) -> Sequence[int]:
         return tuple(value)
     if isinstance(value, range | tuple):  # already resolved
         return value
-    raise Invalid(f"must be a number of seeds or a non-empty list of seeds, got {value!r}")
+    hint = did_you_mean(value, [AUTO]) if isinstance(value, str) else ""
+    raise Invalid(
+        'must be a number of seeds, a non-empty list of seeds, "auto", or a table such as '
+        f"{{half_width = 0.005, min = 3, max = 20}} (seeds until decided), got {value!r}.{hint}"
+    )
+
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class SeedRule:
+    """``[study] seeds = "auto"`` or ``{half_width = 0.005, min = 3, max = 20}``: seeds
+    until decided (benchinit.seeding). A first round runs seeds 0..min-1 of every
+    configuration; each later round doubles the seeds of the configurations whose 95%
+    interval on the main metric is still wider than the target, up to ``max``.
+
+    The target is ``half_width`` (the metric's units) or ``relative_half_width`` (a share
+    of the configuration's |mean|); with neither, :meth:`resolved` picks the metric's
+    default: 0.5% of its range for metrics bounded on both sides (half a point of
+    accuracy), else 1% of |mean| (compare's default tolerances, benchinit.verdicts).
+    """
+
+    half_width: float | None = None  # stop when the interval's half-width is at most this
+    relative_half_width: float | None = None  # ... or at most this share of |mean|
+    min: int = 3  # seeds of the first round (an interval needs 2; 3 is the usual count)
+    max: int = 20  # seeds per configuration, at most
+
+    KEYS = ("half_width", "relative_half_width", "min", "max")
+    MAX = 1000  # a larger max is refused: every seed is one cell per configuration
+    RANGE_SHARE = 0.005  # default target of a bounded metric: this share of its range
+    RELATIVE = 0.01  # default target of an unbounded metric: this share of |mean|
+
+    @classmethod
+    def parse(cls, value: Any) -> SeedRule:
+        """``"auto"`` (every default) or a table; Invalid names the wrong key."""
+        table = {} if value == AUTO else dict(value)
+        for key in table:
+            if key not in cls.KEYS:
+                raise Invalid(
+                    f"unknown key.{did_you_mean(key, cls.KEYS)} Valid keys: "
+                    f"{', '.join(cls.KEYS)} (e.g. {{half_width = 0.005, min = 3, max = 20}}).",
+                    key,
+                )
+        for key in ("half_width", "relative_half_width"):
+            if key in table:
+                table[key] = _positive(table[key], key)
+        if "half_width" in table and "relative_half_width" in table:
+            raise Invalid("gives both half_width and relative_half_width; give one target")
+        low = table["min"] = _count(table.get("min", cls.min), "min", 2)
+        table["max"] = _count(table.get("max", max(cls.max, low)), "max", low)
+        return cls(**table)
+
+    def resolved(self, bounds: tuple[float, float]) -> SeedRule:
+        """The rule with its default target filled in, for a metric with these bounds."""
+        if self.half_width is not None or self.relative_half_width is not None:
+            return self
+        low, high = bounds
+        if math.isfinite(low) and math.isfinite(high):
+            return dataclasses.replace(self, half_width=self.RANGE_SHARE * (high - low))
+        return dataclasses.replace(self, relative_half_width=self.RELATIVE)
+
+    def table(self) -> dict[str, Any]:
+        """The rule as written in a study file (unset targets left out)."""
+        return {k: getattr(self, k) for k in self.KEYS if getattr(self, k) is not None}
+
+    def target_text(self) -> str:
+        """'±0.005' or '±1% of the mean'."""
+        if self.half_width is not None:
+            return f"±{self.half_width:.3g}"
+        return f"±{100 * (self.relative_half_width or 0):.3g}% of the mean"
+
+
+def seed_plan(
+    seeds: Sequence[int] | SeedRule, bounds: tuple[float, float]
+) -> tuple[SeedRule | None, Sequence[int], Sequence[int]]:
+    """(the seed rule, its target resolved for a metric with these ``bounds``, or None; the
+    seeds every configuration runs first; the most seeds a configuration may reach)."""
+    if not isinstance(seeds, SeedRule):
+        return None, seeds, seeds
+    rule = seeds.resolved(bounds)
+    return rule, range(rule.min), range(rule.max)
+
+
+def _positive(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise Invalid(
+            "must be a positive finite number (the half-width of the 95% interval to stop "
+            f"at{', as a share of |mean|' if key.startswith('relative') else ''}), got {value!r}",
+            key,
+        )
+    return float(value)
+
+
+def _count(value: Any, key: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= SeedRule.MAX:
+        least = f"min ({low})" if key == "max" else f"{low} (an interval needs two seeds)"
+        raise Invalid(f"must be an integer from {least} to {SeedRule.MAX}, got {value!r}", key)
+    return value
 
 
 def branch_scale(value: Any) -> float | str | bool:
@@ -157,7 +265,8 @@ class StudySettings:
     name: str | None = setting(None, folder_name)  # results folder name (default: file stem)
     title: str | None = setting(None, optional_text)  # report title (default: the name)
     kind: str = setting("train", choice("train", "signal"))  # train, or statistics at init
-    seeds: Sequence[int] = setting(3, seed_list)  # n (seeds 0..n-1) or a list of seeds
+    # n (seeds 0..n-1), a list of seeds, or a SeedRule ("auto", {half_width, min, max})
+    seeds: Sequence[int] | SeedRule = setting(3, seed_list)
     description: str = setting("", text)  # Markdown shown at the top of the report
     plugins: tuple[str, ...] = setting((), paths)  # plugin files, relative to the study
     metric: str | None = setting(None, optional_text)  # main metric (default: by kind, task)
@@ -206,6 +315,12 @@ def check_value(section: str, key: str, value: Any) -> Any:
     return fields[key].metadata["check"](value)
 
 
+def default(section: str, key: str) -> Any:
+    """A setting's default value, checked (as a section holds it when the key is unset)."""
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+    return fields[key].metadata["check"](fields[key].default)
+
+
 def plugin_kind(section: str, key: str) -> str | None:
     """The plugin kind a setting's value is a spec of (``model.bias_init``: initializer)."""
     fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
@@ -232,7 +347,8 @@ def parse_section(
         try:
             values[key] = fields[key].metadata["check"](value)
         except Invalid as exc:
-            raise fail(f"{section}.{key}", str(exc)) from None
+            where = f"{section}.{key}" + (f".{exc.part}" if exc.part else "")
+            raise fail(where, str(exc)) from None
     for key, f in fields.items():
         if key not in values:
             values[key] = f.metadata["check"](f.default)

@@ -19,16 +19,16 @@ How the promises are kept:
   either the whole chunk or a ``.tmp-*`` folder that readers ignore (and a later run removes).
   Every other file is replaced atomically the same way. A failed write (full disk, read-only
   folder) removes its temporary file and raises :class:`~benchinit.errors.OutputError`.
-- *Never recomputed*: a cell whose record says ``ok`` or ``diverged`` is finished; a rerun
-  skips it. ``failed`` cells are retried (the failure may have been transient).
+- *Never recomputed, never stale*: a cell whose kept record is ``ok`` or ``diverged`` and
+  of the code this run computes it with (:meth:`Store.expect`) is finished; a rerun skips
+  it, and retries the rest (benchinit.freshness has the rule).
 - *Concurrent runs*: each run holds one ``flock`` on its own ``locks/run-<id>.lock`` for its
   lifetime. It claims cells under a brief lock of ``locks/claims.lock``: it reads the claims
   of every live run, takes the cells nobody live holds, and appends their ids to its own
   ``run-<id>.claims``. A run whose lock is free is dead (the kernel drops a killed process's
   locks): its claims are ignored. So a run holds two descriptors however many cells it
   claims, and a claim never outlives its run. After claiming, a run checks again that
-  nobody finished the cell meanwhile. Of two records of one cell, readers keep one (a
-  finished one, the newest).
+  nobody finished the cell meanwhile.
 - *Never someone else's files*: a folder that is neither new, empty nor a results folder is
   refused unless ``force`` is given, and even then no file benchinit would write may exist.
 - No pickle: Parquet and JSON only.
@@ -42,12 +42,13 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from benchinit import freshness
 from benchinit.errors import BenchinitError, OutputError, ResultsError, os_reason
 from benchinit.meta import SCHEMA_VERSION, Meta, check_meta
 from benchinit.records import COLUMNS, LATER_TABLES, TABLES, conform
@@ -59,7 +60,6 @@ except ImportError:  # Windows: no advisory locks; concurrent runs may duplicate
 
 __all__ = ["SCHEMA_VERSION", "Store", "write_atomic"]
 
-FINISHED = ("ok", "diverged")
 STALE_TMP_SECONDS = 3600
 # Files and folders benchinit writes into a results folder; with force it still never
 # replaces one of these that it did not write.
@@ -134,7 +134,8 @@ class Store:
         self.run_id = uuid.uuid4().hex[:16]
         self._run_lock: Any = None
         self._claimed: set[str] = set()
-        self._statuses: dict[str, pd.DataFrame] = {}  # chunk -> its runs' cell and status
+        self._statuses: dict[str, pd.DataFrame] = {}  # chunk -> its runs' cell, status, code
+        self._codes: dict[str, str] = {}  # cell -> the code this run computes it with
         if create:
             self._check_ownership(force)
             try:
@@ -280,15 +281,12 @@ class Store:
 
     def chunks(self) -> list[Path]:
         """Finished chunks, oldest first."""
-        if not self.records.is_dir():
-            return []
-        return sorted(
-            p for p in self.records.iterdir() if p.is_dir() and not p.name.startswith(".")
-        )
+        found = self.records.iterdir() if self.records.is_dir() else ()
+        return sorted(p for p in found if p.is_dir() and not p.name.startswith("."))
 
-    def _read(self, path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    def _read(self, path: Path) -> pd.DataFrame:
         try:
-            return pd.read_parquet(path, columns=columns)
+            return pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for damaged files
             raise ResultsError(
                 f"'{path}' is corrupt or unreadable ({type(exc).__name__}: {exc}). Its cells "
@@ -297,7 +295,7 @@ class Store:
             ) from None
 
     def statuses(self) -> pd.DataFrame:
-        """``cell, status, chunk`` of every stored run record.
+        """``cell, status, code, chunk`` of every stored run record (``code`` may be "").
 
         A chunk never changes once in place, so each is read once per Store: a run that
         looks at what is finished after every round of stacks reads only the new chunks.
@@ -305,26 +303,28 @@ class Store:
         frames = []
         for chunk in self.chunks():
             if chunk.name not in self._statuses:
-                frame = self._read(chunk / "runs.parquet", ["cell", "status"])
+                frame = self._read(chunk / "runs.parquet")  # a chunk's runs: a few rows
+                frame = frame.reindex(columns=["cell", "status", "code"], fill_value="")
                 self._statuses[chunk.name] = frame.assign(chunk=chunk.name)
             frames.append(self._statuses[chunk.name])
         if not frames:
-            return pd.DataFrame({"cell": [], "status": [], "chunk": []})
+            return pd.DataFrame({"cell": [], "status": [], "code": [], "chunk": []})
         return pd.concat(frames, ignore_index=True)
 
+    def expect(self, codes: Mapping[str, str]) -> None:
+        """The code this run computes each of these cells with (``{cell: code}``)."""
+        self._codes.update(codes)
+
     def finished(self) -> set[str]:
-        """Ids of cells with an ``ok`` or ``diverged`` record."""
-        statuses = self.statuses()
-        return set(statuses.loc[statuses["status"].isin(FINISHED), "cell"])
+        """Cells whose kept record is ``ok`` or ``diverged`` and of the expected code."""
+        return freshness.finished(freshness.kept(self.statuses()), self._codes)
 
     def read(self, tables: Sequence[str] = TABLES) -> dict[str, pd.DataFrame]:
-        """The ``tables`` (default all), one record per cell: a finished one if any, else
-        the newest. No chunk at all gives ``{}``."""
-        statuses = self.statuses()
-        if statuses.empty:
+        """The ``tables`` (default all), one record per cell: the one readers keep
+        (benchinit.freshness). No chunk at all gives ``{}``."""
+        best = freshness.kept(self.statuses())
+        if best.empty:
             return {}
-        statuses["rank"] = statuses["status"].isin(FINISHED).astype(int)
-        best = statuses.sort_values(["rank", "chunk"]).groupby("cell").tail(1)
         keep = best.groupby("chunk")["cell"].apply(set).to_dict()
         frames: dict[str, list[pd.DataFrame]] = {t: [] for t in tables}
         for chunk_name, cells in keep.items():

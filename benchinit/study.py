@@ -3,7 +3,8 @@
 A study names the four parts of deep learning (data, model, loss, optimizer) plus the
 initializer and activation, and the grid of choices to compare::
 
-    [study]  name, title, kind ("signal" | "train"), seeds, description, plugins, metric
+    [study]  name, title, kind ("signal" | "train"), seeds (a count, a list, or seeds until
+             decided: "auto" | {half_width, min, max}), description, plugins, metric
     [data]   name = a dataset plugin, and its parameters
     [model]  depth, width, bias, bias_init, dtype                   (benchinit.settings)
     [train]  epochs, batch_size, target_accuracy, probe_samples      (kind = "train" only)
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import tomllib
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,17 +37,17 @@ import tomli_w
 
 from benchinit import grid, settings, tuning
 from benchinit.cells import Cell
-from benchinit.errors import StudyError, did_you_mean
-from benchinit.metrics import METRICS, default_metric
+from benchinit.errors import BenchinitWarning, StudyError, did_you_mean
+from benchinit.metrics import METRICS, default_metric, metric_info
 from benchinit.registry import Registry
-from benchinit.settings import ModelSettings, StudySettings, TrainSettings
+from benchinit.settings import AUTO, ModelSettings, SeedRule, StudySettings, TrainSettings
 from benchinit.sources import apply_overrides, read_study
 from benchinit.specs import SpecError
 from benchinit.tuning import TuneSpec
 from benchinit.validation import DEFAULT_FRACTION, validation_fraction
 
-DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
-DEFAULT_OPTIMIZER = "adam"
+DEFAULT_LOSS = grid.DEFAULT_LOSS
+DEFAULT_OPTIMIZER = grid.DEFAULT_OPTIMIZER
 SECTIONS = ("study", "data", "model", "train", "grid", "tune")
 # More cells than this are refused before the grid is expanded (each cell costs memory
 # before it runs); pass max_cells=None to allow any number.
@@ -61,7 +63,7 @@ class Study:
     name: str  # the default results folder is reports/<name>
     title: str
     kind: str  # "signal" | "train"
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # every configuration's seeds (with a seed rule: its first round)
     description: str  # Markdown
     metric: str  # the main metric: ranks the leaderboard, compare's default
     task: str  # the dataset's task: "classification" | "regression"
@@ -76,6 +78,7 @@ class Study:
     validation: float  # share of the training split held out (train studies; 0: none)
     tune: TuneSpec | None  # [tune], or None: the grid's values are run as given
     grid_cells: tuple[Cell, ...]
+    seeding: SeedRule | None = None  # seeds until decided (target resolved), or fixed seeds
 
     def cells(self) -> list[Cell]:
         """Every combination of the grid's values times every seed."""
@@ -95,7 +98,7 @@ def load_study(
     overrides: Sequence[str] = (),
     *,
     plugins: Sequence[str | Path] = (),
-    seeds: int | None = None,
+    seeds: int | str | None = None,
     registry: Registry | None = None,
     max_cells: int | None = MAX_CELLS,
 ) -> Study:
@@ -103,7 +106,8 @@ def load_study(
 
     ``overrides`` are ``"key=value"`` strings (``"model.depth=30"``, value in TOML syntax,
     bare words as strings); ``plugins`` are extra plugin files; ``seeds`` replaces
-    ``study.seeds`` with ``range(seeds)``; ``max_cells`` refuses bigger grids (None: no
+    ``study.seeds`` with ``range(seeds)``, or ``"auto"``: seeds until decided, by the study's
+    own ``seeds = {...}`` rule if it has one; ``max_cells`` refuses bigger grids (None: no
     limit). Raises :class:`StudyError` (or PluginError).
     """
     source, text, base = read_study(study)
@@ -114,12 +118,15 @@ def load_study(
     applied = list(overrides)
     set_keys = apply_overrides(document, overrides, source)
     if seeds is not None:
-        document.setdefault("study", {})["seeds"] = seeds
+        table = document.setdefault("study", {})
+        if not (seeds == AUTO and isinstance(table, dict) and isinstance(table.get("seeds"), dict)):
+            table["seeds"] = seeds
         set_keys.add("study.seeds")
         applied.append(f"study.seeds={seeds}")
 
     def fail(key: str, message: str) -> StudyError:
-        note = " (set on the command line)" if key in set_keys else ""
+        on_line = key in set_keys or key.rpartition(".")[0] in set_keys  # or a part of it
+        note = " (set on the command line)" if on_line else ""
         return StudyError(source, key + note, message)
 
     _check_not_an_axis(set_keys, _grid_table(document, fail), fail)
@@ -170,7 +177,8 @@ def _validate(
         raise fail("data.name", str(exc)) from None
     axes = _axes(document, meta.kind, task, fail)
     metric = _metric(meta, task, fail)
-    tune = _tune(document, axes, registry, meta.kind, task, metric, validation, meta.seeds, fail)
+    rule, seeds, most = settings.seed_plan(meta.seeds, metric_info(metric, meta.kind).bounds)
+    tune = _tune(document, axes, registry, meta.kind, task, metric, validation, most, fail)
     resolver = grid.Resolver(
         registry,
         kind=meta.kind,
@@ -178,10 +186,11 @@ def _validate(
         sections={"model": settings.as_dict(model), "train": settings.as_dict(train)},
         data=data,
         validation=validation if meta.kind == "train" else None,
+        tuned=[p.key for p in tune.params] if tune else (),
         fail=fail,
     )
     _check_labels(resolver, axes, fail)
-    total = grid.count(axes, meta.seeds)
+    total = grid.count(axes, most)
     if tune is not None:  # and the tuning cells: every configuration x trial x tuning seed
         bound = math.prod(len(p.values) for p in tune.params if not p.is_range)
         bound *= max((p.trials for p in tune.params if p.is_range), default=1)
@@ -191,8 +200,8 @@ def _validate(
         raise StudyError(
             source,
             "grid",
-            f"makes {total:,} cells (the grid's combinations x {len(meta.seeds):,} seeds"
-            f"{', and the tuning trials' if tune else ''}), "
+            f"makes {total:,} cells (the grid's combinations x {'up to ' * bool(rule)}"
+            f"{len(most):,} seeds{', and the tuning trials' if tune else ''}), "
             f"more than the limit of {max_cells:,}; shrink the grid or the seeds, or lift "
             "the limit with {max_cells}",
             options={"max_cells": "max_cells=None"},
@@ -200,11 +209,13 @@ def _validate(
     name = meta.name or (
         Path(source).stem if not source.startswith("builtin:") else source.split(":", 1)[1]
     )
+    cells = tuple(grid.expand(resolver, axes, seeds))
+    _check_inert(resolver, tune, fail)
     return Study(
         name=name,
         title=meta.title or name,
         kind=meta.kind,
-        seeds=tuple(meta.seeds),
+        seeds=tuple(seeds),
         description=meta.description,
         metric=metric,
         task=task,
@@ -218,7 +229,8 @@ def _validate(
         data=data,
         validation=validation,
         tune=tune,
-        grid_cells=tuple(grid.expand(resolver, axes, meta.seeds)),
+        grid_cells=cells,
+        seeding=rule,
     )
 
 
@@ -252,6 +264,21 @@ def _tune(
     return tuning.parse_tune(
         document["tune"], axes, registry, kind=kind, task=task, metric=metric, fail=fail
     )
+
+
+def _check_inert(resolver: grid.Resolver, tune: TuneSpec | None, fail: Fail) -> None:
+    """Refuse tuning a parameter with no effect (every trial would be the same run), and
+    warn once per setting that was reset because it has none (benchinit.inert)."""
+    for param in tune.params if tune else ():
+        for key, reason in resolver.no_effect.items():
+            if param.key == key or param.key.startswith(f"{key}."):
+                raise fail(
+                    f"tune.{param.key}",
+                    f"{key} {reason} in some configuration of this grid, so every trial "
+                    "there would be the same run; tune it only where it has an effect",
+                )
+    for key, reason in resolver.ignored.items():
+        warnings.warn(f"{key} {reason}: ignored", BenchinitWarning, stacklevel=4)
 
 
 def _validation(data: dict[str, Any], kind: str, registry: Registry, fail: Fail) -> float:
@@ -372,7 +399,7 @@ def resolved_document(study: Study) -> dict[str, dict[str, Any]]:
             "name": study.name,
             "title": study.title,
             "kind": study.kind,
-            "seeds": list(study.seeds),
+            "seeds": study.seeding.table() if study.seeding else list(study.seeds),
             "metric": study.metric,
             "description": study.description,
             "plugins": list(study.registry.files),

@@ -21,7 +21,8 @@ sees its values: members share no arithmetic. Its curves end before that epoch.
 Each epoch is measured on the held-out split: the validation split (benchinit.validation),
 or the test split when there is none; the test split is otherwise read once, after the last
 epoch, for the final numbers. ``train_loss`` is the mean of an epoch's minibatch losses
-(the number a training loop prints); at epoch 0, before training, the training and held-out
+(the number a training loop prints; with batch norm a last batch of one sample is dropped,
+see :func:`steps_end`); at epoch 0, before training, the training and held-out
 metrics are passes over the first ``EPOCH0_SAMPLES`` samples of their splits (the curve's
 first point needs no more). ``*_loss``, ``*_accuracy`` (classification) and ``*_mse``
 (regression: the squared error of the point prediction, comparable across losses) are full
@@ -120,6 +121,11 @@ def train_stack(
         data, loss, DTYPES[config["model"]["dtype"]], device, torch.bfloat16 if bf16 else None
     )
     depth, width = config["model"]["depth"], config["model"]["width"]
+    if config["model"].get("norm") == "batch" and len(task.train.x) < 2:
+        raise ValueError(  # its statistics need two samples, in every step and probe
+            f"batch norm needs 2 or more training samples to normalize over; dataset "
+            f"'{config['data']['name']}' has {len(task.train.x)} in its training split"
+        )
     probe_n = min(config["train"]["probe_samples"], len(task.train.x))
     model, kept, failures = build_stack(
         cells,
@@ -252,8 +258,9 @@ class _Run:
         n, batch_size = len(task.train.x), self.settings["batch_size"]
         order = _permutations(generators, n, task.train.x.device)
         loss_sum = torch.zeros(model.members, dtype=torch.float64, device=task.train.x.device)
-        for begin in range(0, n, batch_size):
-            index = order[:, begin : begin + batch_size]
+        stop = steps_end(n, batch_size, model.norm)
+        for begin in range(0, stop, batch_size):
+            index = order[:, begin : min(begin + batch_size, stop)]
             with self.numerics():
                 pred = wide(model(task.train.x[index], self.activation))
             per_member = member_losses(self.loss, pred, task.train.y[index]).mean(1)
@@ -265,7 +272,7 @@ class _Run:
             masked.sum().backward()  # a sum: each member's gradient is its own mean loss's
             optimizer.step()
             loss_sum += masked.detach().double() * index.shape[1]
-        finite = torch.isfinite(self.measure_epoch(epoch, loss_sum / n))
+        finite = torch.isfinite(self.measure_epoch(epoch, loss_sum / stop))
         diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
         alive = alive & finite
         _restore(params, frozen, alive)
@@ -313,6 +320,19 @@ class _Run:
         epochs = self.settings["epochs"]
         hits = [e for e in range(epochs + 1) if values[(e, held, "accuracy")][g] >= target]
         return float(hits[0]) if hits else math.nan
+
+
+def steps_end(n: int, batch_size: int, norm: str) -> int:
+    """How many samples of an epoch's permutation are trained on: all of them, but for
+    batch norm a last minibatch of one sample is dropped. Batch norm in training mode has
+    no statistics of one sample (every unit would be its shift), so the sample is left for
+    another epoch, as ``DataLoader(drop_last=True)`` would leave it, rather than merged into
+    the batch before (which would make one step of a different size). Each member's own
+    permutation decides which sample that is; the batch boundaries depend only on ``n``
+    and ``batch_size``, so a stack still equals its members trained alone."""
+    if norm == "batch" and n > 1 and n % batch_size == 1:
+        return n - 1
+    return n
 
 
 def _biases(model: StackedMLP) -> list[torch.Tensor] | None:

@@ -439,6 +439,28 @@ def test_fuzz_every_damaged_input_ends_with_a_documented_exit_and_no_traceback(r
         ["compare", str(bystander), str(results)],
         ["run", "seed", "--out", str(bystander)],
         ["run", "seed", "--set", "model.depth", "--out", str(tmp_path / "s")],
+        # grid values that one setting with no effect makes one configuration (issue 20)
+        [
+            "run",
+            "seed",
+            "--set",
+            "model.depth=1",
+            "--set",
+            'grid."model.residual"=[false, 1]',
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        # batch norm over batches of one sample (issue 20)
+        [
+            "run",
+            "mnist-mlp",
+            "--set",
+            'model.norm="batch"',
+            "--set",
+            "train.batch_size=1",
+            "--out",
+            str(tmp_path / "b"),
+        ],
     ]
     cases += [("argv", argv) for argv in argv_noise]
     before = _snapshot(tmp_path, set())

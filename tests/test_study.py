@@ -194,6 +194,29 @@ MALFORMED = {
         [],
         "key 'tune.optimizer.step_size'",
     ),
+    "batch norm with batches of one sample": (
+        "[model]\nnorm='batch'\n[train]\nbatch_size=1\n[grid]\ninitializer='zeros'\n"
+        "activation='relu'",
+        [],
+        "key 'train.batch_size'",
+    ),
+    "batch norm with a grid of batch sizes that has 1": (
+        "[model]\nnorm='batch'\n[grid]\ninitializer='zeros'\nactivation='relu'\n"
+        "'train.batch_size'=[1, 8]",
+        [],
+        "key 'grid.train.batch_size'",
+    ),
+    "batch norm on the grid with batches of one sample": (
+        "[train]\nbatch_size=1\n[grid]\ninitializer='zeros'\nactivation='relu'\n"
+        "'model.norm'=['none', 'batch']",
+        [],
+        "key 'grid.model.norm'",
+    ),
+    "batch norm with a probe batch of one sample": (
+        "[grid]\ninitializer='zeros'\nactivation='relu'",
+        ["--set", "model.norm='batch'", "--set", "train.probe_samples=1"],
+        "key 'train.probe_samples (set on the command line)'",
+    ),
     "bias_init twice in the grid": (
         "[grid]\ninitializer='zeros'\nactivation='relu'\n"
         "'model.bias_init'=['zeros', 'normal(std=1)', 'normal']",

@@ -10,7 +10,7 @@ from benchinit import load_results, load_study, run
 from benchinit.cells import group_key
 from benchinit.cli import FLAGS, main
 from benchinit.execute import plan, run_batch
-from benchinit.train import train_stack
+from benchinit.train import steps_end, train_stack
 
 BASE = """
     [study]
@@ -106,6 +106,58 @@ def test_float32_agrees_over_a_few_dozen_steps(write_study):
     for cell in cells:  # 25 steps: batched matmuls round differently, but not by much
         for a, b in zip(stacked[cell.id], alone[cell.id], strict=True):
             assert torch.allclose(a, b, atol=1e-4)
+
+
+BATCH_NORM = """
+    [study]
+    kind = "train"
+    seeds = 2
+    [data]
+    name = "blobs"
+    samples = {samples}
+    test_samples = 8
+    validation = 0
+    [model]
+    depth = 2
+    width = 6
+    norm = "batch"
+    dtype = "float64"
+    [train]
+    epochs = 2
+    batch_size = 3
+    [grid]
+    initializer = ["kaiming_normal", "xavier_normal"]
+    activation = "tanh"
+    optimizer = "sgd(lr=0.1, momentum=0.9)"
+"""
+
+
+def test_batch_norm_drops_a_last_batch_of_one_sample_and_stacks_exactly(write_study):
+    # 31 training samples in batches of 3: ten batches and one sample over, which batch
+    # norm cannot normalize; it is dropped (each member's permutation picks which)
+    assert (steps_end(31, 3, "batch"), steps_end(31, 3, "layer"), steps_end(30, 3, "batch")) == (
+        30,
+        31,
+        30,
+    )
+    study = load_study(write_study(BATCH_NORM.format(samples=31)))
+    cells = study.cells()
+    stacked = weights_by_cell(cells, study.registry, [range(4)])
+    alone = weights_by_cell(cells, study.registry, [[i] for i in range(4)])
+    for cell in cells:
+        for a, b in zip(stacked[cell.id], alone[cell.id], strict=True):
+            assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    runs = run_batch(plan(cells, study.registry, device="cpu", threads=1)[0])["runs"]
+    assert (runs["status"] == "ok").all(), runs["error"].tolist()
+    assert runs["train_loss"].notna().all()
+
+
+def test_batch_norm_on_one_training_sample_says_so(write_study):
+    study = load_study(write_study(BATCH_NORM.format(samples=1)))
+    runs = run_batch(plan(study.cells(), study.registry, device="cpu", threads=1)[0])["runs"]
+    assert (runs["status"] == "failed").all()
+    assert runs["error"].str.contains("needs 2 or more training samples").all()
+    assert runs["error"].str.contains("dataset 'blobs' has 1 in its training split").all()
 
 
 DIVERGE = """
