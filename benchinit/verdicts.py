@@ -310,11 +310,13 @@ def test_rows(
             used, split, seeds = _split(rows)
             prior = stats.fit_prior(split.own, split.own_df)
             fitted = len(used) >= stats.MIN_PRIOR and bool(prior.df > 0)
-            tests = [_ordinary(r, level) for _, r in rows.iterrows()]
-            results = np.array([[t.p, t.low, t.high, t.df, t.se] for t in tests], dtype=float)
+            results = np.full((len(rows), 5), math.nan)
             if fitted:
                 test = stats.split_test(split, prior, level)
                 results[used] = np.column_stack([test.p, test.low, test.high, test.df, test.se])
+            for i in [i for i in range(len(rows)) if not (fitted and i in used)]:
+                t = _ordinary(rows.iloc[i], level)
+                results[i] = [t.p, t.low, t.high, t.df, t.se]
             table.loc[rows.index, ["p", "ci_low", "ci_high", "df", "se"]] = results
             table.loc[rows.index, "test"] = [
                 _test_text(r, fitted and i in used) for i, (_, r) in enumerate(rows.iterrows())

@@ -129,6 +129,12 @@ def test_a_configuration_new_never_recorded_is_a_regression(tmp_path):
     assert rows["init0"]["verdict"] == "unchanged"
     assert rows["init1"]["verdict"] == "regressed"
     assert rows["init1"]["note"] == "no record in NEW, though its grid has it"
+    study = compare(base, new, out=tmp_path / "c.html").study.iloc[0]
+    assert (study["configurations"], study["of"]) == (1, 2)  # init1 has no test
+    assert (
+        study["note"]
+        == "mean over 1 of 2 configurations (1 left out: no test, another design or other seeds)"
+    )
     status, rows = verdicts_of(tmp_path, new, base)  # BASE incomplete: shown, not a failure
     assert status == 0
     assert rows["init1"]["verdict"] == "inconclusive"
