@@ -1,10 +1,10 @@
 """Compare two result sets of one study: per configuration and metric, did NEW improve,
 regress, stay unchanged, or can the seeds not tell (inconclusive)?
 
-Configurations pair by their grid values, runs by seed. The statistics and the decision rule
-(paired t or Welch t, a correction over every verdict of the command, the detectable change)
-live in :mod:`benchinit.verdicts`; this module reads the folders, pairs them, and reports
-beside each verdict what else changed:
+Configurations pair by their grid values, runs by seed. The statistics and the decision
+rule (moderated t-tests, the study as a whole, a correction over every verdict of the
+command, the detectable change) live in :mod:`benchinit.verdicts`; this module reads the
+folders, pairs them, and reports beside each verdict what else changed:
 
 - ``initial_weights``: ``identical`` when every paired seed's ``init_hash`` (a fingerprint
   of the cell's initial weights) matches, ``changed`` when one differs, ``unknown`` when the
@@ -20,6 +20,7 @@ beside each verdict what else changed:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -62,10 +63,16 @@ class CompareOutcome:
     alpha: float = 0.05
     html: Path | None = None
     environment: list[dict[str, Any]] = field(default_factory=list)
+    # One row per metric: the study as a whole (verdicts.test_rows), and the priors
+    # the configurations' variances were moderated with (verdicts.moderate).
+    study: pd.DataFrame = field(default_factory=pd.DataFrame)
+    priors: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def regressed(self) -> bool:
-        return bool((self.table["verdict"] == "regressed").any())
+        """What the exit status reads: a configuration regressed, or the study as a whole
+        regressed on some metric."""
+        return verdicts.regressed(self.table, self.study)
 
     def counts(self) -> dict[str, int]:
         return verdicts.counts(self.table)
@@ -123,6 +130,31 @@ def check_metrics(results: Results, metrics: Sequence[str] | None) -> list[str]:
     return chosen
 
 
+def check_values(runs: Sequence[Results], metrics: Sequence[str]) -> None:
+    """Refuse a metric that some folders' finished runs have values of and another's have
+    none of (a validation split dropped, an accuracy target removed or never reached): a
+    gate must not pass on values that are not there, and cannot call a missing record a
+    regression of the code. A folder with no finished run is judged by its statuses
+    instead; a metric no folder has a value of is compared as it is (a folder compared with
+    itself is unchanged)."""
+    for metric in metrics:
+        has, lacking = [], []
+        for results in runs:
+            finished = results.runs[results.runs["status"] == "ok"]
+            if metric in finished and finished[metric].notna().any():
+                has.append(results)
+            elif len(finished):
+                lacking.append(results)
+        if has and lacking:
+            raise ResultsError(
+                f"'{metric}' has no value in any finished run of {lacking[0].path} but has "
+                f"values in {has[0].path}: the runs differ in what they record (a "
+                "validation split or an accuracy target on one side only), or no run of "
+                "the first reached the accuracy target. The metric cannot be compared: "
+                "compare another metric, or rerun so that both record it"
+            )
+
+
 def _groups(runs: pd.DataFrame, axes: list[str]) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
     for key, frame in runs.groupby(axes, sort=False, dropna=False):
         yield (key if isinstance(key, tuple) else (key,)), frame
@@ -170,19 +202,46 @@ def tuned_values(base: pd.DataFrame, new: pd.DataFrame) -> tuple[str, list[str]]
     return "; ".join(shown), notes
 
 
-def _status_change(base: pd.DataFrame, new: pd.DataFrame) -> tuple[str, list[str]]:
-    """How the configuration's diverged and failed seeds changed: "fixed" (none finished in
-    base, some in new), "worse" (more of either), "better" (fewer) or ""; and notes."""
+def _values(frame: pd.DataFrame, metric: str) -> pd.Series:
+    """The metric's column, NaN where a folder never recorded it (no such column)."""
+    return frame[metric] if metric in frame else pd.Series(math.nan, index=frame.index)
+
+
+def _status_change(base: pd.DataFrame, new: pd.DataFrame, metric: str) -> tuple[str, list[str]]:
+    """How the configuration's diverged and failed seeds, and its finished seeds with no
+    value of the metric, changed: "fixed" (none finished in base, some in new), "worse"
+    (more of any), "better" (fewer) or ""; and notes."""
     notes, worse, better = [], False, False
-    for status in ("diverged", "failed"):
-        before = int((base["status"] == status).sum())
-        after = int((new["status"] == status).sum())
-        if after != before:
-            notes.append(f"{status} in {after} of {len(new)} seeds (base: {before})")
-        worse, better = worse or after > before, better or after < before
+
+    def missing(frame: pd.DataFrame) -> pd.Series:
+        return (frame["status"] == "ok") & _values(frame, metric).isna()
+
+    for name, before, after in (
+        ("diverged", base["status"] == "diverged", new["status"] == "diverged"),
+        ("failed", base["status"] == "failed", new["status"] == "failed"),
+        (f"no {metric} value", missing(base), missing(new)),
+    ):
+        b, a = int(before.sum()), int(after.sum())
+        if a != b:
+            notes.append(f"{name} in {a} of {len(new)} seeds (base: {b})")
+        worse, better = worse or a > b, better or a < b
     if not (base["status"] == "ok").any() and (new["status"] == "ok").any():
         return "fixed", ["no seed finished in base", *notes]
     return ("worse" if worse else "better" if better else ""), notes
+
+
+def same_records(base: pd.DataFrame, new: pd.DataFrame, metric: str) -> int:
+    """How many seeds both sides recorded, when each of them has the same status and the
+    same value of ``metric`` on both (a missing value equal to a missing value); else 0."""
+    columns = ["seed", "status"]
+    a = base[columns].assign(value=_values(base, metric)).set_index("seed")
+    b = new[columns].assign(value=_values(new, metric)).set_index("seed")
+    common = a.index.intersection(b.index)
+    if common.empty or not (a.index.is_unique and b.index.is_unique):
+        return 0
+    a, b = a.loc[common], b.loc[common]
+    same_value = (a["value"] == b["value"]) | (a["value"].isna() & b["value"].isna())
+    return len(common) if bool(((a["status"] == b["status"]) & same_value).all()) else 0
 
 
 def _metric_row(
@@ -191,13 +250,16 @@ def _metric_row(
     base: pd.DataFrame,
     new: pd.DataFrame,
     tolerance: float | None,
-    level: float,
 ) -> dict[str, Any]:
     sign = 1.0 if direction == "max" else -1.0
-    b_ok = base[base["status"] == "ok"].set_index("seed")[metric].dropna()
-    n_ok = new[new["status"] == "ok"].set_index("seed")[metric].dropna()
-    row = verdicts.seed_test(b_ok, n_ok, sign, level)
-    status_change, notes = _status_change(base, new)
+
+    def finished(frame: pd.DataFrame) -> pd.Series:
+        ok = frame[frame["status"] == "ok"]
+        return _values(ok, metric).set_axis(ok["seed"]).dropna()
+
+    b_ok, n_ok = finished(base), finished(new)
+    row = verdicts.seed_moments(b_ok, n_ok, sign, same_records(base, new, metric))
+    status_change, notes = _status_change(base, new, metric)
     tol = verdicts.default_tolerance(metric, row["base"]) if tolerance is None else tolerance
     return {
         "metric": metric,
@@ -236,10 +298,10 @@ def comparison_rows(
     new: Results,
     metrics: Sequence[str],
     tolerance: float | None,
-    level: float,
 ) -> pd.DataFrame:
-    """One row per configuration either side recorded and metric: the test, not yet a
-    verdict (the correction needs every row of the command first: :func:`verdicts.judge`).
+    """One row per configuration either side recorded and metric: what its test needs, not
+    yet a test (the prior needs every configuration first: :func:`verdicts.test_rows`) nor
+    a verdict (the correction needs every test of the command: :func:`verdicts.judge`).
     A configuration only one side recorded has a row too, with no test, so nothing
     disappears from a comparison silently (see :func:`_unmatched`)."""
     axes = base.axes
@@ -264,7 +326,7 @@ def comparison_rows(
             "tuned": tuned,
         }
         for metric in metrics:
-            row = _metric_row(metric, METRICS[kind][metric], b, n, tolerance, level)
+            row = _metric_row(metric, METRICS[kind][metric], b, n, tolerance)
             if not matched:
                 in_base = key in base_groups
                 other = new if in_base else base
@@ -319,7 +381,7 @@ def _only_differences(meta: Meta) -> dict[str, Any]:
     """What is listed only when it differs: study settings, overrides, plugin versions."""
     settings = dict(_flat("", meta["study"]["settings"]))
     plugins = {f"plugin {_plugin_name(p)}": p["version"] for p in meta["plugins"]}
-    overrides = {"overrides": " ".join(meta["overrides"]) or None}
+    overrides = {"overrides": " ".join(meta["overrides"]) or "none"}
     return {**settings, **plugins, **overrides}
 
 
@@ -369,10 +431,19 @@ def compare(
     a, b = load_results(base), load_results(new)
     check_comparable(a, b)
     chosen = check_metrics(a, metrics)
-    rows = comparison_rows(a, b, chosen, tolerance, 1 - alpha)
-    table = verdicts.judge(rows, alpha=alpha, correction=correction)
+    check_values([a, b], chosen)
+    rows = comparison_rows(a, b, chosen, tolerance)
+    tested, study, priors = verdicts.test_rows(rows, ["metric"], 1 - alpha)
+    table, study = verdicts.judge(tested, alpha=alpha, correction=correction, study=study)
     outcome = CompareOutcome(
-        table, a, b, correction, alpha, environment=environment_differences(a.meta, b.meta)
+        table,
+        a,
+        b,
+        correction,
+        alpha,
+        environment=environment_differences(a.meta, b.meta),
+        study=study,
+        priors=priors,
     )
     outcome.html = comparison_render.write_html(outcome, html_path)
     comparison_render.write_outputs(

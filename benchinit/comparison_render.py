@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from benchinit import figures, stats
+from benchinit import figures, stats, verdicts
 from benchinit._version import __version__
 from benchinit.errors import BenchinitError
 from benchinit.outputs import write_output
@@ -58,6 +58,40 @@ def ordered(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(_o=key).sort_values("_o", kind="stable").drop(columns="_o")
 
 
+def shown(value: Any) -> str:
+    """An environment or settings value for text and Markdown: 'none' for a value one side
+    does not have (never Python's 'None')."""
+    return "none" if value is None else str(value)
+
+
+def study_sentence(row: dict[str, Any], level: float) -> str:
+    """'test_accuracy: regressed: mean difference -0.21, 95% interval [-0.28, -0.14], p
+    adjusted 0.003 (paired t over 3 seeds of the mean over the configurations; mean over 6
+    of 6 configurations)'."""
+    if row["configurations"] == 0:
+        reason = "identical inputs" if row["identical"] else "no configuration could be tested"
+        return f"{row['metric']}: {row['verdict']} ({reason}; {row['note']})"
+    return (
+        f"{row['metric']}: {row['verdict']}: mean difference {number(row['diff'])}, "
+        f"{level:.0%} interval [{number(row['ci_low'])}, {number(row['ci_high'])}], p adjusted "
+        f"{number(row['p_adjusted'], 2)} ({row['test']}; {row['note']})"
+    )
+
+
+def study_lines(study: pd.DataFrame, priors: pd.DataFrame, level: float) -> list[str]:
+    """The study-level verdicts, one line per metric, and the priors the configurations'
+    variances were moderated with."""
+    if not len(study):
+        return []
+    lines = [f"study as a whole, {study_sentence(r, level)}" for r in study.to_dict("records")]
+    if len(priors):
+        clauses = [
+            f"{p['metric']} {verdicts.prior_text(p)}" for p in priors.to_dict(orient="records")
+        ]
+        lines.append("variances moderated: " + "; ".join(clauses))
+    return lines
+
+
 # --- the terminal ------------------------------------------------------------------------
 
 
@@ -85,8 +119,9 @@ def text_summary(outcome: CompareOutcome, rows: int = 12) -> str:
         "verdict": "verdict",
         "note": "note",
     }
-    shown = ordered(table).head(rows)[list(columns)].rename(columns=columns)
-    lines = [head, "", shown.to_string(index=False, float_format=number)]
+    selected = ordered(table).head(rows)[list(columns)].rename(columns=columns)
+    lines = [head, *study_lines(outcome.study, outcome.priors, 1 - outcome.alpha)]
+    lines += ["", selected.to_string(index=False, float_format=number)]
     if len(table) > rows:
         lines.append(f"... {len(table) - rows} more in {outcome.html or 'the table'}")
     if outcome.warning:
@@ -95,7 +130,7 @@ def text_summary(outcome: CompareOutcome, rows: int = 12) -> str:
     if changed:
         lines.append(
             "environments differ: "
-            + "; ".join(f"{e['key']} {e['base']} -> {e['new']}" for e in changed)
+            + "; ".join(f"{e['key']} {shown(e['base'])} -> {shown(e['new'])}" for e in changed)
         )
     if outcome.html is not None:
         lines.append(f"report: {outcome.html}")
@@ -105,9 +140,15 @@ def text_summary(outcome: CompareOutcome, rows: int = 12) -> str:
 # --- JSON --------------------------------------------------------------------------------
 
 
+def public(table: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader sees: without the per-seed values the tests were made from and
+    the study row's bookkeeping."""
+    return table.drop(columns=[c for c in (*verdicts.VALUES, "copy") if c in table])
+
+
 def records(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts (NaN and infinity become null)."""
-    return json.loads(table.to_json(orient="records"))
+    return json.loads(public(table).to_json(orient="records"))
 
 
 def json_summary(outcome: CompareOutcome) -> dict[str, Any]:
@@ -122,6 +163,8 @@ def json_summary(outcome: CompareOutcome) -> dict[str, Any]:
         "power": stats.POWER,
         "warning": outcome.warning,
         "environment": outcome.environment,
+        "study_level": records(outcome.study) if len(outcome.study) else [],
+        "priors": records(outcome.priors) if len(outcome.priors) else [],
         "comparisons": records(outcome.table),
     }
 
@@ -178,8 +221,22 @@ def environment_lines(environment: list[dict[str, Any]]) -> list[str]:
     if not changed:
         return ["No differences in environment, provenance or settings."]
     return ["Differences:", ""] + [
-        f"- {md(e['key'])}: {md(e['base'])} → {md(e['new'])}" for e in changed
+        f"- {md(e['key'])}: {md(shown(e['base']))} → {md(shown(e['new']))}" for e in changed
     ]
+
+
+def markdown_study(study: pd.DataFrame, priors: pd.DataFrame, level: float) -> list[str]:
+    """The study-level verdicts as Markdown lines (bold when they fail or pass a change)."""
+    lines = []
+    for row in study.to_dict(orient="records"):
+        text = md(study_sentence(row, level))
+        if row["verdict"] in ("regressed", "improved"):
+            text = text.replace(f"{row['verdict']}:", f"**{row['verdict']}**:", 1)
+        lines.append(f"- Study as a whole, {text}")
+    if len(priors):
+        clauses = [md(f"{p['metric']} {verdicts.prior_text(p)}") for p in priors.to_dict("records")]
+        lines.append("- Variances moderated: " + "; ".join(clauses))
+    return [*lines, ""] if lines else []
 
 
 def markdown(outcome: CompareOutcome) -> str:
@@ -192,6 +249,7 @@ def markdown(outcome: CompareOutcome) -> str:
         f"({md(correction_text(outcome.correction, outcome.alpha))}; base {md(outcome.base.path)}, "
         f"new {md(outcome.new.path)})",
         "",
+        *markdown_study(outcome.study, outcome.priors, 1 - outcome.alpha),
         *markdown_table(outcome.table, 1 - outcome.alpha),
         "",
     ]
@@ -240,7 +298,7 @@ def append_step_summary(text: str) -> Path | None:
 def html_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows for the templates, with the detectable change spelled out where it is infinite."""
     rows: list[dict[str, Any]] = []
-    for row in table.to_dict(orient="records"):
+    for row in public(table).to_dict(orient="records"):
         r = {str(k): v for k, v in row.items()}
         r["detectable_text"] = (
             "none (fewer than 2 seeds)"
@@ -249,6 +307,24 @@ def html_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
         )
         rows.append(r)
     return rows
+
+
+def study_html(study: pd.DataFrame, level: float) -> list[dict[str, Any]]:
+    """The study-level rows for the templates, with their sentence."""
+    rows = []
+    for row in public(study).to_dict(orient="records"):
+        rows.append({**{str(k): v for k, v in row.items()}, "sentence": study_sentence(row, level)})
+    return rows
+
+
+def prior_texts(priors: pd.DataFrame) -> list[str]:
+    """'test_accuracy paired: prior df 4.2, own noise sd 0.031, from 6 configurations'."""
+    by = [c for c in ("step", "metric") if c in priors]
+    texts = []
+    for p in priors.to_dict(orient="records"):
+        where = " ".join(f"step {p[c]}" if c == "step" else str(p[c]) for c in by)
+        texts.append(f"{where} {verdicts.prior_text(p)}")
+    return texts
 
 
 def difference_figures(table: pd.DataFrame, alpha: float) -> list[dict[str, str]]:
@@ -277,6 +353,9 @@ def write_html(outcome: CompareOutcome, path: Path) -> Path:
             base=outcome.base.path,
             new=outcome.new.path,
             counts=outcome.counts(),
+            study_rows=study_html(outcome.study, 1 - outcome.alpha),
+            priors=prior_texts(outcome.priors),
+            regressed=outcome.regressed,
             rows=html_rows(outcome.table),
             tuned=bool((outcome.table["tuned"] != "").any()),
             steps=False,

@@ -2,18 +2,23 @@
 
 The series is ordered as given, or by the time each run started (``sort="time"``, from
 ``meta["started"]``). Each consecutive step (run i -> run i + 1) is compared exactly as
-``benchinit compare`` compares two folders (:func:`benchinit.comparison.comparison_rows` and
-:func:`benchinit.verdicts.judge`), with one difference that matters: the p-values of every
-step, configuration and metric on the page are adjusted together, so a long history does
-not show a "regression" somewhere by chance. Between steps the page marks what changed in
-the environment, provenance and settings (torch version, git commit, precision, ...).
+``benchinit compare`` compares two folders (:func:`benchinit.comparison.comparison_rows`,
+:func:`benchinit.verdicts.test_rows` and
+:func:`benchinit.verdicts.judge`): each step has its own priors for the moderated variances
+and its own study-level verdict per metric (steps do not share a prior: a torch release or
+a new commit may change the noise, and a step's tests should be the ones ``compare`` makes
+for those two folders). One difference matters: the p-values of every step, configuration,
+metric and study-level test on the page are adjusted together, so a long history does not
+show a "regression" somewhere by chance. Between steps the page marks what changed in the
+environment, provenance and settings (torch version, git commit, precision, ...).
 
 The page goes to ``LAST/history.html`` by default (LAST: the newest run's folder, beside its
 own ``index.html``), with relative links to each run's report: keep the folders side by side
 (a CI artifact per run, downloaded into one folder) and the links work offline.
 
-Exit status in the CLI: 1 when the last step has a regression (what a nightly job gates on;
-an old regression that stayed is visible on the page but no longer fails the job).
+Exit status in the CLI: 1 when the last step has a regression, of a configuration or of the
+study as a whole (what a nightly job gates on; an old regression that stayed is visible on
+the page but no longer fails the job).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from benchinit.comparison import (
     check_comparable,
     check_metrics,
     check_recorded,
+    check_values,
     comparison_rows,
     environment_differences,
 )
@@ -46,8 +52,10 @@ SORTS = ("given", "time")
 @dataclass
 class HistoryOutcome:
     """Verdicts of every step (``table``, column ``step``: run ``step`` -> ``step + 1``,
-    1-based), each run's mean and interval per configuration (``series``), and what changed
-    between consecutive runs (``changes[i]``: from run i + 1 to run i + 2)."""
+    1-based; ``study``: the study as a whole per step and metric; ``priors``: the priors of
+    the moderated variances per step, metric and design), each run's mean and interval per
+    configuration (``series``), and what changed between consecutive runs (``changes[i]``:
+    from run i + 1 to run i + 2)."""
 
     runs: list[Results]
     table: pd.DataFrame
@@ -57,6 +65,8 @@ class HistoryOutcome:
     correction: str = "holm"
     alpha: float = 0.05
     html: Path | None = None
+    study: pd.DataFrame = field(default_factory=pd.DataFrame)
+    priors: pd.DataFrame = field(default_factory=pd.DataFrame)
     steps: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -65,11 +75,17 @@ class HistoryOutcome:
     def step_table(self, step: int) -> pd.DataFrame:
         return self.table[self.table["step"] == step] if len(self.table) else self.table
 
+    def step_study(self, step: int) -> pd.DataFrame:
+        return self.study[self.study["step"] == step] if len(self.study) else self.study
+
+    def step_priors(self, step: int) -> pd.DataFrame:
+        return self.priors[self.priors["step"] == step] if len(self.priors) else self.priors
+
     @property
     def regressed(self) -> bool:
-        """The last step regressed (older steps do not fail a nightly job)."""
-        last = self.step_table(self.steps)
-        return bool(len(last) and (last["verdict"] == "regressed").any())
+        """The last step regressed, a configuration or the study as a whole (older steps
+        do not fail a nightly job)."""
+        return verdicts.regressed(self.step_table(self.steps), self.step_study(self.steps))
 
     @property
     def warning(self) -> str:
@@ -126,12 +142,18 @@ def _series(runs: list[Results], metrics: list[str]) -> pd.DataFrame:
 
 def _steps(
     runs: list[Results], metrics: list[str], tolerance: float | None, alpha: float
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Every step's tested rows, study-level tests and priors (not yet judged)."""
     frames = []
     for step in range(1, len(runs)):
-        rows = comparison_rows(runs[step - 1], runs[step], metrics, tolerance, 1 - alpha)
+        rows = comparison_rows(runs[step - 1], runs[step], metrics, tolerance)
         frames.append(rows.assign(step=step, step_label=f"{step} → {step + 1}"))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    table, study, priors = verdicts.test_rows(
+        pd.concat(frames, ignore_index=True), ["step", "metric"], 1 - alpha
+    )
+    return table, study, priors
 
 
 def history(
@@ -163,14 +185,25 @@ def history(
     for other in runs[1:]:
         check_comparable(runs[0], other)
     chosen = check_metrics(runs[0], metrics)
-    table = _steps(runs, chosen, tolerance, alpha)
+    check_values(runs, chosen)
+    table, study, priors = _steps(runs, chosen, tolerance, alpha)
     if len(table):
-        table = verdicts.judge(table, alpha=alpha, correction=correction)
+        table, study = verdicts.judge(table, alpha=alpha, correction=correction, study=study)
     changes = [
         [e for e in environment_differences(a.meta, b.meta) if e["differs"]]
         for a, b in itertools.pairwise(runs)
     ]
-    outcome = HistoryOutcome(runs, table, _series(runs, chosen), changes, chosen, correction, alpha)
+    outcome = HistoryOutcome(
+        runs,
+        table,
+        _series(runs, chosen),
+        changes,
+        chosen,
+        correction,
+        alpha,
+        study=study,
+        priors=priors,
+    )
     outcome.html = series_render.write_html(outcome, html_path)
     comparison_render.write_outputs(
         outcome.to_json(), series_render.markdown(outcome), json_out, markdown_out
@@ -184,9 +217,17 @@ def history(
 def _step_line(outcome: HistoryOutcome, step: int) -> str:
     counts = verdicts.counts(outcome.step_table(step))
     line = f"step {step} → {step + 1}: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+    whole = outcome.step_study(step)
+    if len(whole):
+        line += "; study as a whole: " + ", ".join(
+            f"{r['metric']} {r['verdict']}" for r in whole.to_dict(orient="records")
+        )
     changed = outcome.changes[step - 1]
     if changed:
-        line += "; changed: " + "; ".join(f"{e['key']} {e['base']} → {e['new']}" for e in changed)
+        shown = comparison_render.shown
+        line += "; changed: " + "; ".join(
+            f"{e['key']} {shown(e['base'])} → {shown(e['new'])}" for e in changed
+        )
     return line
 
 
@@ -204,11 +245,18 @@ def _text_summary(outcome: HistoryOutcome) -> str:
     ]
     lines += [_step_line(outcome, step) for step in range(1, outcome.steps + 1)]
     last = outcome.step_table(outcome.steps)
+    if outcome.steps:
+        level = 1 - outcome.alpha
+        lines += comparison_render.study_lines(
+            outcome.step_study(outcome.steps), outcome.step_priors(outcome.steps), level
+        )
     if outcome.regressed:
         bad = last[last["verdict"] == "regressed"]
-        lines.append(
-            "last step regressed: " + "; ".join(bad["configuration"] + " " + bad["metric"])
-        )
+        whole = outcome.step_study(outcome.steps)
+        names = [*(bad["configuration"] + " " + bad["metric"])]
+        worse = whole["metric"][whole["verdict"] == "regressed"] if len(whole) else []
+        names += [f"the study as a whole ({m})" for m in worse]
+        lines.append("last step regressed: " + "; ".join(names))
     if outcome.warning:
         lines.append(outcome.warning)
     if outcome.html is not None:
@@ -235,10 +283,14 @@ def _json_summary(outcome: HistoryOutcome) -> dict[str, Any]:
                 "base": str(outcome.runs[step - 1].path),
                 "new": str(outcome.runs[step].path),
                 "counts": verdicts.counts(outcome.step_table(step)),
+                "study_level": comparison_render.records(outcome.step_study(step))
+                if len(outcome.study)
+                else [],
                 "changes": outcome.changes[step - 1],
             }
             for step in range(1, outcome.steps + 1)
         ],
         "series": comparison_render.records(outcome.series),
+        "priors": comparison_render.records(outcome.priors) if len(outcome.priors) else [],
         "comparisons": comparison_render.records(outcome.table) if len(outcome.table) else [],
     }

@@ -29,7 +29,8 @@ MAX_PANELS = figures.MAX_PANELS
 
 
 def markdown(outcome: HistoryOutcome) -> str:
-    """The last step's verdicts and changes, and the power warning, as GitHub Markdown."""
+    """The last step's verdicts (the study as a whole first) and changes, and the power
+    warning, as GitHub Markdown."""
     md = comparison_render.md
     method = comparison_render.correction_text(outcome.correction, outcome.alpha)
     lines = [
@@ -42,6 +43,9 @@ def markdown(outcome: HistoryOutcome) -> str:
     if outcome.steps:
         lines += [f"**{md(outcome.step_line(outcome.steps))}**", ""]
         last = outcome.step_table(outcome.steps)
+        lines += comparison_render.markdown_study(
+            outcome.step_study(outcome.steps), outcome.step_priors(outcome.steps), 1 - outcome.alpha
+        )
         lines += [*comparison_render.markdown_table(last, 1 - outcome.alpha), ""]
         lines += comparison_render.environment_lines(outcome.changes[-1])
     if outcome.warning:
@@ -153,6 +157,9 @@ def _run_rows(outcome: HistoryOutcome, page: Path) -> list[dict[str, Any]]:
                 "torch": results.meta["environment"].get("torch", ""),
                 "commit": (git.get("commit") or "")[:12],
                 "counts": verdicts.counts(outcome.step_table(step)) if step else None,
+                "study": comparison_render.study_html(outcome.step_study(step), 1 - outcome.alpha)
+                if step
+                else [],
                 "changes": outcome.changes[step - 1] if step else [],
             }
         )
@@ -175,6 +182,10 @@ def write_html(outcome: HistoryOutcome, path: Path) -> Path:
             regressed=outcome.regressed,
             steps=outcome.steps,
             rows=rows,
+            study_rows=comparison_render.study_html(
+                outcome.step_study(outcome.steps), 1 - outcome.alpha
+            ),
+            priors=comparison_render.prior_texts(outcome.priors),
             moves=[r for r in rows if r["verdict"] in ("regressed", "improved")],
             tuned=bool(len(table) and (table["tuned"] != "").any()),
             table_id="history-verdicts",

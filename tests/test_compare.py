@@ -6,6 +6,7 @@ import json
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 from htmlcheck import Page, assert_no_live_markup
 from markdowncheck import gfm_table
@@ -14,7 +15,7 @@ from synthetic import runs_frame, write_runs
 from benchinit import BenchinitError, load_study, run, stats
 from benchinit.cli import main
 from benchinit.comparison import compare
-from benchinit.verdicts import decide
+from benchinit.verdicts import decide, judge
 
 
 @pytest.fixture(autouse=True)
@@ -434,3 +435,149 @@ def test_fingerprints_tell_whether_the_initial_weights_changed(tmp_path):
     moved = compare(first, changed).table.set_index("initializer")["initial_weights"]
     assert moved["team_init"] == "changed", "the new plugin version draws other weights"
     assert moved["kaiming_normal"] == "identical", "and only its configurations changed"
+
+
+# --- real runs: the digits case of issue 19 ---------------------------------------------
+
+DIGITS = """
+    [study]
+    name = "digits-gate"
+    kind = "train"
+    seeds = 3
+    [data]
+    name = "digits"
+    [model]
+    depth = 1
+    width = 64
+    [train]
+    epochs = 6
+    batch_size = 64
+    [grid]
+    initializer = ["kaiming_normal", "xavier_normal", "orthogonal"]
+    activation = ["relu", "tanh"]
+    optimizer = "sgd(lr=0.02, momentum=0.9)"
+"""
+
+
+@pytest.mark.slow
+def test_digits_cut_from_six_epochs_to_one_fails_the_gate_other_seeds_pass(tmp_path, capsys):
+    """Issue 19: 6 configurations at 3 seeds (same initial weights on both sides), 6 epochs
+    against 1: every configuration loses 20-35 points. The old gate called them all
+    "inconclusive" at 3 seeds; now at least 5 of 6 and the study as a whole regress. The
+    same study at seeds 0-2 against 3-5 passes with none regressed."""
+    study = tmp_path / "digits.toml"
+    study.write_text(textwrap.dedent(DIGITS))
+
+    def run_with(name, *overrides):
+        run(load_study(study, list(overrides)), tmp_path / name, report=False, progress=False)
+        return str(tmp_path / name)
+
+    six, one = run_with("six"), run_with("one", "train.epochs=1")
+    other = run_with("other", "study.seeds=[3, 4, 5]")
+    out = tmp_path / "c.json"
+    assert main(["compare", six, one, "--json", str(out), "--out", str(tmp_path / "c.html")]) == 1
+    result = json.loads(out.read_text())
+    assert result["counts"]["regressed"] >= 5
+    assert all(c["diff"] < -0.1 for c in result["comparisons"])
+    assert [s["verdict"] for s in result["study_level"]] == ["regressed"]
+    assert main(["compare", six, other, "--json", str(out), "--out", str(tmp_path / "d.html")]) == 0
+    result = json.loads(out.read_text())
+    assert result["counts"]["regressed"] == 0 and result["regressed"] is False
+    assert [s["verdict"] for s in result["study_level"]] != ["regressed"]
+    capsys.readouterr()
+
+
+# --- the study as a whole ----------------------------------------------------------------
+
+
+def _small_drop_everywhere(tmp_path, drop=0.007, configs=30, seeds=5):
+    """Every configuration NEW lowered by 0.7 seed sd: too little for any configuration to
+    be called alone among 30, plenty for the mean over them."""
+    rng = np.random.default_rng(3)
+    base = 0.8 + 0.01 * rng.normal(size=(configs, seeds))
+    new = base + 0.01 * rng.normal(size=(configs, seeds)) - drop
+    return write_runs(tmp_path / "a", runs_frame(base)), write_runs(tmp_path / "b", runs_frame(new))
+
+
+def test_the_study_as_a_whole_regresses_where_no_configuration_does(tmp_path, capsys):
+    a, b = _small_drop_everywhere(tmp_path)
+    args = ["--json", str(tmp_path / "c.json"), "--markdown", str(tmp_path / "c.md")]
+    assert main(["compare", str(a), str(b), *args]) == 1  # the study-level rule
+    out = capsys.readouterr().out
+    assert "0 regressed" in out
+    head = out.splitlines()[1]
+    assert head.startswith("study as a whole, test_accuracy: regressed: mean difference -0.0")
+    assert "paired t over 5 seeds of the mean over the configurations" in head
+    assert "mean over 30 of 30 configurations" in head
+    assert "variances moderated: test_accuracy paired: prior df" in out
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert result["regressed"] is True and result["counts"]["regressed"] == 0
+    (study,) = result["study_level"]
+    assert study["verdict"] == "regressed" and study["configurations"] == 30
+    assert study["p_adjusted"] < 0.05 and study["diff"] < -0.005 < study["ci_high"]
+    assert study["diff"] == pytest.approx(np.mean([c["diff"] for c in result["comparisons"]]))
+    assert {c["test"] for c in result["comparisons"]} == {"moderated paired t over 5 seeds"}
+    assert all(c["df"] > 4 for c in result["comparisons"])  # the prior's df added
+    markdown = (tmp_path / "c.md").read_text()
+    assert "- Study as a whole, test\\_accuracy: **regressed**: mean difference" in markdown
+    assert markdown.index("Study as a whole") < markdown.index("| configuration |")
+    page = Page((b / "compare.html").read_text())
+    assert "test_accuracy: regressed" in page.text("study-verdict")
+    assert page.text("gate").startswith("fails (exit 1)")
+    assert "prior df" in page.text("priors")
+
+
+def test_a_drop_within_the_tolerance_leaves_the_study_unchanged(tmp_path, capsys):
+    a, b = _small_drop_everywhere(tmp_path, drop=0.002)
+    outcome = compare(a, b, tolerance=0.02)
+    assert outcome.study["verdict"].tolist() == ["unchanged"] and not outcome.regressed
+    assert outcome.study["tolerance"].tolist() == pytest.approx([0.02])
+
+
+def test_one_configuration_is_the_study(tmp_path):
+    rng = np.random.default_rng(4)
+    values = 0.8 + 0.01 * rng.normal(size=(1, 4))
+    outcome = compare(
+        write_runs(tmp_path / "a", runs_frame(values)),
+        write_runs(tmp_path / "b", runs_frame(values - 0.05)),
+    )
+    (row,), (study,) = outcome.table.to_dict("records"), outcome.study.to_dict("records")
+    assert row["test"] == "paired t over 4 seeds"  # too few for a prior: the ordinary test
+    assert study["test"] == "one configuration: its own test"
+    assert (study["verdict"], study["p_adjusted"]) == (row["verdict"], row["p_adjusted"])
+    assert study["verdict"] == "regressed" and outcome.regressed
+    assert outcome.priors["fitted"].tolist() == [False]
+
+
+def test_one_study_verdict_per_metric(tmp_path):
+    a, b = _small_drop_everywhere(tmp_path)
+    for folder, shift in ((a, 0.0), (b, 0.5)):
+        for path in folder.glob("records/*/runs.parquet"):
+            frame = pd.read_parquet(path)
+            frame.assign(test_loss=1.0 + frame["seed"] * 0.01 + shift).to_parquet(path)
+    outcome = compare(a, b, metrics=["test_accuracy", "test_loss"])
+    study = outcome.study.set_index("metric")
+    assert study.loc["test_accuracy", "verdict"] == "regressed"
+    assert study.loc["test_loss", "verdict"] == "regressed"  # up by 0.5 in every seed
+    assert set(outcome.priors["metric"]) == {"test_accuracy", "test_loss"}
+
+
+def test_every_configuration_regressed_is_a_regressed_study():
+    """A drop in every configuration is never "inconclusive" for the study, whatever its own
+    test says (here one too wide to decide)."""
+    rows = pd.DataFrame(
+        {
+            "metric": "m", "diff": [-0.3, -0.2], "ci_low": [-0.4, -0.3], "ci_high": [-0.2, -0.1],
+            "p": [1e-4, 1e-4], "se": [0.03, 0.03], "df": [10.0, 10.0], "tolerance": 0.005,
+            "identical": False, "status_change": "",
+        }
+    )  # fmt: skip
+    study = pd.DataFrame(
+        [{"metric": "m", "diff": -0.25, "ci_low": -0.9, "ci_high": 0.4, "p": 0.3, "se": 0.1,
+          "df": 2.0, "tolerance": 0.005, "identical": False, "copy": -1}]
+    )  # fmt: skip
+    _, judged = judge(rows, alpha=0.05, correction="holm", study=study)
+    assert judged["verdict"].tolist() == ["regressed"]
+    rows.loc[1, ["diff", "ci_low", "ci_high", "p"]] = [0.0, -0.001, 0.001, 1.0]
+    _, judged = judge(rows, alpha=0.05, correction="holm", study=study)
+    assert judged["verdict"].tolist() == ["inconclusive"]

@@ -16,6 +16,7 @@ from synthetic import runs_frame, write_runs
 
 from benchinit import load_results
 from benchinit.cli import main
+from benchinit.comparison import compare
 from benchinit.verdicts import judge
 
 
@@ -128,6 +129,12 @@ def test_a_configuration_new_never_recorded_is_a_regression(tmp_path):
     assert rows["init0"]["verdict"] == "unchanged"
     assert rows["init1"]["verdict"] == "regressed"
     assert rows["init1"]["note"] == "no record in NEW, though its grid has it"
+    study = compare(base, new, out=tmp_path / "c.html").study.iloc[0]
+    assert (study["configurations"], study["of"]) == (1, 2)  # init1 has no test
+    assert (
+        study["note"]
+        == "mean over 1 of 2 configurations (1 left out: no test, another design or other seeds)"
+    )
     status, rows = verdicts_of(tmp_path, new, base)  # BASE incomplete: shown, not a failure
     assert status == 0
     assert rows["init1"]["verdict"] == "inconclusive"
@@ -160,7 +167,7 @@ def test_fewer_failures_improve_only_a_metric_that_is_not_worse():
             {**row, "status_change": "missing"},
         ]
     )
-    verdicts = judge(table, alpha=0.05, correction="holm")["verdict"].tolist()
+    verdicts = judge(table, alpha=0.05, correction="holm")[0]["verdict"].tolist()
     assert verdicts == ["inconclusive", "improved", "improved", "regressed"]
 
 
@@ -221,3 +228,104 @@ def test_the_run_summary_never_prints_minus_zero(tmp_path):
         t for line in text.splitlines() if not line.startswith("results:") for t in line.split()
     ]
     assert "init0" in numbers and not any(re.fullmatch(r"-0(\.0*)?", t) for t in numbers)
+
+
+# --- missing data never passes the gate (issue 20, item 3) --------------------------------
+
+
+@pytest.mark.parametrize("absent", ["no column", "all missing"])
+def test_a_metric_one_side_does_not_record_is_exit_2_naming_it(absent, tmp_path, capsys):
+    """--metric val_accuracy where NEW ran with data.validation=0: exit 2 naming the metric
+    and the folder, whichever side lacks it, in compare and in history."""
+    values = np.full((2, 3), 0.9) + np.arange(3) * 0.01
+    with_it = runs_frame(values).assign(val_accuracy=0.85)
+    without = runs_frame(values)
+    if absent == "all missing":
+        without = without.assign(val_accuracy=np.nan)
+    a, b = write_runs(tmp_path / "a", with_it), write_runs(tmp_path / "b", without)
+    expected = f"'val_accuracy' has no value in any finished run of {b} but has values in {a}"
+    for args in (
+        ["compare", str(a), str(b)],
+        ["compare", str(b), str(a)],
+        ["history", str(a), str(b)],
+    ):
+        exits_2_naming([*args, "--metric", "val_accuracy"], expected, capsys)
+    assert not (a / "compare.html").exists() and not (b / "compare.html").exists()
+
+
+def test_finished_seeds_without_a_value_are_a_regression(tmp_path):
+    """An accuracy target reached in every seed of BASE and in one of NEW's: the seeds
+    with no value are not dropped silently."""
+    values = np.array([[3.0, 4.0, 3.0], [5.0, 5.0, 4.0]])
+    base = runs_frame(values, metric="epochs_to_target").assign(test_accuracy=0.9)
+    new = base.copy()
+    new.loc[new.index[:2], "epochs_to_target"] = np.nan  # init0: target never reached
+    a, b = write_runs(tmp_path / "a", base), write_runs(tmp_path / "b", new)
+    out = tmp_path / "v.json"
+    args = ["compare", str(a), str(b), "--metric", "epochs_to_target", "--json", str(out)]
+    assert main([*args, "--out", str(tmp_path / "c.html")]) == 1
+    rows = {r["configuration"]: r for r in json.loads(out.read_text())["comparisons"]}
+    assert rows["init0"]["verdict"] == "regressed"
+    assert rows["init0"]["note"] == "no epochs_to_target value in 2 of 3 seeds (base: 0)"
+    assert rows["init1"]["verdict"] == "unchanged"
+    assert main([*args[:1], str(b), str(a), *args[3:], "--out", str(tmp_path / "d.html")]) == 0
+
+
+def _troubled(tmp_path: Path) -> Path:
+    """Three configurations: a fine one, one whose seeds all diverged, one with a failed
+    seed; no accuracy target, so epochs_to_target has no value anywhere."""
+    values = np.array([[0.9, 0.91, 0.92], [0.5, 0.5, 0.5], [0.8, 0.81, 0.82]])
+    frame = runs_frame(values).assign(epochs_to_target=np.nan)
+    frame["status"] = ["ok"] * 3 + ["diverged"] * 3 + ["ok", "failed", "ok"]
+    frame.loc[frame["status"] != "ok", "test_accuracy"] = np.nan
+    return write_runs(tmp_path / "r", frame)
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [[], ["epochs_to_target"], ["test_accuracy", "epochs_to_target"]],
+    ids=["main metric", "no value anywhere", "both"],
+)
+def test_a_folder_compared_with_itself_is_unchanged_everywhere(metrics, tmp_path, capsys):
+    results = _troubled(tmp_path)
+    flags = [f"--metric={m}" for m in metrics]
+    out = tmp_path / "v.json"
+    assert main(["compare", str(results), str(results), *flags, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert {c["verdict"] for c in result["comparisons"]} == {"unchanged"}
+    assert {s["verdict"] for s in result["study_level"]} == {"unchanged"}
+    diverged = [c for c in result["comparisons"] if c["configuration"] == "init1"]
+    assert {c["test"] for c in diverged} == {
+        "identical records in 3 seeds (no value on either side)"
+    }
+    history = ["history", str(results), str(results), *flags, "--json", str(out)]
+    assert main([*history, "--out", str(tmp_path / "h.html")]) == 0
+    assert {c["verdict"] for c in json.loads(out.read_text())["comparisons"]} == {"unchanged"}
+    capsys.readouterr()
+
+
+def test_a_metric_neither_side_records_is_compared_as_it_is(tmp_path):
+    """Not identical, and no value on either side: nothing to test, nothing missing on one
+    side; inconclusive, as the test column says."""
+    values = np.full((2, 3), 0.9)
+    a = write_runs(tmp_path / "a", runs_frame(values).assign(epochs_to_target=np.nan))
+    other = runs_frame(values, seeds=[3, 4, 5]).assign(epochs_to_target=np.nan)
+    outcome = compare(a, write_runs(tmp_path / "b", other), metrics=["epochs_to_target"])
+    assert set(outcome.table["verdict"]) == {"inconclusive"} and not outcome.regressed
+    assert set(outcome.table["test"]) == {"too few seeds to test (0 vs 0)"}
+
+
+def test_no_overrides_reads_none_never_python_s_none(tmp_path, capsys):
+    a = folder(tmp_path, "a")
+    b = folder(tmp_path, "b", meta={"overrides": ["train.epochs=1"]})
+    md = tmp_path / "c.md"
+    assert main(["compare", str(a), str(b), "--markdown", str(md)]) == 0
+    out = capsys.readouterr().out
+    assert "overrides none -> train.epochs=1" in out and "overrides None" not in out
+    assert "- overrides: none → train.epochs=1" in md.read_text()
+    assert "overrides: None" not in md.read_text()
+    assert "<td>none</td>" in (b / "compare.html").read_text()
+    assert main(["history", str(a), str(b), "--markdown", str(md)]) == 0
+    out = capsys.readouterr().out
+    assert "changed: overrides none → train.epochs=1" in out and "overrides None" not in out
+    assert "overrides: none → train.epochs=1" in md.read_text()

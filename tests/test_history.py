@@ -12,6 +12,7 @@ from synthetic import runs_frame, write_runs
 
 from benchinit import stats
 from benchinit.cli import main
+from benchinit.comparison import compare
 from benchinit.series import history
 
 HOSTILE_TITLE = "Nightly <script>alert(1)</script>"
@@ -170,3 +171,54 @@ def test_bad_series_exit_2_naming_the_folder(case, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("benchinit: error: ") and "Traceback" not in err
     assert expected in err and str(culprit) in err
+
+
+def write_nights(root, *, drop_last=0.007, configs=30, seeds=5):
+    """Three nights of 30 configurations at the same 5 seeds; the last night lowered by
+    0.7 seed sd in every configuration (too little for any one configuration)."""
+    rng = np.random.default_rng(5)
+    mu = rng.uniform(0.7, 0.9, (configs, 1))
+    folders = []
+    for night in range(3):
+        values = mu + 0.01 * rng.normal(size=(configs, seeds)) - drop_last * (night == 2)
+        meta = {"started": f"2026-03-0{night + 1}T02:00:00+00:00"}
+        folders.append(write_runs(root / f"night{night + 1}", runs_frame(values), meta=meta))
+    return folders
+
+
+def test_the_study_as_a_whole_fails_the_last_step(tmp_path, capsys):
+    runs = write_nights(tmp_path)
+    out = tmp_path / "h.json"
+    assert (
+        main(["history", *map(str, runs), "--json", str(out), "--markdown", str(tmp_path / "h.md")])
+        == 1
+    )
+    text = capsys.readouterr().out
+    assert "step 2 → 3: 0 improved, 0 regressed" in text
+    assert "study as a whole: test_accuracy regressed" in text
+    assert "last step regressed: the study as a whole (test_accuracy)" in text
+    assert "study as a whole, test_accuracy: regressed: mean difference" in text
+    result = json.loads(out.read_text())
+    assert result["regressed"] is True
+    assert [s["study_level"][0]["verdict"] for s in result["steps"]] == [
+        "unchanged",
+        "regressed",
+    ]
+    assert {p["step"] for p in result["priors"]} == {1, 2}  # a prior per step
+    page = Page((runs[-1] / "history.html").read_text())
+    assert "test_accuracy: regressed" in page.text("study-verdict")
+    assert "the gate fails" in page.text("last-step")
+    assert "test_accuracy: regressed" in page.text("runs-table")
+    assert "Study as a whole, test\\_accuracy: **regressed**" in (tmp_path / "h.md").read_text()
+
+
+def test_a_step_s_tests_are_compare_s(tmp_path):
+    """Steps do not share a prior: a step's raw p-values are those compare gives for its two
+    folders (only the correction, over the whole page, differs)."""
+    runs = write_nights(tmp_path)
+    outcome = history(runs, out=tmp_path / "h.html")
+    for step in (1, 2):
+        alone = compare(runs[step - 1], runs[step], out=tmp_path / f"c{step}.html")
+        ours = outcome.step_table(step)
+        assert ours["p"].to_numpy() == pytest.approx(alone.table["p"].to_numpy(), rel=1e-12)
+        assert outcome.step_study(step)["p"].tolist() == pytest.approx(alone.study["p"].tolist())
