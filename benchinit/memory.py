@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from benchinit.errors import BenchinitError, plugin_failed
-from benchinit.execute import Batch, plugin_code
+from benchinit.execute import Batch
+from benchinit.guard import plugin_code
 from benchinit.registry import registry_from
 from benchinit.stack import bind, dataset_size, load_data
 
