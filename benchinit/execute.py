@@ -19,7 +19,6 @@ In the process that computes, an interval timer interrupts plugin code past the 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
 import time
 from collections import defaultdict
@@ -34,9 +33,10 @@ from benchinit.errors import error_text, plugin_failed
 from benchinit.fingerprint import DIGITS, engine_code
 from benchinit.grid import plugins_of
 from benchinit.guard import TimeLimit, plugin_code
+from benchinit.models import mlp_size
 from benchinit.records import Recorder, Records
 from benchinit.registry import Registry, RegistrySpec, registry_from
-from benchinit.stack import device_name, load_data
+from benchinit.stack import bind, dataset_size, device_name, load_data
 from benchinit.train import run_train
 
 # Members per stacked model, at most, by device type. A GPU is launch-bound on small MLPs:
@@ -129,15 +129,15 @@ def stack_size(cell: Cell, registry: Registry, device: str, largest: int) -> int
     if cell.kind != "train" or torch.device(device).type != "cpu":
         return largest
     try:
-        with plugin_code():
-            features = load_data(registry, cell.config["data"]).features
+        with plugin_code():  # the dataset's size() when it has one: nothing is allocated
+            size = dataset_size(registry, bind(registry, "dataset", cell.config["data"]))
+            features = size[2] if size else load_data(registry, cell.config["data"]).features
     except BaseException as exc:  # a broken dataset fails its cells when they run
         if not plugin_failed(exc):
             raise
         return largest
     model = cell.config["model"]
-    sizes = [features] + [int(model["width"])] * int(model["depth"]) + [10]
-    params = sum(a * b for a, b in itertools.pairwise(sizes))
+    params, _ = mlp_size(features, int(model["width"]), int(model["depth"]), 10)
     work = params * int(cell.config["train"]["batch_size"])
     return max(2, min(largest, round(STACK_WORK / max(work, 1))))
 

@@ -25,10 +25,9 @@ A grid larger than ``max_cells`` is refused before it is expanded.
 from __future__ import annotations
 
 import contextlib
-import math
 import tomllib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,12 +189,7 @@ def _validate(
         fail=fail,
     )
     _check_labels(resolver, axes, fail)
-    total = grid.count(axes, most)
-    if tune is not None:  # and the tuning cells: every configuration x trial x tuning seed
-        bound = math.prod(len(p.values) for p in tune.params if not p.is_range)
-        bound *= max((p.trials for p in tune.params if p.is_range), default=1)
-        too_many = max_cells is not None and bound > max_cells  # refused without drawing
-        total += grid.count(axes, tune.seeds) * (bound if too_many else len(tuning.trials(tune)))
+    total = cell_count(axes, most, tune)
     if max_cells is not None and total > max_cells:
         raise StudyError(
             source,
@@ -232,6 +226,20 @@ def _validate(
         grid_cells=cells,
         seeding=rule,
     )
+
+
+def cell_count(
+    axes: Mapping[str, Sequence[Any]], seeds: Sequence[int], tune: TuneSpec | None
+) -> int:
+    """How many cells a study makes, counted from its numbers alone: every combination of
+    the grid's values x every seed, and for a tuned study every configuration x trial x
+    tuning seed. Nothing is built (seeds are lazy ranges, trials are counted from their
+    lists' lengths): this is where a study's size is counted, and it is checked before
+    anything is expanded."""
+    total = grid.count(axes, seeds)
+    if tune is not None:
+        total += grid.count(axes, tune.seeds) * tuning.trial_count(tune)
+    return total
 
 
 def _tune(

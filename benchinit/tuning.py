@@ -59,6 +59,7 @@ MAX_TRIALS = 10_000  # per range: every point is drawn and checked when the stud
 DEFAULT_SEEDS = 2
 # Tuning seed i is TUNE_SEED_BASE + i: disjoint from any study's own seeds (0, 1, ...).
 TUNE_SEED_BASE = 1_000_000
+MAX_SEEDS = 2**63 - TUNE_SEED_BASE  # tuning seeds are stored as int64, like every seed
 DIGITS = 4  # significant digits of a value drawn from a range (readable, platform-stable)
 
 # The validation metrics: one per test metric, same direction. Which fit which task.
@@ -113,7 +114,9 @@ class TuneSpec:
     params: tuple[Tuned, ...]  # the tuned parameters, in file order
     select: str  # the validation metric that chooses, e.g. "val_accuracy"
     direction: Direction  # "max": higher select is better; "min": lower
-    seeds: tuple[int, ...]  # the tuning seeds every trial runs (TUNE_SEED_BASE + i)
+    # the tuning seeds every trial runs (TUNE_SEED_BASE + i), a lazy range when parsed
+    # (like study.seeds): a count is checked before anything is built from it
+    seeds: Sequence[int]
     axes: tuple[str, ...]  # the grid columns that name a configuration, in study order
 
     @property
@@ -168,13 +171,17 @@ def parse_tune(
         _check_values(p, drawn, plugins[p.key], registry, fail)
     select = _select(flat.get("select"), metric, task, fail)
     count = flat.get("seeds", DEFAULT_SEEDS)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise fail("tune.seeds", f"must be a number of seeds per trial, at least 1, got {count!r}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SEEDS:
+        raise fail(
+            "tune.seeds",
+            f"must be a number of seeds per trial, at least 1 (and at most {MAX_SEEDS:,}), "
+            f"got {count!r}",
+        )
     return TuneSpec(
         params=tuple(params),
         select=select,
         direction=VALIDATION_METRICS[select],
-        seeds=tuple(TUNE_SEED_BASE + i for i in range(count)),
+        seeds=range(TUNE_SEED_BASE, TUNE_SEED_BASE + count),
         axes=tuple(axes),
     )
 
@@ -391,6 +398,14 @@ def _draw(tuned: Sequence[Tuned]) -> list[tuple[Value, ...]]:
             point.append(round(x) if p.integer else float(f"{x:.{DIGITS}g}"))
         points.append(tuple(point))
     return list(dict.fromkeys(points))
+
+
+def trial_count(spec: TuneSpec) -> int:
+    """How many trials :func:`trials` makes, without making them: the lists' product
+    (from their lengths alone) times the distinct range points (at most ``MAX_TRIALS``,
+    drawn and checked when the study loaded)."""
+    lists = math.prod(len(p.values) for p in spec.params if not p.is_range)
+    return lists * len(_draw([p for p in spec.params if p.is_range]))
 
 
 def trials(spec: TuneSpec) -> list[dict[str, Value]]:

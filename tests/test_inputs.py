@@ -93,6 +93,76 @@ def test_a_grid_too_big_to_run_is_refused_before_anything_runs(tmp_path, overrid
     assert not (tmp_path / "o").exists()
 
 
+TUNED_TINY = """
+[study]
+name = "tuned-tiny"
+kind = "train"
+seeds = 2
+[data]
+name = "gaussian"
+samples = 40
+features = 5
+[model]
+depth = 1
+width = 5
+[train]
+epochs = 1
+batch_size = 16
+[grid]
+initializer = "kaiming_normal"
+activation = "relu"
+optimizer = "sgd"
+[tune]
+"optimizer.lr" = [0.01, 0.1]
+seeds = 1
+"""
+HUGE = 99_999_999_999  # cells, seeds or layers: about 21 GB as a tuple of ints
+
+
+def test_huge_numbers_are_refused_before_anything_is_built_from_them(tmp_path):
+    """Every number that sizes a structure is counted before the structure is built: under
+    a memory limit of 1 GB more than the imports take, each is exit 2 naming what to fix."""
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "tuned.toml").write_text(TUNED_TINY)
+    cases = {
+        "tuning seeds": (["tuned.toml", "--set", f"tune.seeds={HUGE}"], "limit of 100,000"),
+        "tuning seeds past int64": (
+            ["tuned.toml", "--set", "tune.seeds=9223372036854775807"],
+            "tune.seeds",
+        ),
+        "study seeds": (["tiny.toml", "--set", f"study.seeds={HUGE}"], "limit of 100,000"),
+        "--seeds": (["tiny.toml", "--seeds", str(HUGE)], "limit of 100,000"),
+        "depth, train": (["tuned.toml", "--set", f"model.depth={HUGE}"], "needs about"),
+        "depth, signal": (["tiny.toml", "--set", f"model.depth={HUGE}"], "needs about"),
+        "threads": (["tiny.toml", "--threads", "99999999"], "threads per worker must be 1 to"),
+    }
+    code = f"""
+import contextlib, io, json, resource, sys
+from benchinit.cli import main
+import benchinit.runner  # imported before the limit: its cost is not ours
+with open("/proc/self/statm") as f:
+    used = int(f.read().split()[0]) * resource.getpagesize()
+limit = used + 2**30
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+answers = {{}}
+for name, (args, _) in {cases!r}.items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        status = main(["run", *args, "--out", "out-" + name.replace(" ", "-"), "--quiet"])
+    answers[name] = [status, err.getvalue()]
+print(json.dumps(answers))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answers = json.loads(done.stdout)
+    for name, (_, words) in cases.items():
+        status, err = answers[name]
+        assert_clear_error(status, err, words)
+    assert not list(tmp_path.glob("out-*")), "nothing was written"
+
+
 def test_the_size_limits_can_be_lifted(tmp_path):
     from benchinit import load_study, run
 

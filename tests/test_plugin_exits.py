@@ -20,37 +20,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from forked import in_child
 from synthetic import runs_frame, write_runs
 
 from benchinit import Initializer, hookimpl
 from benchinit.cli import main
 from benchinit.errors import PluginError
-
-
-def in_child(fn: Callable[[], Any]) -> Any:
-    """What ``fn`` returns, computed in a forked child (or the error it raised, as text)."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: answer through the pipe, then end for real
-        os.close(read)
-        try:
-            answer = {"value": fn()}
-        except BaseException as exc:
-            answer = {"raised": f"{type(exc).__name__}: {exc}"}
-        with os.fdopen(write, "w") as f:
-            f.write(json.dumps(answer, default=str))
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as f:
-        text = f.read()
-    _, status = os.waitpid(pid, 0)
-    assert text, (
-        f"the process ended (status {os.waitstatus_to_exitcode(status)}) without an answer: "
-        "an exit in plugin code was not refused"
-    )
-    answer = json.loads(text)
-    assert "raised" not in answer, answer["raised"]
-    return answer["value"]
 
 
 def command(argv: list[str]) -> Callable[[], tuple[int, str]]:

@@ -74,7 +74,7 @@ def test_a_list_with_defaults():
         False,
     )
     assert spec.select == "val_accuracy" and spec.direction == "max"
-    assert spec.seeds == tuple(TUNE_SEED_BASE + i for i in range(DEFAULT_SEEDS))
+    assert tuple(spec.seeds) == tuple(TUNE_SEED_BASE + i for i in range(DEFAULT_SEEDS))
     assert spec.axes == ("initializer", "activation", "loss", "optimizer")
     assert spec.columns == ("tuned.optimizer.lr",)
     assert trials(spec) == [{"optimizer.lr": 1e-3}, {"optimizer.lr": 1e-2}, {"optimizer.lr": 0.1}]
