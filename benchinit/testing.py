@@ -279,11 +279,13 @@ def _check_dataset(d: Dataset, registry: Registry, problems: _Problems) -> None:
 
     who = f"dataset '{d.name}'"
     bound = _default(d, registry)
-    first = problems.run(who, bound)
+    made = problems.run(who, bound)
+    if made is None:
+        return
+    first = problems.run(f"{who} returned data that", check_data, made, bound)
     if first is None:
         return
-    problems.run(f"{who} returned data that", check_data, first, bound)
-    second = bound()
+    second = check_data(bound(), bound)
     problems.check(
         torch.equal(first.x_train, second.x_train) and torch.equal(first.y_test, second.y_test),
         f"{who} is not deterministic: two calls gave different data",
