@@ -24,7 +24,6 @@ A grid larger than ``max_cells`` is refused before it is expanded.
 
 from __future__ import annotations
 
-import contextlib
 import tomllib
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -257,9 +256,10 @@ def _tune(
         return None
     if kind != "train":
         raise fail("tune", "a signal study does not train, so it has nothing to tune")
-    if validation == 0:
+    axis = axes.get(grid.VALIDATION_AXIS)
+    if (0 in axis) if axis is not None else validation == 0:
         raise fail(
-            "data.validation",
+            f"grid.{grid.VALIDATION_AXIS}" if axis is not None else "data.validation",
             "is 0, but [tune] selects on the validation split; set it above 0 (a dataset's "
             "own validation split is used as given, whatever the share)",
         )
@@ -295,13 +295,9 @@ def _validation(data: dict[str, Any], kind: str, registry: Registry, fail: Fail)
         return DEFAULT_FRACTION if kind == "train" else 0.0
     if kind != "train":
         raise fail("data.validation", "a signal study does not train: it has no use for it")
-    with contextlib.suppress(SpecError):
-        if "validation" in registry.get("dataset", data["name"]).descriptor.parameters():
-            raise fail(
-                "data.validation",
-                f"dataset '{data['name']}' has a parameter of that name, and benchinit's "
-                "validation split would hide it; rename the plugin's parameter",
-            )
+    clash = grid.validation_clash(registry, data["name"])
+    if clash:
+        raise fail("data.validation", clash)
     try:
         return validation_fraction(data.pop("validation"))
     except settings.Invalid as exc:

@@ -16,7 +16,8 @@ unit hypercube (scipy's unscrambled Halton sequence without its first point, the
 where every parameter sits at its lower bound), so every range must give the same
 ``trials``. Each point is mapped onto ``[lo, hi]`` linearly (``range``) or in log space
 (``log_range``) and rounded to 4 significant digits (integer parameters to integers;
-points that then coincide are tried once). In one dimension the first ``2^k - 1`` points
+points that then coincide are tried once, and a range whose every point rounds to one
+value is refused: it would tune nothing). In one dimension the first ``2^k - 1`` points
 are the regular interior grid ``lo + (hi - lo) i / 2^k``: ``trials = 7`` on
 ``log_range = [1e-4, 1]`` tries 3.162e-4, 1e-3, ..., 0.3162 (the bounds themselves are not
 tried). Lists and ranges together: every combination of the lists times every range point.
@@ -241,6 +242,15 @@ def _check_values(
             f"{kind} = [{format_value(low)}, {format_value(high)}] takes integers, and rounding "
             f"puts {', '.join(map(str, outside))} outside it; "
             f"{fix if math.ceil(low) < math.floor(high) else ''}list the values to try",
+        )
+    if tuned.is_range and tuned.trials > 1 and len(set(values)) == 1:
+        kind = "log_range" if tuned.log else "range"
+        rounded = "integers" if tuned.integer else f"{DIGITS} significant digits"
+        raise fail(
+            f"tune.{tuned.key}",
+            f"{kind} = [{format_value(tuned.low)}, {format_value(tuned.high)}] with trials = "
+            f"{tuned.trials} tries only {values[0]!r}: every point rounds to it ({rounded}), "
+            "so nothing would be tuned; widen the range, or list the values to try",
         )
     for value in values:
         for plugin, param in plugins.items():
