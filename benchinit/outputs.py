@@ -17,7 +17,8 @@ compare, history and index pages and for ``--json`` and ``--markdown``.
 - Anything else is replaced in one step (:func:`benchinit.store.write_atomic`).
 - An output that is only ever added to (``$GITHUB_STEP_SUMMARY``, ``append=True``) is
   appended to in place, never swapped for a new file: any file may be added to (nothing
-  in it is lost), except a results folder's own; links are followed, pipes and devices
+  in it is lost), except a results folder's own and a page or JSON file benchinit wrote
+  (it would no longer parse); links are followed, pipes and devices
   written into (``/dev/full`` is a write error, exit 2); it starts on a line of its own;
   an append that fails is cut back off, so the file is left as it was.
 
@@ -44,6 +45,8 @@ MARKS: dict[str, str] = {
     "json": '"generator": "benchinit',
     "markdown": "### benchinit",
 }
+FORMATS: tuple[Format, ...] = ("html", "json", "markdown")
+ARTICLES = {"html": "an HTML", "json": "a JSON", "markdown": "a Markdown"}
 HEAD = 4096  # how much of an existing file is read to find benchinit's mark
 DATA = ("records", "locks")  # a results folder's subfolders: nothing else is written there
 
@@ -93,6 +96,12 @@ def check_output(
         raise BenchinitError(
             f"'{given}' is part of the results folder '{folder}' and is never replaced by "
             "another output; write it elsewhere"
+        )
+    broken = [f for f in FORMATS if append and f != fmt and written_by_benchinit(target, f)]
+    if broken:  # a page or JSON file that other text added to would no longer parse
+        raise BenchinitError(
+            f"'{given}' is {ARTICLES[broken[0]]} file benchinit wrote, and {fmt} added to its "
+            "end would break it; write it elsewhere"
         )
     if (
         not append

@@ -193,6 +193,23 @@ def test_the_step_summary_is_never_a_results_folder_s_file(
     assert main(["compare", str(base), str(new), "--out", str(page)]) == 0, "still readable"
 
 
+def test_the_step_summary_never_breaks_a_page_or_json_file_benchinit_wrote(
+    tmp_path, monkeypatch, capsys
+):
+    base, new = pair(tmp_path)
+    page, data = tmp_path / "c.html", tmp_path / "c.json"
+    assert main(["compare", str(base), str(new), "--out", str(page), "--json", str(data)]) == 0
+    before = page.read_bytes(), data.read_bytes()
+    for target in (page, data):
+        monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(target))
+        assert main(["compare", str(base), str(new), "--out", str(tmp_path / "d.html")]) == 2
+        assert "benchinit wrote, and markdown added to its end would break it" in (
+            capsys.readouterr().err
+        )
+    assert (page.read_bytes(), data.read_bytes()) == before
+    json.loads(data.read_text())
+
+
 def test_the_step_summary_follows_links_and_keeps_what_it_holds(tmp_path, monkeypatch):
     base, new = pair(tmp_path)
     real = tmp_path / "summary.md"
