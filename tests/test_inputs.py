@@ -617,8 +617,9 @@ def test_fuzz_every_damaged_input_ends_with_a_documented_exit_and_no_traceback(
     for kind, argv in cases:
         if kind == "summary":
             monkeypatch.setenv("GITHUB_STEP_SUMMARY", argv.pop(0))
-        if kind == "plugin":  # an exit not refused would end the child, not pytest
-            status, err = in_child(lambda argv=argv: run_cli(*argv))
+        if kind in ("plugin", "run", "argv"):  # a process-ending exit or a huge number
+            # that were not refused end the child (its memory limited), never pytest
+            status, err = in_child(lambda argv=argv: run_cli(*argv), memory=2**31)
         else:
             status, err = run_cli(*argv)
         monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
