@@ -20,9 +20,7 @@ import pandas as pd
 
 from benchinit import figures, stats, verdicts
 from benchinit._version import __version__
-from benchinit.errors import BenchinitError
-from benchinit.outputs import write_output
-from benchinit.store import write_atomic
+from benchinit.outputs import step_summary, write_output
 
 if TYPE_CHECKING:
     from benchinit.comparison import CompareOutcome
@@ -277,19 +275,10 @@ def write_outputs(
 
 def append_step_summary(text: str) -> Path | None:
     """Append ``text`` to the file ``$GITHUB_STEP_SUMMARY`` names (GitHub Actions shows it
-    on the job's page); nothing when the variable is unset."""
-    target = os.environ.get("GITHUB_STEP_SUMMARY")
-    if not target:
-        return None
-    path = Path(target)
-    try:
-        existing = path.read_text(encoding="utf-8") if path.is_file() else ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BenchinitError(f"cannot read the step summary '{path}': {exc}") from None
-    if existing and not existing.endswith("\n"):
-        existing += "\n"
-    write_atomic(path, existing + text)
-    return path
+    on the job's page), under the rule every output follows (benchinit.outputs); nothing
+    when the variable is unset."""
+    target = step_summary()
+    return None if target is None else write_output(target, text, "markdown", append=True)
 
 
 # --- HTML --------------------------------------------------------------------------------

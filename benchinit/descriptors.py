@@ -255,7 +255,9 @@ class Data:
     Targets: int64 ``[n]`` class indices for classification, float32 ``[n, targets]`` for
     regression. ``truth`` holds known generating parameters (``linear``'s ``w`` and ``b``).
     ``x_val`` and ``y_val``: a validation split of the dataset's own (optional); without
-    one, benchinit carves it from the training split (``[data] validation``).
+    one, benchinit carves it from the training split (``[data] validation``). Any of the
+    arrays may be a numpy array instead: it is copied into a tensor (its dtype kept) when
+    the data is loaded (benchinit.stack.check_data).
     """
 
     x_train: torch.Tensor

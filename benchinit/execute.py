@@ -18,29 +18,25 @@ In the process that computes, an interval timer interrupts plugin code past the 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import itertools
 import math
-import os
-import signal
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from benchinit.atinit import run_signal
 from benchinit.cells import Cell, canonical_json, group_key
-from benchinit.errors import Escape, error_text, plugin_failed
+from benchinit.errors import error_text, plugin_failed
 from benchinit.fingerprint import DIGITS, engine_code
 from benchinit.grid import plugins_of
+from benchinit.guard import TimeLimit, plugin_code
+from benchinit.models import mlp_size
 from benchinit.records import Recorder, Records
 from benchinit.registry import Registry, RegistrySpec, registry_from
-from benchinit.stack import device_name, load_data
+from benchinit.stack import bind, dataset_size, device_name, load_data
 from benchinit.train import run_train
 
 # Members per stacked model, at most, by device type. A GPU is launch-bound on small MLPs:
@@ -133,79 +129,20 @@ def stack_size(cell: Cell, registry: Registry, device: str, largest: int) -> int
     if cell.kind != "train" or torch.device(device).type != "cpu":
         return largest
     try:
-        with plugin_code():
-            features = load_data(registry, cell.config["data"]).features
+        with plugin_code():  # the dataset's size() when it has one: nothing is allocated
+            size = dataset_size(registry, bind(registry, "dataset", cell.config["data"]))
+            features = size[2] if size else load_data(registry, cell.config["data"]).features
     except BaseException as exc:  # a broken dataset fails its cells when they run
         if not plugin_failed(exc):
             raise
         return largest
     model = cell.config["model"]
-    sizes = [features] + [int(model["width"])] * int(model["depth"]) + [10]
-    params = sum(a * b for a, b in itertools.pairwise(sizes))
+    params, _ = mlp_size(features, int(model["width"]), int(model["depth"]), 10)
     work = params * int(cell.config["train"]["batch_size"])
     return max(2, min(largest, round(STACK_WORK / max(work, 1))))
 
 
 # --- running one batch --------------------------------------------------------------------
-
-
-class PluginExit(SystemExit):
-    """Plugin code called ``os._exit`` inside a batch (the process is kept alive)."""
-
-
-class _TimeLimit(Escape):
-    """A batch ran past its time limit (an Escape: plugin code that catches every
-    Exception does not swallow it, nor does benchinit take it for a plugin's failure)."""
-
-
-_ALARM = {signal.SIGALRM}
-
-
-@contextlib.contextmanager
-def plugin_code(limit: float | None = None) -> Iterator[None]:
-    """While plugin code runs in this process: ``os._exit`` raises :class:`PluginExit`
-    instead of ending it, and (with ``limit``) an interval timer interrupts the code after
-    ``limit`` seconds. Main thread only (elsewhere it does nothing).
-
-    Only this process is guarded: a process the plugin code forks gets the real
-    ``os._exit`` (its exit must not climb a copy of our stack). The timer is armed and
-    disarmed with SIGALRM blocked, and an alarm that fired meanwhile is consumed, so
-    neither the timer nor the guard outlives the block, whatever raises where.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    real_exit, owner = os._exit, os.getpid()
-
-    def refuse_exit(code: int) -> None:
-        if os.getpid() != owner:
-            real_exit(code)
-        raise PluginExit(f"plugin code called os._exit({code}) (the process was kept alive)")
-
-    def alarm(signum: int, frame: Any) -> None:
-        raise _TimeLimit()
-
-    previous: Any = None
-    signal.pthread_sigmask(signal.SIG_BLOCK, _ALARM)
-    try:
-        os._exit = refuse_exit  # type: ignore[assignment]
-        if limit:
-            previous = signal.signal(signal.SIGALRM, alarm)
-            signal.setitimer(signal.ITIMER_REAL, limit)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _ALARM)
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_BLOCK, _ALARM)
-        try:
-            if limit:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                if signal.SIGALRM in signal.sigpending():
-                    signal.sigwait(_ALARM)  # fired too late to matter: consume it
-                if previous is not None:
-                    signal.signal(signal.SIGALRM, previous)
-        finally:
-            os._exit = real_exit
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _ALARM)
 
 
 def limit_error(batch: Batch) -> str:
@@ -243,7 +180,7 @@ def run_batch(batch: Batch) -> Records:
             KINDS[batch.cells[0].kind](list(batch.cells), registry, device, recorder)
     except KeyboardInterrupt:
         raise
-    except _TimeLimit:
+    except TimeLimit:
         return failed(batch, limit_error(batch), time.perf_counter() - start)
     except BaseException as exc:  # a plugin is code we call: sys.exit included
         if not plugin_failed(exc):

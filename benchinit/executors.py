@@ -297,6 +297,9 @@ def can_fork() -> bool:
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
+MAX_THREADS = 1024  # torch threads per worker: far past any machine's cores, still allocatable
+
+
 def make_executor(
     name: str,
     registry: Registry,
@@ -317,6 +320,12 @@ def make_executor(
             f"jobs and threads must be at least 1 (got {jobs}, {threads}; options {{jobs}} "
             "and {threads})",
             options={"jobs": "jobs", "threads": "threads"},
+        )
+    if threads > MAX_THREADS:  # OpenMP sizes its pool from it at once (21 GB for 10^8)
+        raise BenchinitError(
+            f"threads per worker must be 1 to {MAX_THREADS:,}, got {threads:,} (option "
+            "{threads}); benchinit scales across processes (jobs), not threads",
+            options={"threads": "threads"},
         )
     if name == "auto":
         if (jobs == 1 and timeout is None) or torch.device(device).type == "cuda":

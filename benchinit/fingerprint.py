@@ -64,6 +64,7 @@ NOT_COMPUTE = {
     "benchinit.errors": "error texts of failed cells, which a rerun retries anyway",
     "benchinit.fingerprint": "this module",
     "benchinit.grid": "resolves configurations: what it decides is in the id",
+    "benchinit.guard": "refuses os._exit, stops a batch past its time limit: failed cells",
     "benchinit.hookspecs": "hook declarations",
     "benchinit.metrics": "metric names and directions, for the tables' columns",
     "benchinit.registry": "finds plugins by name: each plugin has its own fingerprint",

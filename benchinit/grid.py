@@ -21,10 +21,14 @@ from benchinit.descriptors import SCHEDULE_PARAMS, Bound
 from benchinit.errors import did_you_mean
 from benchinit.registry import Registry
 from benchinit.specs import SpecError
+from benchinit.validation import validation_fraction
 
 PLUGIN_AXES = ("initializer", "activation", "loss", "optimizer")
 DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
 DEFAULT_OPTIMIZER = "adam"
+# benchinit's own [data] key (the held-out share, benchinit.validation): an axis over it
+# varies the split, never a parameter of the dataset plugin
+VALIDATION_AXIS = "data.validation"
 TRAIN_ONLY_AXES = ("loss", "optimizer")
 SETTING_SECTIONS = ("model", "train", "data")
 
@@ -78,6 +82,8 @@ class Resolver:
         if kind is not None:
             return self.bind(kind, value, f"grid.{axis}").label
         section, _, sub = axis.partition(".")
+        if axis == VALIDATION_AXIS:
+            return self._validation(value)
         if section == "data":
             return self.bind("dataset", {**self.data, sub: value}, f"grid.{axis}").params[sub]
         try:
@@ -89,6 +95,18 @@ class Resolver:
             ) from None
         except settings.Invalid as exc:
             raise self.fail(f"grid.{axis}", str(exc)) from None
+
+    def _validation(self, value: Any) -> float:
+        key = f"grid.{VALIDATION_AXIS}"
+        if self.validation is None:
+            raise self.fail(key, "a signal study does not train: it has no use for it")
+        clash = validation_clash(self.registry, self.data["name"])
+        if clash:
+            raise self.fail(key, clash)
+        try:
+            return validation_fraction(value)
+        except settings.Invalid as exc:
+            raise self.fail(key, str(exc)) from None
 
     def plugin(self, kind: str, bound: Bound[Any]) -> dict[str, Any]:
         return {
@@ -102,13 +120,18 @@ class Resolver:
         because they have no effect in it (benchinit.inert)."""
         sections = {s: dict(values) for s, values in self.sections.items()}
         data_doc = dict(self.data)
+        validation = self.validation
         for axis, value in combo.items():
             section, _, sub = axis.partition(".")
-            if section == "data":
+            if axis == VALIDATION_AXIS:
+                validation = self._validation(value)
+            elif section == "data":
                 data_doc[sub] = value
             elif sub:
                 sections[section][sub] = value
-        key = "grid" if any(a.startswith("data.") for a in combo) else "data"
+        key = (
+            "grid" if any(a.startswith("data.") and a != VALIDATION_AXIS for a in combo) else "data"
+        )
         data = self.bind("dataset", data_doc, key)
         plugins = {
             axis: self.bind(axis, combo[axis], f"grid.{axis}")
@@ -125,8 +148,8 @@ class Resolver:
         where = "grid.model.bias_init" if "model.bias_init" in combo else "model.bias_init"
         bias_init = self.bind("initializer", model["bias_init"], where)
         data_config = self.plugin("dataset", data)
-        if self.validation is not None:
-            data_config["validation"] = self.validation
+        if validation is not None:
+            data_config["validation"] = validation
         config: dict[str, Any] = {
             "format": CELL_FORMAT,
             "kind": self.kind,
@@ -209,6 +232,21 @@ class Resolver:
                     f"be its shift); set train.{name} to 2 or more, or use model.norm = "
                     "'layer'",
                 )
+
+
+def validation_clash(registry: Registry, dataset: str) -> str | None:
+    """Why ``data.validation`` cannot be benchinit's for ``dataset`` (None when it can): the
+    plugin has a parameter of that name, which the split would hide."""
+    try:
+        parameters = registry.get("dataset", dataset).descriptor.parameters()
+    except SpecError:  # an unknown dataset is reported where data.name is checked
+        return None
+    if "validation" not in parameters:
+        return None
+    return (
+        f"dataset '{dataset}' has a parameter of that name, and benchinit's validation split "
+        "would hide it; rename the plugin's parameter"
+    )
 
 
 def plugin_kind(axis: str) -> str | None:

@@ -10,7 +10,6 @@ and only meant to stop what clearly cannot run; the caller can skip the check.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +17,9 @@ from typing import Any
 import torch
 
 from benchinit.errors import BenchinitError, plugin_failed
-from benchinit.execute import Batch, plugin_code
+from benchinit.execute import Batch
+from benchinit.guard import plugin_code
+from benchinit.models import mlp_size
 from benchinit.registry import registry_from
 from benchinit.stack import bind, dataset_size, load_data
 
@@ -56,9 +57,8 @@ def estimate(batch: Batch) -> int:
     scalar = 8 if model["dtype"] == "float64" else 4
     features, outputs, n_train, n_test = _shape(batch)
     train = config["kind"] == "train"
-    sizes = [features] + [width] * depth + ([2 * outputs] if train else [])
-    params = sum(i * o + o for i, o in itertools.pairwise(sizes)) * members
-    hidden = sum(sizes[1:])
+    weights, hidden = mlp_size(features, width, depth, 2 * outputs if train else 0)
+    params = (weights + hidden) * members  # hidden: one bias per unit, the head's too
     data = (n_train + n_test) * features * scalar
     if train:
         settings = config["train"]

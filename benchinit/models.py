@@ -64,6 +64,17 @@ EPS = 1e-5  # added to the variance, as torch.nn.LayerNorm and BatchNorm1d do
 MOMENTUM = 0.1  # running statistics: new = (1 - MOMENTUM) * old + MOMENTUM * batch
 
 
+def mlp_size(features: int, width: int, depth: int, outputs: int) -> tuple[int, int]:
+    """(weights, biases) of one MLP ``features -> depth x width -> outputs`` (``outputs``
+    0: no head), counted from the numbers alone: a study may ask for any depth, and its
+    size is checked before anything is built (benchinit.memory), so nothing here is made
+    per layer."""
+    if depth == 0:
+        return features * outputs, outputs
+    weights = features * width + (depth - 1) * width * width + width * outputs
+    return weights, depth * width + outputs
+
+
 @dataclass(frozen=True)
 class Step:
     """One hidden layer's computation on a batch (see the module docstring)."""

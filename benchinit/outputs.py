@@ -15,6 +15,12 @@ compare, history and index pages and for ``--json`` and ``--markdown``.
   the shell sends standard output to a file.
 - An empty file holds nothing to lose (``mktemp``): it may be replaced.
 - Anything else is replaced in one step (:func:`benchinit.store.write_atomic`).
+- An output that is only ever added to (``$GITHUB_STEP_SUMMARY``, ``append=True``) is
+  appended to in place, never swapped for a new file: any file may be added to (nothing
+  in it is lost), except a results folder's own and a page or JSON file benchinit wrote
+  (it would no longer parse); links are followed, pipes and devices
+  written into (``/dev/full`` is a write error, exit 2); it starts on a line of its own;
+  an append that fails is cut back off, so the file is left as it was.
 
 Refusals are :class:`~benchinit.errors.BenchinitError` (exit 2) naming the path and how to
 go on; write failures :class:`~benchinit.errors.OutputError`.
@@ -22,6 +28,7 @@ go on; write failures :class:`~benchinit.errors.OutputError`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -38,6 +45,8 @@ MARKS: dict[str, str] = {
     "json": '"generator": "benchinit',
     "markdown": "### benchinit",
 }
+FORMATS: tuple[Format, ...] = ("html", "json", "markdown")
+ARTICLES = {"html": "an HTML", "json": "a JSON", "markdown": "a Markdown"}
 HEAD = 4096  # how much of an existing file is read to find benchinit's mark
 DATA = ("records", "locks")  # a results folder's subfolders: nothing else is written there
 
@@ -66,11 +75,16 @@ def written_by_benchinit(path: Path, fmt: Format) -> bool:
 
 
 def check_output(
-    path: str | os.PathLike[str], fmt: Format, *, report: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str],
+    fmt: Format,
+    *,
+    report: str | os.PathLike[str] | None = None,
+    append: bool = False,
 ) -> Path:
     """The file to write for ``path`` (symbolic links followed), or a BenchinitError when
     the rule above forbids it. ``report``: the results folder whose report this page is
-    (its ``index.html`` may be replaced)."""
+    (its ``index.html`` may be replaced); ``append``: the output is added to the file's
+    end, so a file benchinit did not write may take it."""
     given = Path(path)
     if _special(given):
         return given
@@ -83,7 +97,18 @@ def check_output(
             f"'{given}' is part of the results folder '{folder}' and is never replaced by "
             "another output; write it elsewhere"
         )
-    if target.is_file() and target.stat().st_size and not written_by_benchinit(target, fmt):
+    broken = [f for f in FORMATS if append and f != fmt and written_by_benchinit(target, f)]
+    if broken:  # a page or JSON file that other text added to would no longer parse
+        raise BenchinitError(
+            f"'{given}' is {ARTICLES[broken[0]]} file benchinit wrote, and {fmt} added to its "
+            "end would break it; write it elsewhere"
+        )
+    if (
+        not append
+        and target.is_file()
+        and target.stat().st_size
+        and not written_by_benchinit(target, fmt)
+    ):
         raise BenchinitError(
             f"'{given}' exists and was not written by benchinit (no benchinit {fmt} mark in "
             "it); it is never replaced. Remove it, or write elsewhere"
@@ -127,23 +152,60 @@ def write_output(
     fmt: Format,
     *,
     report: str | os.PathLike[str] | None = None,
+    append: bool = False,
 ) -> Path:
-    """Write a command's page or file under the rule above; return the path given."""
-    target = check_output(path, fmt, report=report)
-    if _special(target):  # /dev/stdout, a pipe: appended to, never replaced or truncated
-        try:
-            stream = _own_stream(target)
-            if stream is not None:  # through Python's stream: keeps order with print()
-                stream.write(text)
-                stream.flush()
-            else:
-                with open(target, "a", encoding="utf-8") as f:
-                    f.write(text)
-        except OSError as exc:
-            raise OutputError(path, os_reason(exc)) from None
+    """Write a command's page or file under the rule above (``append``: add ``text`` to
+    the end of the file); return the path given. Every output of every command is written
+    here."""
+    target = check_output(path, fmt, report=report, append=append)
+    special = _special(target)  # /dev/stdout, a pipe: written into, never replaced
+    if special or append:
+        _write_into(target, text, path, regular=not special)
     else:
         write_atomic(target, text)
     return Path(path)
+
+
+def _write_into(target: Path, text: str, given: str | os.PathLike[str], *, regular: bool) -> None:
+    """Add ``text`` to the end of ``target`` in place. A regular file that does not end a
+    line gets one first, and is cut back to its old length if the write fails."""
+    try:
+        stream = _own_stream(target)
+        if stream is not None:  # through Python's stream: keeps order with print()
+            stream.write(text)
+            stream.flush()
+            return
+        # a stream or device is never made: a name under /dev/ that is not there is an error
+        flags = os.O_APPEND | (os.O_RDWR | os.O_CREAT if regular else os.O_WRONLY)
+        fd = os.open(target, flags, 0o666)
+    except OSError as exc:
+        raise OutputError(given, os_reason(exc)) from None
+    start = 0
+    try:
+        data = text.encode("utf-8")
+        if regular:
+            start = os.fstat(fd).st_size
+            if start and os.pread(fd, 1, start - 1) != b"\n":
+                data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        if regular:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+        raise OutputError(given, os_reason(exc)) from None
+    finally:
+        os.close(fd)
+
+
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+
+
+def step_summary() -> str | None:
+    """The file ``$GITHUB_STEP_SUMMARY`` names (GitHub Actions shows it on the job's page);
+    None when unset or empty."""
+    return os.environ.get(STEP_SUMMARY) or None
 
 
 def check_distinct(**paths: str | os.PathLike[str] | None) -> None:
@@ -166,11 +228,21 @@ def check_verdict_outputs(
     json_out: str | os.PathLike[str] | None,
     markdown_out: str | os.PathLike[str] | None,
 ) -> None:
-    """Before compare or history computes anything: its page, ``--json`` and ``--markdown``
-    may be written, and name different files."""
-    check_distinct(**{"the page (--out)": page, "--json": json_out, "--markdown": markdown_out})
+    """Before compare or history computes anything: its page, ``--json``, ``--markdown``
+    and the step summary may be written, and name different files."""
+    summary = step_summary()
+    check_distinct(
+        **{
+            "the page (--out)": page,
+            "--json": json_out,
+            "--markdown": markdown_out,
+            f"${STEP_SUMMARY}": summary,
+        }
+    )
     check_output(page, "html")
     if json_out:
         check_output(json_out, "json")
     if markdown_out:
         check_output(markdown_out, "markdown")
+    if summary:
+        check_output(summary, "markdown", append=True)

@@ -29,6 +29,7 @@ import pandas as pd
 
 from benchinit.descriptors import ReportSection
 from benchinit.errors import ResultsError, plugin_failed
+from benchinit.guard import plugin_code
 from benchinit.templating import DATA_IMAGE, cell
 
 MAX_ROWS = 1000
@@ -40,21 +41,23 @@ MAX_FIGURE_CHARS = 4_000_000  # a data URI of about 3 MB
 
 
 def call_plugins(registry: Any, results: Any) -> list[dict[str, Any]]:
-    """Every plugin's sections, in the stored form; a plugin that raises gets a section
-    saying so (the report is still written)."""
+    """Every plugin's sections, in the stored form; a plugin that raises or exits (even
+    with ``os._exit``) gets a section saying so (the report is still written)."""
     sections: list[dict[str, Any]] = []
     for impl in registry.hook().benchinit_report_sections.get_hookimpls():
         info = registry.plugins[impl.plugin_name]
         source = info.describe()
         try:
-            provided = list(impl.function(results=results) or ())
-        except BaseException as exc:  # a broken plugin section is reported, not fatal
+            with plugin_code():  # reading what it returned runs its code too (str, iter)
+                made = [fresh(s, source) for s in impl.function(results=results) or ()]
+        except BaseException as exc:  # a broken plugin section (os._exit too) is reported
             if not plugin_failed(exc):
                 raise
-            provided = [
-                ReportSection(f"{info.name}: section failed", text=f"`{type(exc).__name__}: {exc}`")
-            ]
-        sections.extend(fresh(section, source) for section in provided)
+            failed = ReportSection(
+                f"{info.name}: section failed", text=f"`{type(exc).__name__}: {exc}`"
+            )
+            made = [fresh(failed, source)]
+        sections.extend(made)
     return sections
 
 

@@ -50,6 +50,7 @@ from benchinit.descriptors import (
     Optimizer,
 )
 from benchinit.errors import PluginError, plugin_failed
+from benchinit.guard import plugin_code
 from benchinit.specs import bind_params, label_of, parse_spec, unknown_name
 
 ENTRY_POINT_GROUP = "benchinit"
@@ -184,11 +185,18 @@ class Registry:
                 f"and {info.describe()}"
             )
         try:
-            self.pm.register(plugin, name=info.name)
+            with plugin_code():  # pluggy reads the plugin's attributes: its code may run
+                self.pm.register(plugin, name=info.name)
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"{info.describe()} is invalid: {exc}") from exc
         except ValueError as exc:  # pluggy: the same object registered twice
             raise PluginError(f"{info.describe()}: {exc}") from exc
+        except BaseException as exc:  # sys.exit and os._exit in a plugin too
+            if not plugin_failed(exc):
+                raise
+            raise PluginError(
+                f"{info.describe()} failed while registering: {type(exc).__name__}: {exc}"
+            ) from exc
         self.plugins[info.name] = info
         self._codes[info.name] = functools.partial(_plugin_code, plugin, info.origin)
 
@@ -203,8 +211,9 @@ class Registry:
             version = dist.version if dist is not None else "0"
             source = f"{dist_name}=={version}"
             try:
-                plugin = ep.load()
-            except BaseException as exc:  # sys.exit in a plugin too
+                with plugin_code():
+                    plugin = ep.load()
+            except BaseException as exc:  # sys.exit and os._exit in a plugin too
                 if not plugin_failed(exc):
                     raise
                 raise PluginError(
@@ -228,8 +237,9 @@ class Registry:
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         try:
-            spec.loader.exec_module(module)
-        except BaseException as exc:  # sys.exit in a plugin too
+            with plugin_code():
+                spec.loader.exec_module(module)
+        except BaseException as exc:  # sys.exit and os._exit in a plugin too
             if not plugin_failed(exc):
                 raise
             del sys.modules[module_name]
@@ -247,8 +257,9 @@ class Registry:
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():  # registration order
             info = self.plugins[impl.plugin_name]
             try:
-                provided = list(impl.function() or ())
-            except BaseException as exc:  # sys.exit in a plugin too
+                with plugin_code():
+                    provided = list(impl.function() or ())
+            except BaseException as exc:  # sys.exit and os._exit in a plugin too
                 if not plugin_failed(exc):
                     raise
                 raise PluginError(

@@ -66,16 +66,20 @@ class RunOutcome:
 
     @property
     def failed(self) -> int:
-        return self.results.counts()["failed"]
+        """Cells that failed, a tuned study's tuning cells among them: the run exits 1, and
+        a rerun retries them (README, "a rerun retries failed cells")."""
+        tuning = self.results.tuning
+        failed = int((tuning["status"] == "failed").sum()) if len(tuning) else 0
+        return self.results.counts()["failed"] + failed
 
     def summary(self, rows: int = 8) -> str:
         """A few lines for the terminal: counts, the best configurations, where things are."""
         counts = self.results.counts()
-        tuning = len(self.results.tuning)
+        tuning = self.results.tuning
         lines = [
             f"{self.results.study['name']}: {len(self.results.runs)} cells "
             f"({counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed)"
-            + (f" and {tuning} tuning cells" if tuning else "")
+            + (f" and {len(tuning)} tuning cells ({_statuses(tuning)})" if len(tuning) else "")
             + f"; {self.computed} computed in {self.seconds:.1f} s, "
             f"{self.reused} already stored"
             + (f", {self.others} computed meanwhile by another run" if self.others else "")
@@ -97,6 +101,13 @@ class RunOutcome:
         if self.report is not None:
             lines.append(f"report:  {self.report}")
         return "\n".join(lines)
+
+
+def _statuses(runs: pd.DataFrame) -> str:
+    """'3 ok, 0 diverged, 1 failed': a runs table's cells by status."""
+    return ", ".join(
+        f"{int((runs['status'] == s).sum())} {s}" for s in ("ok", "diverged", "failed")
+    )
 
 
 def run(

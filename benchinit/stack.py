@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -22,6 +23,7 @@ import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from benchinit.cells import Cell, canonical_json
@@ -101,8 +103,7 @@ def load_data(registry: Registry, config: Mapping[str, Any]) -> Data:
 def _load_data(registry: Registry, spec: str, validation: float) -> Data:
     bound = registry.bind("dataset", json.loads(spec))
     dataset_size(registry, bound)  # a broken size() fails the cells, as broken data does
-    data = bound()
-    check_data(data, bound)
+    data = check_data(bound(), bound)
     if validation > 0 or data.x_val is not None:
         seed = validation_seed(bound.name, bound.params)
         data = split_validation(data, validation, seed, bound.name)
@@ -133,11 +134,17 @@ def dataset_size(registry: Registry, bound: Bound[Dataset]) -> tuple[int, int, i
     )
 
 
-def check_data(data: Any, bound: Bound[Any]) -> None:
-    """Raise ValueError unless ``data`` is a usable :class:`Data` for its dataset plugin."""
+ARRAYS = ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val")
+
+
+def check_data(data: Any, bound: Bound[Any]) -> Data:
+    """``data`` checked: raise ValueError (TypeError) unless it is a usable :class:`Data`
+    for its dataset plugin. Returned with numpy arrays taken as tensors (copied, dtype
+    kept): a plugin may return either, in any of the splits."""
     name = bound.name
     if not isinstance(data, Data):
         raise TypeError(f"dataset '{name}' returned {type(data).__name__}, not benchinit.Data")
+    data = _tensors(data, name)
     if data.task != bound.descriptor.task:
         raise ValueError(
             f"dataset '{name}' declares task {bound.descriptor.task!r} "
@@ -166,6 +173,30 @@ def check_data(data: Any, bound: Bound[Any]) -> None:
                 raise ValueError(
                     f"dataset '{name}': class labels must lie in 0..{data.outputs - 1}"
                 )
+    return data
+
+
+def _tensors(data: Data, name: str) -> Data:
+    """``data`` with every array a tensor: a numpy array is copied into one (its dtype
+    kept); anything else is a TypeError naming the dataset and the array."""
+    changed: dict[str, Any] = {}
+    for field in ARRAYS:
+        value = getattr(data, field)
+        if value is None or isinstance(value, torch.Tensor):
+            continue
+        if isinstance(value, np.ndarray):
+            try:
+                changed[field] = torch.tensor(value)
+                continue
+            except (TypeError, RuntimeError) as exc:  # object or string arrays
+                reason = f"a numpy array of dtype {value.dtype} ({exc})"
+        else:
+            reason = type(value).__name__
+        raise TypeError(
+            f"dataset '{name}': {field} must be a torch.Tensor or a numpy array of numbers, "
+            f"got {reason}"
+        )
+    return dataclasses.replace(data, **changed) if changed else data
 
 
 # --- the stacked model --------------------------------------------------------------------

@@ -24,11 +24,9 @@ A grid larger than ``max_cells`` is refused before it is expanded.
 
 from __future__ import annotations
 
-import contextlib
-import math
 import tomllib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,12 +188,7 @@ def _validate(
         fail=fail,
     )
     _check_labels(resolver, axes, fail)
-    total = grid.count(axes, most)
-    if tune is not None:  # and the tuning cells: every configuration x trial x tuning seed
-        bound = math.prod(len(p.values) for p in tune.params if not p.is_range)
-        bound *= max((p.trials for p in tune.params if p.is_range), default=1)
-        too_many = max_cells is not None and bound > max_cells  # refused without drawing
-        total += grid.count(axes, tune.seeds) * (bound if too_many else len(tuning.trials(tune)))
+    total = cell_count(axes, most, tune)
     if max_cells is not None and total > max_cells:
         raise StudyError(
             source,
@@ -234,6 +227,20 @@ def _validate(
     )
 
 
+def cell_count(
+    axes: Mapping[str, Sequence[Any]], seeds: Sequence[int], tune: TuneSpec | None
+) -> int:
+    """How many cells a study makes, counted from its numbers alone: every combination of
+    the grid's values x every seed, and for a tuned study every configuration x trial x
+    tuning seed. Nothing is built (seeds are lazy ranges, trials are counted from their
+    lists' lengths): this is where a study's size is counted, and it is checked before
+    anything is expanded."""
+    total = grid.count(axes, seeds)
+    if tune is not None:
+        total += grid.count(axes, tune.seeds) * tuning.trial_count(tune)
+    return total
+
+
 def _tune(
     document: dict,
     axes: dict[str, list[Any]],
@@ -249,9 +256,10 @@ def _tune(
         return None
     if kind != "train":
         raise fail("tune", "a signal study does not train, so it has nothing to tune")
-    if validation == 0:
+    axis = axes.get(grid.VALIDATION_AXIS)
+    if (0 in axis) if axis is not None else validation == 0:
         raise fail(
-            "data.validation",
+            f"grid.{grid.VALIDATION_AXIS}" if axis is not None else "data.validation",
             "is 0, but [tune] selects on the validation split; set it above 0 (a dataset's "
             "own validation split is used as given, whatever the share)",
         )
@@ -287,13 +295,9 @@ def _validation(data: dict[str, Any], kind: str, registry: Registry, fail: Fail)
         return DEFAULT_FRACTION if kind == "train" else 0.0
     if kind != "train":
         raise fail("data.validation", "a signal study does not train: it has no use for it")
-    with contextlib.suppress(SpecError):
-        if "validation" in registry.get("dataset", data["name"]).descriptor.parameters():
-            raise fail(
-                "data.validation",
-                f"dataset '{data['name']}' has a parameter of that name, and benchinit's "
-                "validation split would hide it; rename the plugin's parameter",
-            )
+    clash = grid.validation_clash(registry, data["name"])
+    if clash:
+        raise fail("data.validation", clash)
     try:
         return validation_fraction(data.pop("validation"))
     except settings.Invalid as exc:

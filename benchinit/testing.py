@@ -37,7 +37,8 @@ from typing import Any
 import torch
 
 from benchinit.descriptors import Activation, Dataset, Descriptor, Initializer, Loss, Optimizer
-from benchinit.errors import BenchinitError
+from benchinit.errors import BenchinitError, error_text, plugin_failed
+from benchinit.guard import plugin_code
 from benchinit.registry import ENTRY_POINT_GROUP, Registry
 from benchinit.specs import SpecError, coerce
 
@@ -74,7 +75,18 @@ def _plugins_of(plugin: object | str) -> list[tuple[object, str]]:
         raise AssertionError(
             f"distribution '{plugin}' declares no entry point in group '{ENTRY_POINT_GROUP}'"
         )
-    return [(ep.load(), ep.name) for ep in points]
+    pairs = []
+    for ep in points:
+        try:
+            with plugin_code():
+                pairs.append((ep.load(), ep.name))
+        except BaseException as exc:  # sys.exit and os._exit too
+            if not plugin_failed(exc):
+                raise
+            raise AssertionError(
+                f"entry point '{ep.name}' of '{plugin}' does not load: {error_text(exc)}"
+            ) from exc
+    return pairs
 
 
 def check_plugin(plugin: object | str, *, smoke: bool = True) -> list[str]:
@@ -94,8 +106,16 @@ def check_plugin(plugin: object | str, *, smoke: bool = True) -> list[str]:
     problems = _Problems()
     problems.check(bool(entries), "the plugin provides no descriptor")
     for entry in entries:
-        _check_signature(entry.descriptor, problems)
-        CHECKS[entry.kind](entry.descriptor, registry, problems)
+        try:
+            with plugin_code():  # an exit of any kind is a problem found, not the end
+                _check_signature(entry.descriptor, problems)
+                CHECKS[entry.kind](entry.descriptor, registry, problems)
+        except BaseException as exc:
+            if not plugin_failed(exc):
+                raise
+            problems.items.append(
+                f"{entry.kind} '{entry.descriptor.name}' raised {error_text(exc)}"
+            )
         if smoke and not problems.items:
             _smoke(entry.descriptor, registry, problems)
     if problems.items:
@@ -259,11 +279,13 @@ def _check_dataset(d: Dataset, registry: Registry, problems: _Problems) -> None:
 
     who = f"dataset '{d.name}'"
     bound = _default(d, registry)
-    first = problems.run(who, bound)
+    made = problems.run(who, bound)
+    if made is None:
+        return
+    first = problems.run(f"{who} returned data that", check_data, made, bound)
     if first is None:
         return
-    problems.run(f"{who} returned data that", check_data, first, bound)
-    second = bound()
+    second = check_data(bound(), bound)
     problems.check(
         torch.equal(first.x_train, second.x_train) and torch.equal(first.y_test, second.y_test),
         f"{who} is not deterministic: two calls gave different data",

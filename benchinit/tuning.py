@@ -16,7 +16,8 @@ unit hypercube (scipy's unscrambled Halton sequence without its first point, the
 where every parameter sits at its lower bound), so every range must give the same
 ``trials``. Each point is mapped onto ``[lo, hi]`` linearly (``range``) or in log space
 (``log_range``) and rounded to 4 significant digits (integer parameters to integers;
-points that then coincide are tried once). In one dimension the first ``2^k - 1`` points
+points that then coincide are tried once, and a range whose every point rounds to one
+value is refused: it would tune nothing). In one dimension the first ``2^k - 1`` points
 are the regular interior grid ``lo + (hi - lo) i / 2^k``: ``trials = 7`` on
 ``log_range = [1e-4, 1]`` tries 3.162e-4, 1e-3, ..., 0.3162 (the bounds themselves are not
 tried). Lists and ranges together: every combination of the lists times every range point.
@@ -59,6 +60,7 @@ MAX_TRIALS = 10_000  # per range: every point is drawn and checked when the stud
 DEFAULT_SEEDS = 2
 # Tuning seed i is TUNE_SEED_BASE + i: disjoint from any study's own seeds (0, 1, ...).
 TUNE_SEED_BASE = 1_000_000
+MAX_SEEDS = 2**63 - TUNE_SEED_BASE  # tuning seeds are stored as int64, like every seed
 DIGITS = 4  # significant digits of a value drawn from a range (readable, platform-stable)
 
 # The validation metrics: one per test metric, same direction. Which fit which task.
@@ -113,7 +115,9 @@ class TuneSpec:
     params: tuple[Tuned, ...]  # the tuned parameters, in file order
     select: str  # the validation metric that chooses, e.g. "val_accuracy"
     direction: Direction  # "max": higher select is better; "min": lower
-    seeds: tuple[int, ...]  # the tuning seeds every trial runs (TUNE_SEED_BASE + i)
+    # the tuning seeds every trial runs (TUNE_SEED_BASE + i), a lazy range when parsed
+    # (like study.seeds): a count is checked before anything is built from it
+    seeds: Sequence[int]
     axes: tuple[str, ...]  # the grid columns that name a configuration, in study order
 
     @property
@@ -168,13 +172,17 @@ def parse_tune(
         _check_values(p, drawn, plugins[p.key], registry, fail)
     select = _select(flat.get("select"), metric, task, fail)
     count = flat.get("seeds", DEFAULT_SEEDS)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise fail("tune.seeds", f"must be a number of seeds per trial, at least 1, got {count!r}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SEEDS:
+        raise fail(
+            "tune.seeds",
+            f"must be a number of seeds per trial, at least 1 (and at most {MAX_SEEDS:,}), "
+            f"got {count!r}",
+        )
     return TuneSpec(
         params=tuple(params),
         select=select,
         direction=VALIDATION_METRICS[select],
-        seeds=tuple(TUNE_SEED_BASE + i for i in range(count)),
+        seeds=range(TUNE_SEED_BASE, TUNE_SEED_BASE + count),
         axes=tuple(axes),
     )
 
@@ -234,6 +242,15 @@ def _check_values(
             f"{kind} = [{format_value(low)}, {format_value(high)}] takes integers, and rounding "
             f"puts {', '.join(map(str, outside))} outside it; "
             f"{fix if math.ceil(low) < math.floor(high) else ''}list the values to try",
+        )
+    if tuned.is_range and tuned.trials > 1 and len(set(values)) == 1:
+        kind = "log_range" if tuned.log else "range"
+        rounded = "integers" if tuned.integer else f"{DIGITS} significant digits"
+        raise fail(
+            f"tune.{tuned.key}",
+            f"{kind} = [{format_value(tuned.low)}, {format_value(tuned.high)}] with trials = "
+            f"{tuned.trials} tries only {values[0]!r}: every point rounds to it ({rounded}), "
+            "so nothing would be tuned; widen the range, or list the values to try",
         )
     for value in values:
         for plugin, param in plugins.items():
@@ -391,6 +408,14 @@ def _draw(tuned: Sequence[Tuned]) -> list[tuple[Value, ...]]:
             point.append(round(x) if p.integer else float(f"{x:.{DIGITS}g}"))
         points.append(tuple(point))
     return list(dict.fromkeys(points))
+
+
+def trial_count(spec: TuneSpec) -> int:
+    """How many trials :func:`trials` makes, without making them: the lists' product
+    (from their lengths alone) times the distinct range points (at most ``MAX_TRIALS``,
+    drawn and checked when the study loaded)."""
+    lists = math.prod(len(p.values) for p in spec.params if not p.is_range)
+    return lists * len(_draw([p for p in spec.params if p.is_range]))
 
 
 def trials(spec: TuneSpec) -> list[dict[str, Value]]:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from forked import in_child
 
 from benchinit import load_results
 from benchinit.cli import main
@@ -91,6 +92,76 @@ def test_a_grid_too_big_to_run_is_refused_before_anything_runs(tmp_path, overrid
     status, err = run_cli("run", str(study), "--set", override, "--out", str(tmp_path / "o"))
     assert_clear_error(status, err, *words)
     assert not (tmp_path / "o").exists()
+
+
+TUNED_TINY = """
+[study]
+name = "tuned-tiny"
+kind = "train"
+seeds = 2
+[data]
+name = "gaussian"
+samples = 40
+features = 5
+[model]
+depth = 1
+width = 5
+[train]
+epochs = 1
+batch_size = 16
+[grid]
+initializer = "kaiming_normal"
+activation = "relu"
+optimizer = "sgd"
+[tune]
+"optimizer.lr" = [0.01, 0.1]
+seeds = 1
+"""
+HUGE = 99_999_999_999  # cells, seeds or layers: about 21 GB as a tuple of ints
+
+
+def test_huge_numbers_are_refused_before_anything_is_built_from_them(tmp_path):
+    """Every number that sizes a structure is counted before the structure is built: under
+    a memory limit of 1 GB more than the imports take, each is exit 2 naming what to fix."""
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "tuned.toml").write_text(TUNED_TINY)
+    cases = {
+        "tuning seeds": (["tuned.toml", "--set", f"tune.seeds={HUGE}"], "limit of 100,000"),
+        "tuning seeds past int64": (
+            ["tuned.toml", "--set", "tune.seeds=9223372036854775807"],
+            "tune.seeds",
+        ),
+        "study seeds": (["tiny.toml", "--set", f"study.seeds={HUGE}"], "limit of 100,000"),
+        "--seeds": (["tiny.toml", "--seeds", str(HUGE)], "limit of 100,000"),
+        "depth, train": (["tuned.toml", "--set", f"model.depth={HUGE}"], "needs about"),
+        "depth, signal": (["tiny.toml", "--set", f"model.depth={HUGE}"], "needs about"),
+        "threads": (["tiny.toml", "--threads", "99999999"], "threads per worker must be 1 to"),
+    }
+    code = f"""
+import contextlib, io, json, resource, sys
+from benchinit.cli import main
+import benchinit.runner  # imported before the limit: its cost is not ours
+with open("/proc/self/statm") as f:
+    used = int(f.read().split()[0]) * resource.getpagesize()
+limit = used + 2**30
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+answers = {{}}
+for name, (args, _) in {cases!r}.items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        status = main(["run", *args, "--out", "out-" + name.replace(" ", "-"), "--quiet"])
+    answers[name] = [status, err.getvalue()]
+print(json.dumps(answers))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answers = json.loads(done.stdout)
+    for name, (_, words) in cases.items():
+        status, err = answers[name]
+        assert_clear_error(status, err, words)
+    assert not list(tmp_path.glob("out-*")), "nothing was written"
 
 
 def test_the_size_limits_can_be_lifted(tmp_path):
@@ -366,6 +437,42 @@ def _study_mutations(rng: random.Random, count: int) -> list[bytes]:
     return out
 
 
+# The tuned tiny study's lines, and what a hostile user may write instead: numbers that
+# size something (seeds, tuning seeds, layers, samples, trials), a range that rounds to one
+# value; and grid axes to add (the validation share, a huge depth).
+SIZE_EDITS = {
+    "seeds = 2": [f"seeds = {HUGE}", "seeds = 9223372036854775807"],
+    "seeds = 1": [f"seeds = {HUGE}", "seeds = 9223372036854775807", "seeds = 0"],
+    "depth = 1": [f"depth = {HUGE}"],
+    "width = 5": [f"width = {HUGE}"],
+    "samples = 40": [f"samples = {HUGE}"],
+    "batch_size = 16": [f"batch_size = {HUGE}"],
+    '"optimizer.lr" = [0.01, 0.1]': [
+        '"optimizer.lr" = {range = [1.0, 1.00001], trials = 3}',
+        f'"optimizer.lr" = {{log_range = [1e-4, 1], trials = {HUGE}}}',
+    ],
+}
+SIZE_AXES = ['"data.validation" = [0.0, 0.3]', '"data.validation" = [0.1, 1.3]']
+SIZE_AXES += [f'"model.depth" = [1, {HUGE}]', f'"train.epochs" = [1, {HUGE}.5]']
+
+
+def _size_mutations(rng: random.Random, count: int) -> list[bytes]:
+    """The tuned tiny study with one or two of its numbers made huge or hostile, or a
+    hostile grid axis added."""
+    out = []
+    for _ in range(count):
+        lines = TUNED_TINY.strip().splitlines()
+        for _ in range(rng.randint(1, 2)):
+            if rng.random() < 0.7:
+                line = rng.choice(sorted(SIZE_EDITS))
+                if line in lines:
+                    lines[lines.index(line)] = rng.choice(SIZE_EDITS[line])
+            else:
+                lines.insert(lines.index("[grid]") + 1, rng.choice(SIZE_AXES))
+        out.append("\n".join(lines).encode())
+    return out
+
+
 def _folder_damages(rng: random.Random, results: Path, root: Path, count: int) -> list[Path]:
     """Copies of a results folder, each damaged at random: files truncated, replaced by
     noise, deleted, or meta.json values of the wrong type."""
@@ -405,19 +512,55 @@ def _snapshot(root: Path, skip: set[Path]) -> dict[Path, bytes]:
     }
 
 
+# Plugin files that end the process in every way plugin code can, where plugins load
+PLUGIN_EXITS = {
+    "os-exit-at-import": "import os\nos._exit(0)\n",
+    "sys-exit-at-import": "import sys\nsys.exit(0)\n",
+    "os-exit-in-a-hook": (
+        "import os\nfrom benchinit import hookimpl\n\n"
+        "@hookimpl\ndef benchinit_activations():\n    os._exit(0)\n"
+    ),
+    "base-exception-in-a-hook": (
+        "from benchinit import hookimpl\n\nclass Boom(BaseException):\n    pass\n\n"
+        "@hookimpl\ndef benchinit_datasets():\n    raise Boom()\n"
+    ),
+}
+
+
 @pytest.mark.slow
-def test_fuzz_every_damaged_input_ends_with_a_documented_exit_and_no_traceback(results, tmp_path):
+def test_fuzz_every_damaged_input_ends_with_a_documented_exit_and_no_traceback(
+    results, tmp_path, monkeypatch
+):
     rng = random.Random(20261129)
     bystander = tmp_path / "bystander"  # files of the user's that nothing may touch
     bystander.mkdir()
     (bystander / "index.html").write_text("mine")
     (bystander / "data.csv").write_text("1,2,3")
     cases: list[tuple[str, list[str]]] = []
-    for n, text in enumerate(_study_mutations(rng, 30)):
+    sized = random.Random(20)  # its own stream: the cases above stay what they were
+    mutations = [*_study_mutations(rng, 30), *_size_mutations(sized, 12)]
+    for n, text in enumerate(mutations):
         path = tmp_path / f"study-{n}.toml"
         path.write_bytes(text)
         out = tmp_path / f"out-{n}"
         cases.append(("run", ["run", str(path), "--out", str(out), "--quiet", "--no-report"]))
+    for name, body in PLUGIN_EXITS.items():
+        plugin = tmp_path / f"{name}.py"
+        plugin.write_text(body)
+        argv = ["run", "seed", "--plugin", str(plugin), "--out", str(tmp_path / f"out-{name}")]
+        cases.append(("plugin", argv))
+    # where $GITHUB_STEP_SUMMARY may point: a results folder's own files (directly or by a
+    # link), a folder, a missing folder (/dev/full: test_outputs.py, which guards the node)
+    link = tmp_path / "summary-link.md"
+    link.symlink_to(results / "meta.json")
+    summaries = [results / n for n in ("meta.json", "study.toml", "index.html")]
+    summaries += [link, tmp_path, tmp_path / "missing" / "s.md"]
+    (tmp_path / "out-summary").mkdir()
+    for target in summaries:
+        page = tmp_path / "out-summary" / "c.html"
+        cases.append(
+            ("summary", [str(target), "compare", str(results), str(results), "--out", str(page)])
+        )
     for folder in _folder_damages(rng, results, tmp_path, 15):
         cases.append(("report", ["report", str(folder)]))
         cases.append(
@@ -461,18 +604,34 @@ def test_fuzz_every_damaged_input_ends_with_a_documented_exit_and_no_traceback(r
             "--out",
             str(tmp_path / "b"),
         ],
+        # numbers that size something, and a signal study's validation axis
+        ["run", "seed", "--seeds", str(HUGE), "--out", str(tmp_path / "h")],
+        ["run", "seed", "--threads", "99999999", "--out", str(tmp_path / "h")],
+        ["run", "seed", "--set", f"model.depth={HUGE}", "--out", str(tmp_path / "h")],
+        ["run", "seed", "--set", "grid.data.validation=[0.1]", "--out", str(tmp_path / "h")],
     ]
     cases += [("argv", argv) for argv in argv_noise]
     before = _snapshot(tmp_path, set())
-    seen = {"run": 0, "report": 0, "compare": 0, "argv": 0}
+    kept = _snapshot(results, set())
+    seen = {"run": 0, "report": 0, "compare": 0, "argv": 0, "plugin": 0, "summary": 0}
     for kind, argv in cases:
-        status, err = run_cli(*argv)
+        if kind == "summary":
+            monkeypatch.setenv("GITHUB_STEP_SUMMARY", argv.pop(0))
+        if kind in ("plugin", "run", "argv"):  # a process-ending exit or a huge number
+            # that were not refused end the child (its memory limited), never pytest
+            status, err = in_child(lambda argv=argv: run_cli(*argv), memory=2**31)
+        else:
+            status, err = run_cli(*argv)
+        monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+        if kind in ("plugin", "summary"):
+            assert status == 2, (argv, status, err)
         assert status in (0, 1, 2), (argv, status, err)
         assert "Traceback" not in err, (argv, err)
         if status == 2:
             assert err.strip(), (argv, "an exit 2 says why")
         seen[kind] += 1
     assert len(cases) >= 50 and all(seen.values()), seen
+    assert _snapshot(results, set()) == kept, "a results folder is never another's output"
     after = _snapshot(tmp_path, set())
     for path, content in before.items():
         rel = path.relative_to(tmp_path)

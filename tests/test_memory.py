@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchinit import load_study, run
 from benchinit.execute import plan
@@ -112,3 +113,34 @@ def test_a_dataset_with_a_right_size_runs(tmp_path):
     path.write_text(SIGNAL.format(how="ok"))
     outcome = run(load_study(path), tmp_path / "out", report=False, progress=False)
     assert outcome.results.runs["status"].tolist() == ["ok"]
+
+
+def test_planning_and_the_estimate_load_no_data_when_the_dataset_gives_its_size(tmp_path):
+    """A user's number sizes the data (``samples``): it is counted from ``size()`` before
+    the plugin is asked to make anything (a train stack's size on a CPU depends on it)."""
+    from benchinit import Data, Dataset, hookimpl
+    from benchinit.registry import Registry
+
+    made: list[int] = []
+
+    def counted(*, samples: int = 40) -> Data:
+        """Gaussian data that records each time it is made (test plugin)."""
+        made.append(samples)
+        n = min(samples, 40)  # what it would make, small: the test must never allocate it
+        x, y = torch.randn(n + 10, 5), torch.arange(n + 10) % 2
+        return Data(x[:n], y[:n], x[n:], y[n:], "classification", 2)
+
+    class Plugin:
+        @hookimpl
+        def benchinit_datasets(self) -> list[Dataset]:
+            return [Dataset("counted", counted, size=lambda samples: (samples, 10, 5))]
+
+    path = tmp_path / "small.toml"
+    path.write_text(
+        TRAIN.replace('name = "gaussian"', 'name = "counted"').replace("features = 5\n", "")
+    )
+    registry = Registry(autoload=False, objects=[(Plugin(), "counted")])
+    study = load_study(path, ["data.samples=2000000000"], registry=registry)
+    (batch,) = plan(study.cells(), study.registry, device="cpu")
+    assert estimate(batch) > 2_000_000_000 * 5 * 4, "the data counted in full"
+    assert made == [], "and never made"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,127 @@ def test_a_name_near_the_file_system_s_limit_is_written(tmp_path):
     assert main(["compare", str(base), str(new), "--json", str(tmp_path / name)]) == 0
     assert json.loads((tmp_path / name).read_text())["generator"].startswith("benchinit")
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# --- the step summary: appended to under the same rule ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "victim"),
+    [("compare", "meta.json"), ("history", "study.toml"), ("history", "index.html")],
+)
+def test_the_step_summary_is_never_a_results_folder_s_file(
+    command, victim, tmp_path, monkeypatch, capsys
+):
+    base, new = pair(tmp_path)
+    (base / "index.html").write_text('<meta name="generator" content="benchinit">report')
+    before = snapshot(base)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(base / victim))
+    page = tmp_path / "page.html"
+    assert main([command, str(base), str(new), "--out", str(page)]) == 2
+    err = capsys.readouterr().err
+    assert "is part of the results folder" in err and "Traceback" not in err
+    assert snapshot(base) == before
+    assert not page.exists(), "refused before any work"
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY")
+    assert main(["compare", str(base), str(new), "--out", str(page)]) == 0, "still readable"
+
+
+def test_the_step_summary_never_breaks_a_page_or_json_file_benchinit_wrote(
+    tmp_path, monkeypatch, capsys
+):
+    base, new = pair(tmp_path)
+    page, data = tmp_path / "c.html", tmp_path / "c.json"
+    assert main(["compare", str(base), str(new), "--out", str(page), "--json", str(data)]) == 0
+    before = page.read_bytes(), data.read_bytes()
+    for target in (page, data):
+        monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(target))
+        assert main(["compare", str(base), str(new), "--out", str(tmp_path / "d.html")]) == 2
+        assert "benchinit wrote, and markdown added to its end would break it" in (
+            capsys.readouterr().err
+        )
+    assert (page.read_bytes(), data.read_bytes()) == before
+    json.loads(data.read_text())
+
+
+def test_the_step_summary_follows_links_and_keeps_what_it_holds(tmp_path, monkeypatch):
+    base, new = pair(tmp_path)
+    real = tmp_path / "summary.md"
+    real.write_text("# an earlier step, no newline at the end")  # not benchinit's: kept
+    link = tmp_path / "link.md"
+    link.symlink_to(real)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(link))
+    out, page = tmp_path / "c.md", tmp_path / "c.html"
+    assert main(["compare", str(base), str(new), "--markdown", str(out), "--out", str(page)]) == 0
+    assert link.is_symlink()
+    assert real.read_text() == "# an earlier step, no newline at the end\n" + out.read_text()
+
+
+def test_the_step_summary_is_written_into_a_pipe(tmp_path, monkeypatch):
+    base, new = pair(tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(fifo))
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    out, page = tmp_path / "c.md", tmp_path / "c.html"
+    try:
+        assert (
+            main(["compare", str(base), str(new), "--markdown", str(out), "--out", str(page)]) == 0
+        )
+        assert reader.communicate(timeout=30)[0].decode() == out.read_text()
+    finally:
+        reader.kill()
+    assert fifo.is_fifo(), "the pipe is still a pipe"
+
+
+@pytest.fixture
+def dev_full():
+    """/dev/full, put back as the device it is if a broken version of the code under test
+    replaced it (tests run as root)."""
+    path = Path("/dev/full")
+    assert path.is_char_device()
+    try:
+        yield path
+    finally:
+        if not path.is_char_device():
+            path.unlink()
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+            path.chmod(0o666)  # mknod's mode passed through the umask
+
+
+def test_a_full_device_as_step_summary_is_a_write_error(dev_full, tmp_path, monkeypatch, capsys):
+    base, new = pair(tmp_path)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(dev_full))
+    assert main(["compare", str(base), str(new), "--out", str(tmp_path / "c.html")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write '/dev/full': No space left on device" in err and "Traceback" not in err
+    assert dev_full.is_char_device(), "the device node is never replaced"
+
+
+def test_the_step_summary_and_markdown_may_not_name_one_file(tmp_path, monkeypatch, capsys):
+    base, new = pair(tmp_path)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "s.md"))
+    args = ["compare", str(base), str(new), "--markdown", str(tmp_path / "s.md")]
+    assert main(args) == 2
+    assert "--markdown and $GITHUB_STEP_SUMMARY name the same file" in capsys.readouterr().err
+
+
+def test_an_append_that_fails_leaves_the_file_as_it_was(tmp_path):
+    """Past the file-size limit (like a full disk) the write fails part way: what was
+    appended is cut back off, and the error is exit 2's OutputError."""
+    summary = tmp_path / "summary.md"
+    summary.write_text("kept\n")
+    code = f"""
+import resource, signal
+from benchinit.errors import OutputError
+from benchinit.outputs import write_output
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    write_output({str(summary)!r}, "x" * 100_000, "markdown", append=True)
+except OutputError as exc:
+    print(exc)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "File too large" in done.stdout, done.stderr
+    assert summary.read_text() == "kept\n"

@@ -373,7 +373,7 @@ def test_a_process_forked_by_plugin_code_exits_for_real(rough, tmp_path):
 
 
 def test_the_time_limit_guard_never_outlives_its_block():
-    from benchinit.execute import _TimeLimit, plugin_code
+    from benchinit.guard import TimeLimit, plugin_code
 
     real_exit, handler = os._exit, signal.getsignal(signal.SIGALRM)
     for _ in range(300):  # bodies that end right around the limit
@@ -382,7 +382,7 @@ def test_the_time_limit_guard_never_outlives_its_block():
                 start = time.perf_counter()
                 while time.perf_counter() - start < 0.0005:
                     pass
-        except _TimeLimit:
+        except TimeLimit:
             pass
         assert os._exit is real_exit and signal.getsignal(signal.SIGALRM) is handler
         assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)

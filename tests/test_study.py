@@ -139,6 +139,20 @@ def test_control_characters_round_trip_through_the_resolved_study(write_study, c
     assert [c.id for c in again.cells()] == [c.id for c in study.cells()]
 
 
+def test_the_validation_share_is_a_grid_axis_like_any_data_setting(write_study):
+    path = write_study(SMALL)
+    study = load_study(path, ["grid.data.validation=[0.1, 0.3]", "grid.model.depth=[1]"])
+    cells = study.cells()
+    assert len(cells) == 2 * 2 * 2 * 2  # initializers x optimizers x shares x seeds
+    shares = {c.labels["data.validation"]: c.config["data"]["validation"] for c in cells}
+    assert shares == {0.1: 0.1, 0.3: 0.3}
+    assert "validation" not in cells[0].config["data"]["params"], "never the plugin's"
+    plain = {c.id for c in load_study(path, ["grid.model.depth=[1]"]).cells()}
+    assert {c.id for c in cells if c.labels["data.validation"] == 0.1} == plain
+    again = load_study(write_study(resolved_toml(study), name="resolved.toml"))
+    assert [c.id for c in again.cells()] == [c.id for c in cells]
+
+
 # Each malformed study: (TOML text or None for a missing file, extra CLI args, key in message)
 MALFORMED = {
     "syntax error": ("[study\nname = 1", [], "is not valid TOML"),
@@ -216,6 +230,29 @@ MALFORMED = {
         "[grid]\ninitializer='zeros'\nactivation='relu'",
         ["--set", "model.norm='batch'", "--set", "train.probe_samples=1"],
         "key 'train.probe_samples (set on the command line)'",
+    ),
+    "integer tune range of one value": (
+        "[grid]\ninitializer='zeros'\nactivation='relu'\noptimizer=\"sgd(schedule='step')\"\n"
+        "[tune]\n'optimizer.step_size'={range=[0.5, 1.4], trials=3}",
+        [],
+        "key 'tune.optimizer.step_size': range = [0.5, 1.4] with trials = 3 tries only 1",
+    ),
+    "validation axis in a signal study": (
+        "[study]\nkind='signal'\n[grid]\ninitializer='zeros'\nactivation='relu'\n"
+        "'data.validation'=[0.1, 0.2]",
+        [],
+        "key 'grid.data.validation': a signal study does not train",
+    ),
+    "validation axis past 1": (
+        "[grid]\ninitializer='zeros'\nactivation='relu'\n'data.validation'=[0.1, 1.5]",
+        [],
+        "key 'grid.data.validation': must be a share of the training samples in [0, 1)",
+    ),
+    "validation axis of 0 in a tuned study": (
+        "[grid]\ninitializer='zeros'\nactivation='relu'\n'data.validation'=[0, 0.2]\n"
+        "[tune]\n'optimizer.lr' = [0.1]",
+        [],
+        "key 'grid.data.validation': is 0, but [tune] selects on the validation split",
     ),
     "bias_init twice in the grid": (
         "[grid]\ninitializer='zeros'\nactivation='relu'\n"

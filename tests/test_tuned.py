@@ -227,3 +227,41 @@ def test_a_tuned_study_refuses_seeds_where_tuning_seeds_live(tmp_path, capsys):
     args = ["run", str(path), "--set", "study.seeds=[1000000]", "--out", str(tmp_path / "o")]
     assert main(args) == 2
     assert "must be below 1,000,000" in capsys.readouterr().err
+
+
+PICKY = '''
+import torch
+from benchinit import Optimizer, hookimpl
+
+
+def picky(params, *, lr: float = 0.01):
+    """SGD that refuses a learning rate above 0.1 (raises: a failed cell, not a divergence)."""
+    if lr > 0.1:
+        raise ValueError(f"lr {lr} is too large for picky")
+    return torch.optim.SGD(params, lr=lr)
+
+
+@hookimpl
+def benchinit_optimizers():
+    return [Optimizer("picky", picky)]
+'''
+
+
+def test_failed_trials_are_counted_failed_and_a_rerun_retries_them(tmp_path, capsys):
+    """A failed tuning cell follows the rule of every failed cell: the summary counts it
+    failed (not among the ok ones), the run exits 1, and a rerun retries it."""
+    (tmp_path / "picky.py").write_text(PICKY)
+    path = tmp_path / "study.toml"
+    text = STUDY.format(plugins='plugins = ["picky.py"]', data="blobs", lrs="[0.01, 0.5]")
+    path.write_text(text.replace('optimizer = "sgd"', 'optimizer = "picky"'))
+    args = ["run", str(path), "--out", str(tmp_path / "o"), "--quiet", "--no-report", "--jobs", "1"]
+    args += ["--set", "train.epochs=1", "--set", "tune.seeds=1", "--set", "study.seeds=1"]
+    assert main(args) == 1
+    first = capsys.readouterr().out
+    assert "2 cells (2 ok, 0 diverged, 0 failed)" in first
+    assert "and 4 tuning cells (2 ok, 0 diverged, 2 failed)" in first
+    assert "6 computed" in first
+    assert main(args) == 1
+    again = capsys.readouterr().out
+    assert "2 computed" in again and "4 already stored" in again, "the failed trials, again"
+    assert load_results(tmp_path / "o").runs["tuned.optimizer.lr"].eq(0.01).all()

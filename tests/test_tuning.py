@@ -74,7 +74,7 @@ def test_a_list_with_defaults():
         False,
     )
     assert spec.select == "val_accuracy" and spec.direction == "max"
-    assert spec.seeds == tuple(TUNE_SEED_BASE + i for i in range(DEFAULT_SEEDS))
+    assert tuple(spec.seeds) == tuple(TUNE_SEED_BASE + i for i in range(DEFAULT_SEEDS))
     assert spec.axes == ("initializer", "activation", "loss", "optimizer")
     assert spec.columns == ("tuned.optimizer.lr",)
     assert trials(spec) == [{"optimizer.lr": 1e-3}, {"optimizer.lr": 1e-2}, {"optimizer.lr": 0.1}]
@@ -277,6 +277,18 @@ def test_an_integer_range_that_rounds_outside_itself_is_refused():
     assert "list the values to try" in exc.message
     exc = error({"optimizer.steps": {"range": [1.2, 4], "trials": 15}}, axes)
     assert "puts 1 outside it; give integer bounds such as range = [2, 4]" in exc.message
+
+
+def test_a_range_whose_every_point_rounds_to_one_value_is_refused():
+    axes = {**AXES, "optimizer": ["plain_sgd"]}
+    exc = error({"optimizer.steps": {"range": [0.5, 1.4], "trials": 3}}, axes)
+    assert exc.key == "tune.optimizer.steps"
+    assert "range = [0.5, 1.4] with trials = 3 tries only 1" in exc.message
+    assert "list the values to try" in exc.message
+    exc = error({"optimizer.lr": {"range": [1.0, 1.00001], "trials": 3}}, axes)
+    assert "tries only 1.0" in exc.message and "4 significant digits" in exc.message
+    one = parse({"optimizer.steps": {"range": [0.5, 1.4], "trials": 1}}, axes)
+    assert [t["optimizer.steps"] for t in trials(one)] == [1], "one trial asked, one tried"
 
 
 @pytest.mark.parametrize(

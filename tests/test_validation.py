@@ -149,3 +149,46 @@ def test_the_fraction_setting_is_checked(bad):
     with pytest.raises(Invalid, match=r"in \[0, 1\)"):
         validation_fraction(bad)
     assert validation_fraction(0) == 0.0 and validation_fraction(0.2) == 0.2
+
+
+ARRAYS = ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val")
+
+
+def _numpy_blobs(*, arrays: str = "val") -> Data:
+    """blobs with its own validation split, some of it as numpy arrays (test plugin)."""
+    data = blobs(samples=100, seed=0)
+    data = dataclasses.replace(data, x_val=data.x_test[:10], y_val=data.y_test[:10])
+    fields = {"val": ("x_val", "y_val"), "all": ARRAYS, "list": ("x_test",)}[arrays]
+    if arrays == "list":
+        return dataclasses.replace(data, x_test=data.x_test.tolist())
+    return dataclasses.replace(data, **{f: getattr(data, f).numpy() for f in fields})
+
+
+def _load(arrays: str) -> Data:
+    from benchinit import Dataset, hookimpl
+    from benchinit.registry import Registry
+    from benchinit.stack import load_data
+
+    class Plugin:
+        @hookimpl
+        def benchinit_datasets(self) -> list[Dataset]:
+            return [Dataset("numpy_blobs", _numpy_blobs)]
+
+    registry = Registry(autoload=False, objects=[(Plugin(), "numpy_blobs")])
+    config = {"name": "numpy_blobs", "params": {"arrays": arrays}, "validation": 0.1}
+    return load_data(registry, config)
+
+
+@pytest.mark.parametrize("arrays", ["val", "all"])
+def test_a_dataset_may_return_numpy_arrays_in_any_split(arrays):
+    data = _load(arrays)
+    expected = blobs(samples=100, seed=0)
+    for field in ARRAYS:
+        assert isinstance(getattr(data, field), torch.Tensor), field
+    assert torch.equal(data.x_val, expected.x_test[:10]) and data.y_val.dtype == torch.int64
+    assert torch.equal(data.x_train, expected.x_train), "its own split: nothing carved"
+
+
+def test_an_array_that_is_neither_a_tensor_nor_numpy_is_a_clear_data_error():
+    with pytest.raises(TypeError, match=r"dataset 'numpy_blobs': x_test must be a torch\.Tensor"):
+        _load("list")
