@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from benchinit._version import __version__
-from benchinit.descriptors import (
+from benchinit.errors import BenchinitError, PluginError, ResultsError, StudyError
+from benchinit.plugins.descriptors import (
     Activation,
     Bound,
     Data,
@@ -28,9 +29,8 @@ from benchinit.descriptors import (
     Optimizer,
     ReportSection,
 )
-from benchinit.errors import BenchinitError, PluginError, ResultsError, StudyError
-from benchinit.hookspecs import hookimpl
-from benchinit.study import Study, load_study
+from benchinit.plugins.hookspecs import hookimpl
+from benchinit.study.load import Study, load_study
 
 __all__ = [
     "Activation",
@@ -58,12 +58,12 @@ __all__ = [
 
 # Heavier parts load on first use, so a plugin's `from benchinit import hookimpl` stays cheap.
 _LAZY = {
-    "run": "benchinit.runner",
-    "load_results": "benchinit.results",
-    "Results": "benchinit.results",
-    "render_report": "benchinit.report",
-    "compare": "benchinit.comparison",
-    "history": "benchinit.series",
+    "run": "benchinit.execution.runner",
+    "load_results": "benchinit.results.tables",
+    "Results": "benchinit.results.tables",
+    "render_report": "benchinit.report.page",
+    "compare": "benchinit.gate.compare",
+    "history": "benchinit.gate.history",
 }
 
 

@@ -287,9 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from benchinit.descriptors import plain
-    from benchinit.registry import Registry
-    from benchinit.sources import builtin_studies
+    from benchinit.plugins.descriptors import plain
+    from benchinit.plugins.registry import Registry
+    from benchinit.study.sources import builtin_studies
 
     kind = None
     if args.kind:
@@ -328,8 +328,8 @@ def _print_table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> No
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from benchinit.runner import run
-    from benchinit.study import MAX_CELLS, load_study
+    from benchinit.execution.runner import run
+    from benchinit.study.load import MAX_CELLS, load_study
 
     study = load_study(
         args.study,
@@ -359,7 +359,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from benchinit.report import render_report
+    from benchinit.report.page import render_report
 
     path = render_report(args.dir, out=args.out, parallel=max(1, args.jobs))
     _out(f"report: {path}")
@@ -367,14 +367,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from benchinit.runs_index import write_index
+    from benchinit.gate.index import write_index
 
     _out(f"index: {write_index(args.dir, out=args.out)}")
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from benchinit.comparison import compare
+    from benchinit.gate.compare import compare
 
     outcome = compare(
         args.base,
@@ -392,7 +392,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from benchinit.series import history
+    from benchinit.gate.history import history
 
     outcome = history(
         args.dirs,

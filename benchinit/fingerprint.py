@@ -1,7 +1,8 @@
 """Code fingerprints: a short hash of the Python source that computes a cell.
 
 A stored cell is reused only when the code that computed it is the code that would run now
-(benchinit.store keeps the rule, benchinit.execute.cell_code combines the parts). The parts:
+(benchinit.results.store keeps the rule, benchinit.engine.execute.cell_code combines the
+parts). The parts:
 
 - :func:`engine_code`: the compute path, :data:`ENGINE_MODULES`: the modules that turn a
   cell into records. Written down here, in one place; ``tests/test_fingerprint.py`` checks
@@ -43,33 +44,33 @@ from types import ModuleType
 # not listed here must be in NOT_COMPUTE). The built-in plugins are not here: each is a
 # plugin with its own fingerprint, like a third-party one.
 ENGINE_MODULES = (
-    "benchinit.cells",  # the grouping rule: which cells share a stack
-    "benchinit.descriptors",  # Bound: how a plugin is called with its parameters
-    "benchinit.schedules",  # learning-rate schedules
-    "benchinit.meanfield",  # activation gains, the theory columns
-    "benchinit.models",  # stacked MLPs
-    "benchinit.probes",  # per-layer statistics and histograms
-    "benchinit.jacobian",  # Jacobian spectra
-    "benchinit.records",  # what a recorded row holds
-    "benchinit.validation",  # the validation split
-    "benchinit.stack",  # data loading, seeds, building a stack
-    "benchinit.evaluation",  # losses, evaluation, probes during training
-    "benchinit.atinit",  # signal studies
-    "benchinit.train",  # training studies
-    "benchinit.execute",  # a batch of cells -> records
+    "benchinit.study.cells",  # the grouping rule: which cells share a stack
+    "benchinit.plugins.descriptors",  # Bound: how a plugin is called with its parameters
+    "benchinit.study.schedules",  # learning-rate schedules
+    "benchinit.analysis.meanfield",  # activation gains, the theory columns
+    "benchinit.engine.models",  # stacked MLPs
+    "benchinit.engine.probes",  # per-layer statistics and histograms
+    "benchinit.engine.jacobian",  # Jacobian spectra
+    "benchinit.results.schema",  # what a recorded row holds
+    "benchinit.study.validation",  # the validation split
+    "benchinit.engine.stack",  # data loading, seeds, building a stack
+    "benchinit.engine.evaluation",  # losses, evaluation, probes during training
+    "benchinit.engine.atinit",  # signal studies
+    "benchinit.engine.train",  # training studies
+    "benchinit.engine.execute",  # a batch of cells -> records
 )
 # Imported by the engine, but what they decide is in the cell's id or cannot change a value.
 NOT_COMPUTE = {
     "benchinit._version": "benchinit's version: in every built-in's version, so in the id",
     "benchinit.errors": "error texts of failed cells, which a rerun retries anyway",
     "benchinit.fingerprint": "this module",
-    "benchinit.grid": "resolves configurations: what it decides is in the id",
-    "benchinit.guard": "refuses os._exit, stops a batch past its time limit: failed cells",
-    "benchinit.hookspecs": "hook declarations",
+    "benchinit.study.grid": "resolves configurations: what it decides is in the id",
+    "benchinit.plugins.guard": "refuses os._exit, stops a batch past its time limit: failed cells",
+    "benchinit.plugins.hookspecs": "hook declarations",
     "benchinit.metrics": "metric names and directions, for the tables' columns",
-    "benchinit.registry": "finds plugins by name: each plugin has its own fingerprint",
-    "benchinit.settings": "checks and defaults of settings, which are in the id",
-    "benchinit.specs": "parses and checks parameters, which are in the id",
+    "benchinit.plugins.registry": "finds plugins by name: each plugin has its own fingerprint",
+    "benchinit.study.settings": "checks and defaults of settings, which are in the id",
+    "benchinit.plugins.specs": "parses and checks parameters, which are in the id",
 }
 DIGITS = 16  # hex digits kept: what meta.json and the runs table show
 

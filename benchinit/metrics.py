@@ -34,7 +34,7 @@ Kind = Literal["train", "signal", "layer"]
 Scale = Literal["linear", "log", "auto"]
 
 INF = math.inf
-HIST_BINS = 30  # benchinit.probes.BINS (not imported: probes needs torch); a test checks
+HIST_BINS = 30  # benchinit.engine.probes.BINS (not imported: probes needs torch); a test checks
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ METRIC_TABLE: tuple[Metric, ...] = (
         POSITIVE,
         "auto",
         "var / mean^2 of the squared singular values of the input-output Jacobian at the "
-        "last hidden layer (benchinit.jacobian): 0 is dynamical isometry, every direction "
+        "last hidden layer (benchinit.engine.jacobian): 0 is dynamical isometry, every direction "
         "scaled alike; i.i.d. Gaussian weights on a linear network give the depth",
     ),
     # --- per-layer statistics (the layers table) ---

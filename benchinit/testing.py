@@ -36,11 +36,18 @@ from typing import Any
 
 import torch
 
-from benchinit.descriptors import Activation, Dataset, Descriptor, Initializer, Loss, Optimizer
 from benchinit.errors import BenchinitError, error_text, plugin_failed
-from benchinit.guard import plugin_code
-from benchinit.registry import ENTRY_POINT_GROUP, Registry
-from benchinit.specs import SpecError, coerce
+from benchinit.plugins.descriptors import (
+    Activation,
+    Dataset,
+    Descriptor,
+    Initializer,
+    Loss,
+    Optimizer,
+)
+from benchinit.plugins.guard import plugin_code
+from benchinit.plugins.registry import ENTRY_POINT_GROUP, Registry
+from benchinit.plugins.specs import SpecError, coerce
 
 POSITIONAL = {"initializer": 3, "activation": 1, "loss": 2, "optimizer": 1, "dataset": 0}
 
@@ -275,7 +282,7 @@ def _check_optimizer(d: Optimizer, registry: Registry, problems: _Problems) -> N
 
 
 def _check_dataset(d: Dataset, registry: Registry, problems: _Problems) -> None:
-    from benchinit.stack import check_data
+    from benchinit.engine.stack import check_data
 
     who = f"dataset '{d.name}'"
     bound = _default(d, registry)

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from synthetic import write_meta
 
-from benchinit.records import conform
-from benchinit.report import render_report
-from benchinit.store import Store
+from benchinit.report.page import render_report
+from benchinit.results.schema import conform
+from benchinit.results.store import Store
 
 Value = Callable[[dict[str, Any], int], float]
 

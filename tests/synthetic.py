@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchinit.records import COLUMNS, conform
-from benchinit.store import SCHEMA_VERSION, Store
+from benchinit.results.schema import COLUMNS, conform
+from benchinit.results.store import SCHEMA_VERSION, Store
 
 INITIALIZERS = [
     "zeros",

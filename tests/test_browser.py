@@ -23,10 +23,10 @@ import pytest
 from reportdata import write_runs_tree
 
 from benchinit import load_study, run
-from benchinit.report import figure_jobs
-from benchinit.report_sections import ranked
-from benchinit.results import load_results
-from benchinit.runs_index import write_index
+from benchinit.gate.index import write_index
+from benchinit.report.page import figure_jobs
+from benchinit.report.sections import ranked
+from benchinit.results.tables import load_results
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -268,7 +268,7 @@ def history_page(tmp_path_factory) -> Path:
     torch change in the last), each with a report to link to."""
     from test_history import write_series
 
-    from benchinit.series import history
+    from benchinit.gate.history import history
 
     root = tmp_path_factory.mktemp("history")
     runs = write_series(root, drop_last=0.05)

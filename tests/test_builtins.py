@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchinit.meanfield import second_moment
-from benchinit.registry import Registry
+from benchinit.analysis.meanfield import second_moment
+from benchinit.plugins.registry import Registry
 
 REGISTRY = Registry(autoload=False)
 RELU = REGISTRY.bind("activation", "relu")

@@ -12,10 +12,11 @@ from htmlcheck import Page, assert_no_live_markup
 from markdowncheck import gfm_table
 from synthetic import runs_frame, write_runs
 
-from benchinit import BenchinitError, load_study, run, stats
+from benchinit import BenchinitError, load_study, run
+from benchinit.analysis import stats
 from benchinit.cli import main
-from benchinit.comparison import compare
-from benchinit.verdicts import decide, judge
+from benchinit.gate.compare import compare
+from benchinit.gate.verdicts import decide, judge
 
 
 @pytest.fixture(autouse=True)

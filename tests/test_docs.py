@@ -6,8 +6,8 @@ import importlib.util
 import re
 from pathlib import Path
 
-from benchinit import hookspecs
 from benchinit.cli import main
+from benchinit.plugins import hookspecs
 from benchinit.testing import check_plugin
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchinit.effects import COLUMNS, effects
+from benchinit.analysis.effects import COLUMNS, effects
 
 # Montgomery, Design and Analysis of Experiments (Example 5.1): battery life (hours) by plate
 # material and temperature (F), 4 batteries each; its ANOVA table is quoted below.

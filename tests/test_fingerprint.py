@@ -19,22 +19,15 @@ import pytest
 from synthetic import runs_frame, write_runs
 
 import benchinit.builtin.initializers as builtin_initializers
-import benchinit.stack
-from benchinit import (
-    compare,
-    fingerprint,
-    freshness,
-    history,
-    load_results,
-    load_study,
-    registry,
-    run,
-)
-from benchinit.cells import cell_id
-from benchinit.comparison import environment_differences
-from benchinit.execute import cell_code, plan, run_batch
-from benchinit.records import COLUMNS, conform
-from benchinit.store import Store
+import benchinit.engine.stack
+from benchinit import compare, fingerprint, history, load_results, load_study, run
+from benchinit.engine.execute import cell_code, plan, run_batch
+from benchinit.gate.compare import environment_differences
+from benchinit.plugins import registry
+from benchinit.results import freshness
+from benchinit.results.schema import COLUMNS, conform
+from benchinit.results.store import Store
+from benchinit.study.cells import cell_id
 
 PACKAGE = "fp_scaled"
 INIT = """
@@ -278,8 +271,8 @@ def test_an_edited_builtin_or_engine_makes_cells_stale(write_study, tmp_path, mo
     assert plugin.recomputed == {"their plugin code changed (benchinit.builtin.initializers)": 4}
     assert len(load_results(out).runs) == 4
     # the compute path edited: every cell, whatever its plugins
-    stack = _edited_copy(benchinit.stack, tmp_path, lambda s: s + "\nEXTRA = 1\n")
-    monkeypatch.setattr(benchinit.stack, "__file__", stack)
+    stack = _edited_copy(benchinit.engine.stack, tmp_path, lambda s: s + "\nEXTRA = 1\n")
+    monkeypatch.setattr(benchinit.engine.stack, "__file__", stack)
     fingerprint.engine_code.cache_clear()
     try:
         engine = go(study, out)
@@ -291,7 +284,7 @@ def test_an_edited_builtin_or_engine_makes_cells_stale(write_study, tmp_path, mo
 
 
 def test_a_fresh_worker_computes_the_codes_the_run_planned_with(editable, write_study):
-    """A spawned worker rebuilds the registry from the batch's spec (benchinit.registry);
+    """A spawned worker rebuilds the registry from the batch's spec (benchinit.plugins.registry);
     its fingerprints are the parent's, distribution plugins included."""
     editable()
     study = load_study(tiny(write_study))

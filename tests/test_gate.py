@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 from synthetic import runs_frame, write_runs
 
-from benchinit import stats
+from benchinit.analysis import stats
 from benchinit.cli import main
-from benchinit.verdicts import decide
+from benchinit.gate.verdicts import decide
 
 ALPHA = 0.05
 DRAWS = 2000

@@ -10,10 +10,10 @@ from htmlcheck import Page, assert_no_live_markup
 from markdowncheck import gfm_table
 from synthetic import runs_frame, write_runs
 
-from benchinit import stats
+from benchinit.analysis import stats
 from benchinit.cli import main
-from benchinit.comparison import compare
-from benchinit.series import history
+from benchinit.gate.compare import compare
+from benchinit.gate.history import history
 
 HOSTILE_TITLE = "Nightly <script>alert(1)</script>"
 LABELS = ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>", "plain", "a|b"]

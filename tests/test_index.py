@@ -12,7 +12,7 @@ from reportdata import HOSTILE, write_results, write_runs_tree
 
 from benchinit import load_results
 from benchinit.cli import main
-from benchinit.runs_index import find_results, write_index
+from benchinit.gate.index import find_results, write_index
 
 
 @pytest.fixture(scope="module")

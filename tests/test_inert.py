@@ -1,6 +1,6 @@
 """Settings with no effect in a configuration: reset to their defaults before the cell id is
 computed (the same cell as without them), one warning per setting, and refused where grid
-values or tuning trials would become one configuration (benchinit.inert)."""
+values or tuning trials would become one configuration (benchinit.study.inert)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import warnings
 import pytest
 
 from benchinit import load_study, run
-from benchinit.cells import cell_id
 from benchinit.errors import BenchinitWarning, StudyError
-from benchinit.schedules import READS, SCHEDULE_KEYS, inert, lr_factor
-from benchinit.sources import builtin_studies
-from benchinit.stages import tune_cells
+from benchinit.execution.stages import tune_cells
+from benchinit.study.cells import cell_id
+from benchinit.study.schedules import READS, SCHEDULE_KEYS, inert, lr_factor
+from benchinit.study.sources import builtin_studies
 
 BASE = """
     [study]

@@ -140,7 +140,7 @@ def test_huge_numbers_are_refused_before_anything_is_built_from_them(tmp_path):
     code = f"""
 import contextlib, io, json, resource, sys
 from benchinit.cli import main
-import benchinit.runner  # imported before the limit: its cost is not ours
+import benchinit.execution.runner  # imported before the limit: its cost is not ours
 with open("/proc/self/statm") as f:
     used = int(f.read().split()[0]) * resource.getpagesize()
 limit = used + 2**30
@@ -222,7 +222,7 @@ def test_a_folder_that_only_looks_like_ours_is_refused(lookalike, tmp_path):
 
 def test_a_folder_another_run_is_starting_in_is_ours(tmp_path):
     """What a second run sees while the first creates the folder: ours at every step."""
-    from benchinit.store import Store
+    from benchinit.results.store import Store
 
     folder = tmp_path / "out"
     (folder / "records").mkdir(parents=True)
@@ -657,12 +657,12 @@ def test_a_key_without_a_section_suggests_the_section_that_has_it():
 
 
 def test_ctrl_c_says_what_it_left_behind_for_each_command(monkeypatch, results):
-    import benchinit.report
+    import benchinit.report.page
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(benchinit.report, "render_report", interrupted)
+    monkeypatch.setattr(benchinit.report.page, "render_report", interrupted)
     status, err = run_cli("report", str(results))
     assert status == 130 and "the report was not written" in err
     assert "finished cells are saved" not in err

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from benchinit import meanfield
-from benchinit.jacobian import (
+from benchinit.analysis import meanfield
+from benchinit.engine.jacobian import (
     LOG10_SV_BINS,
     LOG10_SV_RANGE,
     input_jacobians,
@@ -19,7 +19,7 @@ from benchinit.jacobian import (
     spectrum_theory,
     weight_spread,
 )
-from benchinit.models import StackedMLP
+from benchinit.engine.models import StackedMLP
 
 F64 = torch.float64
 

@@ -117,8 +117,8 @@ def test_the_import_check_sees_function_level_imports(tmp_path):
     path = tmp_path / "m.py"
     path.write_text(
         "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n    from benchinit.results import Results\n"
-        "def f():\n    from benchinit.report import render_report\n"
+        "if TYPE_CHECKING:\n    from benchinit.results.tables import Results\n"
+        "def f():\n    from benchinit.report.page import render_report\n"
         "    from benchinit import run, figures\n"
     )
     assert imports_of(path) == {"report", "runner", "figures"}

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from benchinit import meanfield as mf
+from benchinit.analysis import meanfield as mf
 
 F64 = torch.float64
 tanh, relu = torch.tanh, torch.relu

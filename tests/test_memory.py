@@ -1,4 +1,4 @@
-"""The size check before a run (benchinit.memory): its estimate follows what runs, and a
+"""The size check before a run (benchinit.engine.memory): its estimate follows what runs, and a
 dataset plugin whose ``size`` is not a size fails its own cells, never the run."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from benchinit import load_study, run
-from benchinit.execute import plan
-from benchinit.memory import estimate
+from benchinit.engine.execute import plan
+from benchinit.engine.memory import estimate
 
 TRAIN = """
 [study]
@@ -119,7 +119,7 @@ def test_planning_and_the_estimate_load_no_data_when_the_dataset_gives_its_size(
     """A user's number sizes the data (``samples``): it is counted from ``size()`` before
     the plugin is asked to make anything (a train stack's size on a CPU depends on it)."""
     from benchinit import Data, Dataset, hookimpl
-    from benchinit.registry import Registry
+    from benchinit.plugins.registry import Registry
 
     made: list[int] = []
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchinit.models import StackedMLP
+from benchinit.engine.models import StackedMLP
 
 F64 = torch.float64
 G, B, SIZES = 4, 16, [5, 8, 8, 8, 3]  # 3 hidden layers of 8, a head of 3

@@ -1,4 +1,4 @@
-"""Where report, compare, history and index may write (benchinit.outputs): never a results
+"""Where report, compare, history and index may write (benchinit.results.outputs): never a results
 folder's own files, never a file benchinit did not write, links followed, streams written
 into; and the same rule through every command."""
 
@@ -17,7 +17,7 @@ from synthetic import runs_frame, write_runs
 
 from benchinit.cli import main
 from benchinit.errors import BenchinitError
-from benchinit.outputs import check_distinct, check_output, write_output
+from benchinit.results.outputs import check_distinct, check_output, write_output
 
 
 @pytest.fixture(autouse=True)
@@ -280,7 +280,7 @@ def test_an_append_that_fails_leaves_the_file_as_it_was(tmp_path):
     code = f"""
 import resource, signal
 from benchinit.errors import OutputError
-from benchinit.outputs import write_output
+from benchinit.results.outputs import write_output
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 try:

@@ -1,7 +1,7 @@
 """``os._exit`` (and ``sys.exit``) in plugin code, wherever benchinit calls it in its own
 process, is the documented error and never a false success: exit 2 naming the plugin
 while plugins load, a failed section in a report, failed cells in a run, a problem found
-by the conformance kit (benchinit.guard).
+by the conformance kit (benchinit.plugins.guard).
 
 Each case runs in a forked child: were the exit not refused, it would end the child (the
 test then fails saying so), never pytest.
@@ -67,7 +67,7 @@ def test_os_exit_in_an_entry_point_is_a_plugin_error_naming_it(tmp_path, monkeyp
     )
 
     def load() -> str:
-        from benchinit.registry import Registry
+        from benchinit.plugins.registry import Registry
 
         with pytest.raises(PluginError) as info:
             Registry(autoload=True)
@@ -83,7 +83,7 @@ def test_os_exit_while_a_plugin_registers_is_a_plugin_error_naming_it():
             os._exit(0)
 
     def load() -> str:
-        from benchinit.registry import Registry
+        from benchinit.plugins.registry import Registry
 
         with pytest.raises(PluginError) as info:
             Registry(autoload=False, objects=[(Sneaky(), "sneaky")])
@@ -101,8 +101,8 @@ def test_os_exit_in_a_report_section_is_a_failed_section_and_the_page_is_written
     )
 
     def report() -> list[dict[str, Any]]:
-        from benchinit.registry import Registry
-        from benchinit.report import render_report
+        from benchinit.plugins.registry import Registry
+        from benchinit.report.page import render_report
 
         render_report(folder, registry=Registry([tmp_path / "sec.py"], autoload=False))
         return json.loads((folder / "sections.json").read_text())
@@ -160,7 +160,7 @@ def test_os_exit_in_a_checked_plugin_is_a_problem_the_kit_reports():
 
 
 def test_the_guard_nests_holds_in_any_thread_and_is_lifted_after():
-    from benchinit.guard import PluginExit, plugin_code
+    from benchinit.plugins.guard import PluginExit, plugin_code
 
     def body() -> list[str]:
         real = os._exit
@@ -195,7 +195,7 @@ def test_the_guard_nests_holds_in_any_thread_and_is_lifted_after():
 
 def test_an_unguarded_thread_exits_for_real_while_another_is_guarded(tmp_path):
     """The guard refuses only the exits of the code it guards."""
-    from benchinit.guard import plugin_code
+    from benchinit.plugins.guard import plugin_code
 
     mark = tmp_path / "mark"
 

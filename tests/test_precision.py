@@ -11,7 +11,7 @@ import pytest
 from benchinit import compare, load_results, load_study, run
 from benchinit.cli import main
 from benchinit.errors import BenchinitWarning
-from benchinit.store import Store
+from benchinit.results.store import Store
 
 SIGNAL = ["grid.activation=['tanh', 'relu']", "data.samples=200"]
 
@@ -70,9 +70,9 @@ def test_bf16_signal_statistics_stay_float32_and_close(tmp_path):
 
 
 def test_a_device_without_fast_bfloat16_is_named_in_one_warning(tmp_path, monkeypatch):
-    import benchinit.stack
+    import benchinit.engine.stack
 
-    monkeypatch.setattr(benchinit.stack, "fast_bf16", lambda device: False)
+    monkeypatch.setattr(benchinit.engine.stack, "fast_bf16", lambda device: False)
     study = load_study("seed", [*SIGNAL, 'model.precision="bf16"'], seeds=1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -1,5 +1,5 @@
-"""benchinit.provenance: git state inside and outside a repository, torch's build, never an
-exception (no git, a hanging git, a missing folder)."""
+"""benchinit.execution.provenance: git state inside and outside a repository, torch's build,
+never an exception (no git, a hanging git, a missing folder)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from benchinit import provenance
+from benchinit.execution import provenance
 
 
 def git(repo, *args):

@@ -10,7 +10,7 @@ import pytest
 
 from benchinit.cli import main
 from benchinit.errors import PluginError
-from benchinit.registry import Registry
+from benchinit.plugins.registry import Registry
 
 EXPECTED = {
     "initializer": {

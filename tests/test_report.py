@@ -20,16 +20,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from benchinit import load_results, load_study, run
 from benchinit.cli import main
-from benchinit.figures import style
+from benchinit.figures.drawing import style
 from benchinit.metrics import metric_info
-from benchinit.registry import Registry
-from benchinit.report import figure_jobs
-from benchinit.report_sections import ranked
+from benchinit.plugins.registry import Registry
+from benchinit.report.page import figure_jobs
+from benchinit.report.sections import ranked
 
 EXTRAS = """
     import matplotlib.figure
     from benchinit import Initializer, ReportSection, hookimpl
-    from benchinit.figures import render
+    from benchinit.figures.drawing import render
 
     def broken(weight, generator, activation):
         "An initializer that always fails with ``ValueError`` (see :class:`ValueError`)."
@@ -348,8 +348,8 @@ def test_hostile_plugin_name_and_doc_are_escaped(tmp_path, write_study):
 def test_a_big_study_gives_a_bounded_readable_page(tmp_path):
     from synthetic import write_synthetic
 
-    from benchinit.figures import MAX_PANELS
-    from benchinit.report import render_report
+    from benchinit.figures.drawing import MAX_PANELS
+    from benchinit.report.page import render_report
 
     cells = write_synthetic(tmp_path / "big", seeds=2, epochs=5)
     html = render_report(tmp_path / "big").read_text()
@@ -392,13 +392,13 @@ def test_depth_decides_lines_or_dots(tmp_path):
 
 
 def test_metric_table_agrees_with_the_probes():
-    from benchinit import probes
+    from benchinit.engine import probes
 
     assert metric_info("act_entropy", "signal").bounds[1] == pytest.approx(math.log2(probes.BINS))
 
 
 def test_long_facet_values_are_wrapped_or_shrunk_to_fit():
-    from benchinit.facet_figures import band_plot
+    from benchinit.figures.facets import band_plot
     from benchinit.metrics import curve_info
 
     long = [
@@ -437,8 +437,8 @@ def test_long_facet_values_are_wrapped_or_shrunk_to_fit():
 def test_long_values_become_short_labels_and_never_squeeze_a_panel():
     import warnings
 
-    from benchinit.figure_layout import label
-    from benchinit.figures import heatmap
+    from benchinit.figures.drawing import heatmap
+    from benchinit.figures.layout import label
     from benchinit.metrics import metric_info
 
     assert label("relu") == "relu"

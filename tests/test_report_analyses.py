@@ -18,14 +18,15 @@ import pytest
 from htmlcheck import Page, assert_no_live_markup
 from reportdata import HOSTILE, write_results
 
-from benchinit import load_results, meanfield
+from benchinit import load_results
+from benchinit.analysis import meanfield
 from benchinit.cli import main
-from benchinit.registry import Registry
-from benchinit.report import figure_jobs, render_report
-from benchinit.report_sections import ranked
-from benchinit.report_tuning import tune_spec
-from benchinit.stages import choose, sensitivity
-from benchinit.tuning import TUNE_SEED_BASE
+from benchinit.execution.stages import choose, sensitivity
+from benchinit.plugins.registry import Registry
+from benchinit.report.page import figure_jobs, render_report
+from benchinit.report.sections import ranked
+from benchinit.report.tuning import tune_spec
+from benchinit.study.tuning import TUNE_SEED_BASE
 
 SECTIONS = ("tuning", "effects", "phase", "spectrum")
 

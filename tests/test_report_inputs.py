@@ -18,9 +18,9 @@ from htmlcheck import Page, assert_no_live_markup
 from reportdata import write_results
 
 from benchinit.cli import main
-from benchinit.descriptors import ReportSection
-from benchinit.plugin_sections import MAX_ROWS, fresh
-from benchinit.report import render_report
+from benchinit.plugins.descriptors import ReportSection
+from benchinit.report.page import render_report
+from benchinit.report.plugin_sections import MAX_ROWS, fresh
 
 # Every kind of name pandas' itertuples() renames: dots, spaces, leading digits, keywords,
 # hyphens, unicode, a leading underscore, and names of tuple methods.

@@ -18,7 +18,7 @@ import pytest
 
 from benchinit import load_study, run
 from benchinit.cli import main
-from benchinit.store import Store
+from benchinit.results.store import Store
 
 PLUGIN = '''
 import os, signal, sys, time
@@ -173,8 +173,8 @@ def test_a_plugin_file_that_exits_or_raises_anything_at_import_is_exit_2(body, t
 
 
 def test_a_report_section_that_exits_is_a_failed_section(tmp_path):
-    from benchinit.plugin_sections import call_plugins
-    from benchinit.registry import Registry
+    from benchinit.plugins.registry import Registry
+    from benchinit.report.plugin_sections import call_plugins
 
     (tmp_path / "sec.py").write_text(
         "import sys\nfrom benchinit import hookimpl\n\n"
@@ -373,7 +373,7 @@ def test_a_process_forked_by_plugin_code_exits_for_real(rough, tmp_path):
 
 
 def test_the_time_limit_guard_never_outlives_its_block():
-    from benchinit.guard import TimeLimit, plugin_code
+    from benchinit.plugins.guard import TimeLimit, plugin_code
 
     real_exit, handler = os._exit, signal.getsignal(signal.SIGALRM)
     for _ in range(300):  # bodies that end right around the limit
@@ -425,8 +425,8 @@ def test_a_spawned_worker_gets_its_time_limit_from_when_it_starts(rough, tmp_pat
 
 
 def test_a_worker_that_died_idle_is_replaced(rough, tmp_path):
-    from benchinit.execute import plan
-    from benchinit.executors import ProcessExecutor
+    from benchinit.engine.execute import plan
+    from benchinit.execution.executors import ProcessExecutor
 
     study = load_study(rough('["misbehave"]', '["tanh", "relu"]'))
     batches = plan(study.cells(), study.registry, device="cpu")

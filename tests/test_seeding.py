@@ -11,12 +11,12 @@ import pytest
 from scipy import stats
 
 from benchinit import load_results, load_study, run
-from benchinit import runner as runner_module
 from benchinit.cli import main
-from benchinit.report_sections import header
-from benchinit.seeding import AT_MAX, GROWING, NARROW, UNFINISHED, decide
-from benchinit.settings import SeedRule
-from benchinit.templating import environment
+from benchinit.execution import runner as runner_module
+from benchinit.execution.seeding import AT_MAX, GROWING, NARROW, UNFINISHED, decide
+from benchinit.report.sections import header
+from benchinit.report.templating import environment
+from benchinit.study.settings import SeedRule
 
 # --- the rule in a simulation ---------------------------------------------------------
 
@@ -58,7 +58,7 @@ def test_stopping_on_width_keeps_coverage_where_stopping_on_significance_does_no
     _, mean, half = _rounds(values, never_narrow, stop_early=lambda m, h: np.abs(m) > h)
     false_positives = (np.abs(mean) > half).mean()
 
-    # README and benchinit.seeding quote these numbers (coverage 0.923, so 7.7% of the
+    # README and benchinit.execution.seeding quote these numbers (coverage 0.923, so 7.7% of the
     # intervals miss the truth; optional stopping: 14.8% false positives, nominal 5%).
     assert 0.91 < width_coverage < 0.94, width_coverage
     assert false_positives > 0.14, false_positives

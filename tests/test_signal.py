@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from benchinit import load_results, load_study, run
-from benchinit.execute import plan, run_batch
+from benchinit.engine.execute import plan, run_batch
 
 N01, N001 = "normal", "normal(std=0.01)"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchinit.registry import Registry
-from benchinit.specs import SpecError, parse_spec
+from benchinit.plugins.registry import Registry
+from benchinit.plugins.specs import SpecError, parse_spec
 
 REGISTRY = Registry(autoload=False)
 

@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 
 from benchinit import load_study
-from benchinit.cells import group_key
+from benchinit.analysis.stats import mean_ci
 from benchinit.errors import StudyError
-from benchinit.records import Recorder
-from benchinit.stages import (
+from benchinit.execution.stages import (
     NOT_TUNED,
     apply,
     choose,
@@ -21,8 +20,9 @@ from benchinit.stages import (
     sensitivity,
     tune_cells,
 )
-from benchinit.stats import mean_ci
-from benchinit.tuning import TUNE_SEED_BASE, TuneSpec, parse_tune, trials
+from benchinit.results.schema import Recorder
+from benchinit.study.cells import group_key
+from benchinit.study.tuning import TUNE_SEED_BASE, TuneSpec, parse_tune, trials
 
 STUDY = """
     [study]
@@ -314,7 +314,7 @@ def test_sensitivity_gives_a_mean_and_interval_per_trial(study):
 def test_the_engine_trains_tuning_cells_as_it_trains_any_cell(study):
     import torch
 
-    from benchinit.train import run_train
+    from benchinit.engine.train import run_train
 
     spec = make_spec(study, {"optimizer.lr": [0.05]})
     cells = [c for c in tune_cells(study.cells(), spec) if c.labels["optimizer"] == "adam"]

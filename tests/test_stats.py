@@ -1,4 +1,4 @@
-"""benchinit.stats against scipy's own tests and numpy, including the edge cases compare
+"""benchinit.analysis.stats against scipy's own tests and numpy, including the edge cases compare
 meets (one seed, no spread) and the power calculation against a simulation; the moderated
 variances against Smyth (2004)'s formulas re-derived here term by term, a prior worked by
 hand, and simulations where the model holds."""
@@ -12,7 +12,7 @@ import pytest
 from scipy import optimize, special
 from scipy import stats as sp
 
-from benchinit import stats
+from benchinit.analysis import stats
 
 
 @pytest.mark.parametrize("df", [1, 2, 4, 9, 30, 3.7])

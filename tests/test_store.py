@@ -16,7 +16,7 @@ import pytest
 
 from benchinit import load_results, load_study, run
 from benchinit.cli import main
-from benchinit.store import Store
+from benchinit.results.store import Store
 
 # A slow initializer makes every stacked batch take ~0.3 s, so a run can be killed mid-way.
 SLOW_PLUGIN = """
@@ -217,7 +217,7 @@ def test_cuda_on_a_cpu_machine_is_bad_input(slow_study, tmp_path, capsys):
 def test_progress_bar_only_on_a_terminal():
     import io
 
-    from benchinit.progress import Progress
+    from benchinit.execution.progress import Progress
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -235,7 +235,7 @@ def test_progress_bar_only_on_a_terminal():
 
 
 def test_environment_has_no_secrets():
-    from benchinit.meta import environment
+    from benchinit.results.meta import environment
 
     env = environment("cpu")
     assert not any(k.lower() in {"user", "home", "path"} for k in env)
@@ -260,10 +260,10 @@ def test_ctrl_c_exits_130_and_keeps_finished_cells(slow_study, tmp_path):
 def test_a_cell_finished_while_a_run_waited_for_its_claim_is_not_computed_again(tmp_path):
     """Run B reads the finished cells, then run A stores cell X and lets go of it, then B
     claims X: B must look again after claiming, and not compute X a second time."""
-    from benchinit.compute import Tally, compute
-    from benchinit.execute import plan
-    from benchinit.progress import Progress
-    from benchinit.records import Recorder
+    from benchinit.engine.execute import plan
+    from benchinit.execution.compute import Tally, compute
+    from benchinit.execution.progress import Progress
+    from benchinit.results.schema import Recorder
 
     study = load_study("seed", ["grid.initializer=['zeros']", "grid.activation=['relu']"], seeds=1)
     (cell,) = study.cells()

@@ -6,7 +6,7 @@ import pytest
 
 from benchinit import load_results, load_study
 from benchinit.cli import main
-from benchinit.sources import builtin_studies
+from benchinit.study.sources import builtin_studies
 
 
 def run_builtin(name: str, tmp_path, *overrides: str, seeds: int | None = None):

@@ -10,10 +10,10 @@ import tomllib
 import pytest
 
 from benchinit import load_study
-from benchinit.cells import group_key
 from benchinit.cli import main
-from benchinit.sources import builtin_studies
-from benchinit.study import resolved_toml
+from benchinit.study.cells import group_key
+from benchinit.study.load import resolved_toml
+from benchinit.study.sources import builtin_studies
 
 SMALL = """
     [study]

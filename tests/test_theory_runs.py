@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from benchinit import load_results, load_study, run
-from benchinit.meanfield import chi_1
+from benchinit.analysis.meanfield import chi_1
 
 STUDY = """
 [study]

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from benchinit import load_results, load_study, run
-from benchinit.cells import group_key
 from benchinit.cli import FLAGS, main
-from benchinit.execute import plan, run_batch
-from benchinit.train import steps_end, train_stack
+from benchinit.engine.execute import plan, run_batch
+from benchinit.engine.train import steps_end, train_stack
+from benchinit.study.cells import group_key
 
 BASE = """
     [study]
@@ -348,7 +348,7 @@ def test_process_and_dask_executors_give_identical_results(write_study, tmp_path
 
 def test_in_memory_plugins_need_the_local_executor(write_study, tmp_path):
     from benchinit.errors import BenchinitError
-    from benchinit.registry import Registry
+    from benchinit.plugins.registry import Registry
 
     registry = Registry(autoload=False, objects=[(object(), "in_memory")])
     study = load_study(

@@ -15,7 +15,7 @@ import pytest
 
 from benchinit import compare, load_results, load_study, run
 from benchinit.cli import main
-from benchinit.store import Store
+from benchinit.results.store import Store
 
 STUDY = """
 [study]

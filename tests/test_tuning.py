@@ -10,8 +10,8 @@ import torch
 
 from benchinit import Optimizer, hookimpl
 from benchinit.errors import StudyError
-from benchinit.registry import Registry
-from benchinit.tuning import (
+from benchinit.plugins.registry import Registry
+from benchinit.study.tuning import (
     DEFAULT_SEEDS,
     TUNE_SEED_BASE,
     TuneSpec,

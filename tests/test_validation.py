@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from benchinit.builtin.datasets import blobs, gaussian, linear
-from benchinit.descriptors import Data
-from benchinit.settings import Invalid
-from benchinit.validation import (
+from benchinit.plugins.descriptors import Data
+from benchinit.study.settings import Invalid
+from benchinit.study.validation import (
     DEFAULT_FRACTION,
     split_validation,
     validation_fraction,
@@ -166,8 +166,8 @@ def _numpy_blobs(*, arrays: str = "val") -> Data:
 
 def _load(arrays: str) -> Data:
     from benchinit import Dataset, hookimpl
-    from benchinit.registry import Registry
-    from benchinit.stack import load_data
+    from benchinit.engine.stack import load_data
+    from benchinit.plugins.registry import Registry
 
     class Plugin:
         @hookimpl

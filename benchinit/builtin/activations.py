@@ -2,7 +2,7 @@
 
 Gain: ``torch.nn.init.calculate_gain`` where PyTorch defines one (identity and sigmoid 1,
 tanh 5/3, relu sqrt(2), leaky_relu sqrt(2 / (1 + slope^2)), selu 3/4); otherwise
-``benchinit.meanfield.unit_gain``: 1 / sqrt(E[phi(z)^2]) for z ~ N(0, 1).
+``benchinit.analysis.meanfield.unit_gain``: 1 / sqrt(E[phi(z)^2]) for z ~ N(0, 1).
 
 Histogram range: the image for bounded activations (sigmoid [0, 1], tanh and softsign
 [-1, 1]); for unbounded ones, the image of a pre-activation within three unit standard
@@ -23,9 +23,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from benchinit.descriptors import Activation
-from benchinit.hookspecs import hookimpl
-from benchinit.meanfield import unit_gain
+from benchinit.analysis.meanfield import unit_gain
+from benchinit.plugins.descriptors import Activation
+from benchinit.plugins.hookspecs import hookimpl
 
 
 def identity(x: torch.Tensor) -> torch.Tensor:

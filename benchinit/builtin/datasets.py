@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchinit.descriptors import Data, Dataset
-from benchinit.hookspecs import hookimpl
+from benchinit.plugins.descriptors import Data, Dataset
+from benchinit.plugins.hookspecs import hookimpl
 
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",

@@ -14,8 +14,8 @@ from typing import Literal
 import torch
 from torch.nn import init
 
-from benchinit.descriptors import Bound, Initializer
-from benchinit.hookspecs import hookimpl
+from benchinit.plugins.descriptors import Bound, Initializer
+from benchinit.plugins.hookspecs import hookimpl
 
 Gain = float | Literal["activation"]
 RELU_GAIN = math.sqrt(2.0)  # He et al.'s default: the gain of ReLU

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchinit.descriptors import Loss
-from benchinit.hookspecs import hookimpl
+from benchinit.plugins.descriptors import Loss
+from benchinit.plugins.hookspecs import hookimpl
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

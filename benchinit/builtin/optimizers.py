@@ -3,7 +3,7 @@
 Each uses PyTorch's fused kernel where this torch and device have one (measured on a 2-core
 CPU: eager ``Adam(fused=True)`` 31% faster than the default), else the multi-tensor path.
 Every optimizer also takes an lr schedule (``schedule``, ``step_size``, ``gamma``,
-``eta_min``; see benchinit.schedules).
+``eta_min``; see benchinit.study.schedules).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from benchinit.descriptors import Optimizer
-from benchinit.hookspecs import hookimpl
+from benchinit.plugins.descriptors import Optimizer
+from benchinit.plugins.hookspecs import hookimpl
 
 
 def _fast(

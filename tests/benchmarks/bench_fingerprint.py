@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchinit import fingerprint
-from benchinit.registry import BUILTIN_PLUGINS
+from benchinit.plugins.registry import BUILTIN_PLUGINS
 
 
 def best(fn, repeats: int = 5) -> float:

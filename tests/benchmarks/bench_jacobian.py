@@ -22,8 +22,8 @@ from torch.func import jacfwd, vmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchinit.jacobian import PROBES, _moments, jacobian_spectrum
-from benchinit.models import StackedMLP
+from benchinit.engine.jacobian import PROBES, _moments, jacobian_spectrum
+from benchinit.engine.models import StackedMLP
 
 
 def best(fn, repeats: int = 5) -> float:

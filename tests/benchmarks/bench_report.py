@@ -21,7 +21,7 @@ os.environ.setdefault("BENCHINIT_DISABLE_PLUGIN_AUTOLOAD", "1")
 from synthetic import write_synthetic
 
 from benchinit import load_study, run
-from benchinit.report import render_report
+from benchinit.report.page import render_report
 
 
 def timed(folder: Path, parallel: int) -> float:

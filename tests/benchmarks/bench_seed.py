@@ -29,7 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("BENCHINIT_DISABLE_PLUGIN_AUTOLOAD", "1")
 
-from benchinit import jacobian, load_study, run
+from benchinit import load_study, run
+from benchinit.engine import jacobian
 
 ACTIVATIONS = {
     "sigmoid": (lambda a: 1 / (1 + np.exp(-a)), (0, 1)),

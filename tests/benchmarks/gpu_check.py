@@ -38,8 +38,8 @@ os.environ.setdefault("BENCHINIT_DISABLE_PLUGIN_AUTOLOAD", "1")
 import bench_train
 
 from benchinit import load_results, load_study, run
-from benchinit.stack import load_data
-from benchinit.train import train_stack
+from benchinit.engine.stack import load_data
+from benchinit.engine.train import train_stack
 
 EXACT = """
 [study]

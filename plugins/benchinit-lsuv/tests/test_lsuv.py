@@ -9,7 +9,7 @@ import pytest
 
 from benchinit import load_results, load_study, run
 from benchinit.cli import main
-from benchinit.registry import Registry
+from benchinit.plugins.registry import Registry
 from benchinit.testing import check_plugin
 
 SIGNAL = """

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from benchinit import Activation, Loss, Optimizer, hookimpl
-from benchinit.meanfield import unit_gain
+from benchinit.analysis.meanfield import unit_gain
 
 __version__ = "0.1.0"
 

@@ -37,7 +37,7 @@ def test_lion_steps_have_the_same_size_per_entry():
 
 
 def test_mish_gain_keeps_unit_second_moment():
-    from benchinit.meanfield import second_moment
+    from benchinit.analysis.meanfield import second_moment
 
     gain = benchinit_modern.benchinit_activations()[0].gain_of({})
     assert gain**2 * second_moment(benchinit_modern.mish, 1.0) == pytest.approx(1.0, rel=1e-6)

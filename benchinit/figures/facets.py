@@ -1,0 +1,277 @@
+"""Small-multiple figures over epochs and layers: bands, dots and the histogram grid.
+
+Same conventions as :mod:`benchinit.figures.drawing` (fresh Figure objects, a Metric row for the
+axis, titles that fit their panels). A panel shows one configuration of every axis except
+the hue, so lines never mix configurations. Each frame holds ``mean``, ``low`` and ``high``
+per (facets, hue, x), already aggregated over seeds and clipped to the metric's range.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.lines
+import matplotlib.patches
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from benchinit.figures.drawing import MAX_LAYERS
+from benchinit.figures.layout import (
+    MAX_HUES,
+    MAX_PANELS,
+    SEPARATOR,
+    add_legend,
+    grid_of,
+    label,
+    note_panels,
+    palette,
+    panels_of,
+    scale_axes,
+    set_titles,
+)
+from benchinit.metrics import Metric
+
+PANEL_WIDTH = 3.4  # inches
+MAX_COLUMNS = 6  # columns of a density grid
+
+
+def _hues(frame: pd.DataFrame, hue: str | None) -> list[Any]:
+    return list(dict.fromkeys(frame[hue]))[:MAX_HUES] if hue else [None]
+
+
+def _select(frame: pd.DataFrame, hue: str | None, value: Any, where: dict[str, Any]) -> Any:
+    mask = pd.Series(True, index=frame.index)
+    if hue is not None:
+        mask &= frame[hue] == value
+    for column, wanted in where.items():
+        mask &= frame[column] == wanted
+    return frame[mask]
+
+
+def _handles(
+    hue: str | None, hues: list[Any], colors: dict[Any, Any], theory: str, dots: bool = False
+) -> list[Any]:
+    """Legend entries: a line (or a dot) per hue value, and the dashed extra if any."""
+    style: dict[str, Any] = {"marker": "o", "linestyle": "none"} if dots else {}
+    handles: list[Any] = []
+    if hue is not None:
+        handles = [
+            matplotlib.lines.Line2D([], [], color=colors[h], label=label(h), **style) for h in hues
+        ]
+    if theory:
+        extra: dict[str, Any] = (
+            {"marker": "_", "markersize": 14, "linestyle": "none"} if dots else {}
+        )
+        line: dict[str, Any] = {"color": "0.3", "linestyle": "--", "label": theory} | extra
+        handles.append(matplotlib.lines.Line2D([], [], **line))
+    return handles
+
+
+def band_plot(
+    frame: pd.DataFrame,
+    x: str,
+    hue: str | None,
+    facets: Sequence[str],
+    metric: Metric,
+    *,
+    dashed: pd.DataFrame | None = None,
+    dashed_label: str = "mean-field theory",
+) -> Figure:
+    """Lines of ``mean`` over ``x`` with a ``low``-``high`` band, one colour per ``hue``
+    value (one line when ``hue`` is None: nothing varies), one panel per facet combination.
+
+    ``dashed``: extra lines (same hue and facets) drawn dashed, e.g. a theoretical value.
+    """
+    panels = panels_of(frame, facets)
+    hues = _hues(frame, hue)
+    colors = palette(hues)
+    fig, axes = grid_of(len(panels))
+    for ax, (_, where, panel) in zip(axes, panels, strict=True):
+        for value in hues:
+            line = _select(panel, hue, value, {}).sort_values(x)
+            if line.empty:
+                continue
+            color = colors[value]
+            ax.plot(line[x], line["mean"], color=color, linewidth=1.8)
+            ax.fill_between(line[x], line["low"], line["high"], color=color, alpha=0.2, lw=0)
+            if dashed is not None:
+                theory = _select(dashed, hue, value, where).sort_values(x)
+                ax.plot(theory[x], theory["mean"], linestyle="--", color=color, linewidth=1.2)
+        ax.set_xlabel(x)
+        ax.set_ylabel(metric.label if ax.get_subplotspec().is_first_col() else "")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    scale_axes(axes, metric, frame)
+    set_titles(fig, axes, [title for title, _, _ in panels], PANEL_WIDTH)
+    add_legend(fig, hue, _handles(hue, hues, colors, dashed_label if dashed is not None else ""))
+    note_panels(fig, facets)
+    return fig
+
+
+def dot_plot(
+    frame: pd.DataFrame,
+    x: str,
+    hue: str | None,
+    facets: Sequence[str],
+    metric: Metric,
+    *,
+    dashed: pd.DataFrame | None = None,
+    dashed_label: str = "mean-field theory",
+) -> Figure:
+    """For a few ``x`` values (shallow models' layers): a dot and its interval per hue,
+    side by side at each ``x``; ``dashed`` values as short dashes beside them.
+
+    Lines through two or three points suggest a trend that is not there; dots say "these
+    are the layers there are".
+    """
+    panels = panels_of(frame, facets)
+    hues = _hues(frame, hue)
+    colors = palette(hues)
+    xs = sorted(frame[x].dropna().unique().tolist())
+    position = {v: i for i, v in enumerate(xs)}
+    step = 0.7 / max(len(hues), 1)
+    fig, axes = grid_of(len(panels))
+    for ax, (_, where, panel) in zip(axes, panels, strict=True):
+        for k, value in enumerate(hues):
+            offset = (k - (len(hues) - 1) / 2) * step
+            dots = _select(panel, hue, value, {})
+            if dots.empty:
+                continue
+            at = np.array([position[v] for v in dots[x]]) + offset
+            lower = (dots["mean"] - dots["low"]).fillna(0).clip(lower=0)
+            upper = (dots["high"] - dots["mean"]).fillna(0).clip(lower=0)
+            ax.errorbar(
+                at, dots["mean"], yerr=[lower, upper], fmt="o", color=colors[value], capsize=2
+            )
+            if dashed is not None:
+                theory = _select(dashed, hue, value, where)
+                at = np.array([position.get(v, np.nan) for v in theory[x]]) + offset
+                ax.plot(
+                    at,
+                    theory["mean"],
+                    linestyle="none",
+                    marker="_",
+                    markersize=16,
+                    markeredgewidth=1.6,
+                    color="0.15",
+                    zorder=4,
+                )
+        ax.set_xticks(range(len(xs)), [label(v) for v in xs])
+        ax.set_xlim(-0.6, len(xs) - 0.4)
+        ax.set_xlabel(x)
+        ax.set_ylabel(metric.label if ax.get_subplotspec().is_first_col() else "")
+    scale_axes(axes, metric, frame)
+    set_titles(fig, axes, [title for title, _, _ in panels], PANEL_WIDTH)
+    extra = dashed_label if dashed is not None else ""
+    add_legend(fig, hue, _handles(hue, hues, colors, extra, dots=True))
+    note_panels(fig, facets)
+    return fig
+
+
+def pick_layers(layers: Sequence[int], limit: int = MAX_LAYERS) -> list[int]:
+    """At most ``limit`` layers: the first, the last, and evenly spaced ones between."""
+    layers = sorted(set(layers))
+    if len(layers) <= limit:
+        return layers
+    index = np.linspace(0, len(layers) - 1, limit).round().astype(int)
+    return [layers[i] for i in sorted(set(index))]
+
+
+def histogram_grid(
+    frame: pd.DataFrame, rows: str | None, title: str, hue: str | None = None
+) -> Figure:
+    """The lesson's figure: one row per ``rows`` value (one row when None), one column per
+    layer.
+
+    ``frame`` holds summed counts per (rows, layer, bin) with ``left``/``right`` edges; bars
+    are normalized to the share of activations in each bin. ``hue`` overlays phases.
+    """
+    row_values = list(dict.fromkeys(frame[rows]))[: MAX_PANELS // 2] if rows else [None]
+    layers = pick_layers(frame["layer"].tolist())
+    fig = Figure(
+        figsize=(2.2 * len(layers) + 1.2, 1.5 * len(row_values) + 0.9), layout="constrained"
+    )
+    axes = fig.subplots(len(row_values), len(layers), squeeze=False, sharex=True, sharey="row")
+    hue_values = list(dict.fromkeys(frame[hue])) if hue else [None]
+    colors = palette(hue_values)
+    for i, row_value in enumerate(row_values):
+        for j, layer in enumerate(layers):
+            ax = axes[i][j]
+            cell = frame[frame["layer"] == layer]
+            if rows:
+                cell = cell[cell[rows] == row_value]
+            for value in hue_values:
+                part = cell if value is None else cell[cell[hue] == value]
+                if not part.empty:
+                    _bars(ax, part.sort_values("bin"), colors[value], hue, value == hue_values[0])
+            ax.set_ylabel(label(row_value) if j == 0 and rows else "")
+            ax.set_xlabel("")
+            if i == 0:
+                ax.set_title(f"layer {layer}")
+    fig.suptitle(title)
+    fig.supxlabel(
+        "activation value (values beyond the range are counted in the edge bins)", fontsize="small"
+    )
+    if hue:
+        handles = [matplotlib.patches.Patch(color=colors[v], label=label(v)) for v in hue_values]
+        fig.legend(handles=handles, loc="outside right upper", frameon=False)
+    return fig
+
+
+def density_grid(
+    frame: pd.DataFrame,
+    rows: str | None,
+    cols: str | None,
+    hue: str | None,
+    title: str,
+    xlabel: str,
+) -> Figure:
+    """Stored histograms (``bin``, ``left``, ``right``, ``count``, summed per panel and hue
+    value) as the share per bin: one panel per (``rows``, ``cols``) value pair, titled
+    with its values, ``cols`` values across (at most ``MAX_COLUMNS``; without ``cols``
+    the panels wrap in rows of 4), ``hue`` values overlaid as outlines (the first also
+    filled). At most ``MAX_PANELS`` panels."""
+    row_values = list(dict.fromkeys(frame[rows])) if rows else [None]
+    col_values = list(dict.fromkeys(frame[cols]))[:MAX_COLUMNS] if cols else [None]
+    pairs = [(r, c) for r in row_values for c in col_values][:MAX_PANELS]
+    wrap = len(col_values) if cols else min(len(pairs), 4)
+    fig, axes = grid_of(len(pairs), col_wrap=wrap, width=2.6, height=1.9, sharey=False)
+    hue_values = list(dict.fromkeys(frame[hue]))[:MAX_HUES] if hue else [None]
+    colors = palette(hue_values)
+    for ax, (row_value, col_value) in zip(axes, pairs, strict=True):
+        cell = frame if rows is None else frame[frame[rows] == row_value]
+        cell = cell if cols is None else cell[cell[cols] == col_value]
+        for value in hue_values:
+            part = cell if value is None else cell[cell[hue] == value]
+            if not part.empty:
+                _bars(ax, part.sort_values("bin"), colors[value], hue, value == hue_values[0])
+        ax.set_ylabel("share" if ax.get_subplotspec().is_first_col() else "")
+    titles = [SEPARATOR.join(str(v) for v in pair if v is not None) for pair in pairs]
+    set_titles(fig, axes, titles, 2.6)
+    named = SEPARATOR.join(a for a in (rows, cols) if a)
+    fig.suptitle(title + (f" (panels: {named})" if named else ""))
+    fig.supxlabel(textwrap.fill(xlabel, 30 * wrap), fontsize="small")
+    if hue:
+        handles = [
+            matplotlib.patches.Patch(facecolor="none", edgecolor=colors[v], label=label(v))
+            for v in hue_values
+        ]
+        fig.legend(handles=handles, loc="outside right upper", frameon=False, title=hue)
+    return fig
+
+
+def _bars(ax: Any, part: pd.DataFrame, color: Any, hue: str | None, first: bool) -> None:
+    """One histogram from stored counts: the share of activations per bin, drawn as
+    stairs over the stored edges (counts are already binned; nothing is re-binned)."""
+    counts = part["count"].to_numpy(dtype=float)
+    total = counts.sum()
+    share = counts / total if total else counts
+    edges = np.append(part["left"].to_numpy(dtype=float), float(part["right"].iloc[-1]))
+    if not np.isfinite(edges).all() or (np.diff(edges) < 0).any():
+        return  # damaged edges: an empty panel rather than a wrong picture
+    if not hue or first:
+        ax.stairs(share, edges, fill=True, color=color, alpha=0.6 if hue else 0.85, lw=0)
+    if hue:
+        ax.stairs(share, edges, color=color, linewidth=0.8)

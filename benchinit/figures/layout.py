@@ -1,0 +1,223 @@
+"""How a figure is laid out: panel grids, panel titles that fit, legends, and each
+metric's axis scale and limits. Shared by :mod:`benchinit.figures.drawing` and
+:mod:`benchinit.figures.facets` (see the former's docstring for the choices).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from benchinit.metrics import Metric
+
+MAX_PANELS = 24
+MAX_HUES = 10
+WIDE = 30  # "auto" scales go logarithmic when positive values span more than this
+SEPARATOR = " · "
+ROOM = 0.7  # share of a panel's width its title may take (see set_titles)
+LABEL = 24  # characters per line of a tick, legend or row label (see label)
+
+
+def grid_of(
+    panels: int, *, col_wrap: int = 4, width: float = 3.4, height: float = 2.7, sharey: bool = True
+) -> tuple[Figure, list[Any]]:
+    cols = min(max(panels, 1), col_wrap)
+    rows = math.ceil(max(panels, 1) / cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=sharey)
+    flat = list(axes.flat)
+    for ax in flat[panels:]:
+        ax.set_visible(False)
+    return fig, flat[: max(panels, 1)]
+
+
+def palette(values: Sequence[Any]) -> dict[Any, Any]:
+    colors = sns.color_palette("tab10", max(len(values), 1))
+    return dict(zip(values, colors, strict=False))
+
+
+def panels_of(
+    frame: pd.DataFrame, facets: Sequence[str]
+) -> list[tuple[str, dict[str, Any], pd.DataFrame]]:
+    """Split a frame into panels, one per combination of the facet columns (capped).
+
+    Each panel is (title, {facet: value}, rows); the title lists the values only.
+    """
+    if not facets:
+        return [("", {}, frame)]
+    panels = []
+    for key, group in frame.groupby(list(facets), sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        values = dict(zip(facets, key, strict=True))
+        panels.append((SEPARATOR.join(str(v) for v in key), values, group))
+    return panels[:MAX_PANELS]
+
+
+def wrap_title(title: str, budget: int) -> list[str]:
+    """A panel title's lines: its values (``a · b · c``) packed greedily into lines of
+    about ``budget`` characters, a value longer than a line wrapped at spaces."""
+    lines: list[str] = []
+    for value in title.split(SEPARATOR):
+        pieces = textwrap.wrap(value, budget, break_on_hyphens=False) or [value]
+        if lines and len(lines[-1]) + len(SEPARATOR) + len(pieces[0]) <= budget:
+            lines[-1] += SEPARATOR + pieces.pop(0)
+        lines.extend(pieces)
+    return lines
+
+
+def label(value: Any, budget: int = LABEL, lines: int = 2) -> str:
+    """A grid value as a tick, legend or row label: wrapped into at most ``lines`` lines of
+    about ``budget`` characters, the rest elided with "…". Panel titles wrap and shrink
+    instead (:func:`set_titles`); the report's tables always show values whole. Without
+    this, one long value (an optimizer with its arguments, a plugin's long name) squeezes a
+    panel to nothing."""
+    text = str(value)
+    wrapped = textwrap.wrap(text, budget, break_on_hyphens=False) or [text]
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines]
+        wrapped[-1] = wrapped[-1][: budget - 1].rstrip() + "…"
+    return "\n".join(wrapped)
+
+
+def set_titles(
+    fig: Figure,
+    axes: Sequence[Any],
+    titles: Sequence[str],
+    width: float,
+    *,
+    measure: bool = False,
+) -> None:
+    """Panel titles that fit their panels, at the largest font size that does.
+
+    Each title is wrapped to the panel's width (``width`` inches) in at most 3 lines (its
+    values kept whole where they fit, nothing cut) and its widest line measured against
+    ``ROOM`` of the panel width: the share a panel's axes keep after constrained layout has
+    placed tick labels and padding (measured on our figures: 90-94% with several columns,
+    about 78% with one). If a size does not fit, a smaller one is tried. The figure is made
+    taller by the extra lines. ``measure``: also check against the laid-out axes and shrink
+    further (for panels whose tick labels may take much of the width, as in heatmaps).
+    """
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    room = width * ROOM * fig.dpi
+    base = float(matplotlib.rcParams["axes.titlesize"])
+    titled = [(ax, t) for ax, t in zip(axes, titles, strict=False) if t]
+    lines_used = 1
+    for size in (base * f for f in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)):
+        budget = max(12, int(width * ROOM * 72 / (size * 0.55)))  # characters per line
+        wrapped = [(ax, wrap_title(t, budget)) for ax, t in titled]
+        for ax, lines in wrapped:
+            ax.set_title("\n".join(lines), fontsize=size)
+        lines_used = max((len(lines) for _, lines in wrapped), default=1)
+        widest = max((ax.title.get_window_extent(renderer).width for ax, _ in wrapped), default=0)
+        if lines_used <= 3 and widest <= room:
+            break
+    if lines_used > 1:
+        rows = len({ax.get_subplotspec().rowspan.start for ax in axes})
+        fig.set_figheight(fig.get_figheight() + rows * (lines_used - 1) * size * 1.25 / 72)
+    if measure:
+        fit_titles(fig, axes)
+
+
+def fit_titles(fig: Figure, axes: Sequence[Any]) -> None:
+    """Shrink any panel title wider than its panel, measured on the laid-out figure."""
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw_without_rendering()  # lays the panels out (constrained layout)
+    for ax in axes:
+        title = ax.title
+        room = ax.get_window_extent(renderer).width
+        size = title.get_fontsize()
+        while title.get_text() and title.get_window_extent(renderer).width > room and size > 5:
+            size *= 0.9
+            title.set_fontsize(size)
+
+
+def note_panels(fig: Figure, facets: Sequence[str]) -> None:
+    if facets:
+        fig.suptitle(
+            "panels: " + SEPARATOR.join(facets), fontsize="small", color="0.3", x=0.01, ha="left"
+        )
+
+
+def add_legend(fig: Figure, title: str | None, handles: list[Any]) -> None:
+    if handles:
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=min(len(handles), 5),
+            title=title,
+            frameon=False,
+        )
+
+
+def _finite(*columns: pd.Series) -> np.ndarray:
+    values = np.concatenate([pd.to_numeric(c, errors="coerce").to_numpy(float) for c in columns])
+    return values[np.isfinite(values)]
+
+
+def _is_log(metric: Metric, means: np.ndarray, spread: np.ndarray) -> bool:
+    if metric.scale == "linear" or not len(means) or (means <= 0).any():
+        return False
+    if metric.scale == "log":
+        return True
+    values = np.concatenate([means, spread])
+    return bool((values > 0).all() and values.max() / values.min() > WIDE)
+
+
+def scale_axes(axes: Sequence[Any], metric: Metric, frame: pd.DataFrame, axis: str = "y") -> str:
+    """Give ``axes`` the metric's scale and limits for ``frame``'s mean/low/high; returns
+    the scale used ("log" or "linear")."""
+    means = _finite(frame["mean"])
+    spread = _finite(frame["low"], frame["high"]) if "low" in frame else np.array([])
+    log = _is_log(metric, means, spread)
+    limits: tuple[float, float] | None = None
+    if log:
+        shown = np.concatenate([means, spread[spread > 0]])
+        limits = (shown.min() / 1.6, shown.max() * 1.6)
+    elif all(math.isfinite(b) for b in metric.bounds) and metric.bounds[1] > metric.bounds[0]:
+        low, high = metric.bounds
+        pad = 0.04 * (high - low)
+        limits = (low - pad, high + pad)
+    for ax in axes:
+        if log:
+            (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+        if limits is not None:
+            (ax.set_ylim if axis == "y" else ax.set_xlim)(*limits)
+        if log and limits is not None:
+            log_ticks(ax.yaxis if axis == "y" else ax.xaxis, *limits)
+    return "log" if log else "linear"
+
+
+def _tick_label(value: float, _: Any = None) -> str:
+    """0.3, 2, 1000 as plain numbers; very small or large ones as powers of ten."""
+    if value <= 0:
+        return ""
+    if 1e-3 <= value < 1e5:
+        return f"{value:g}"
+    exponent = math.log10(value)
+    if abs(exponent - round(exponent)) < 1e-9:
+        return f"$10^{{{round(exponent)}}}$"
+    return f"{value:.0e}"
+
+
+def log_ticks(target: Any, low: float, high: float) -> None:
+    """Decades labelled as plain numbers; within narrow ranges (under 2 decades) a few
+    minor ticks too, so an axis from 0.2 to 4 reads 0.2, 0.5, 1, 2."""
+    decades = math.log10(high / low)
+    target.set_major_locator(matplotlib.ticker.LogLocator(base=10))
+    target.set_major_formatter(matplotlib.ticker.FuncFormatter(_tick_label))
+    if decades < 2:
+        subs = (2.0, 5.0) if decades > 1 else (2.0, 3.0, 5.0)
+        target.set_minor_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
+        target.set_minor_formatter(matplotlib.ticker.FuncFormatter(_tick_label))
+    else:
+        target.set_minor_formatter(matplotlib.ticker.NullFormatter())

@@ -1,0 +1,198 @@
+"""The HTML report of a results folder: ``render_report(DIR)``.
+
+Three layers, as in ydata-profiling: what goes into the page (:mod:`benchinit.report.sections`
+for text and tables, :mod:`benchinit.report.section_figures` for figures and their numbers, one
+module per analysis section: :mod:`~benchinit.report.phase`, :mod:`~benchinit.report.effects`,
+:mod:`~benchinit.report.tuning`, :mod:`~benchinit.report.spectrum`, and
+:mod:`benchinit.report.plugin_sections` for plugins' sections), how figures are drawn
+(:mod:`benchinit.figures.drawing`, :mod:`benchinit.figures.facets`,
+:mod:`benchinit.figures.analysis`),
+and the markup (``templates/`` through :mod:`benchinit.report.templating`, which owns the Jinja2
+environment). This module only wires them together, in the page order of ``SECTIONS``.
+
+The page is one self-contained file: figures are data URIs (each with its numbers as a CSV
+data URI), CSS and the small scripts that sort, filter and hide table columns are inline,
+and nothing is fetched when it opens. ``render_report(DIR)`` needs only the results folder:
+the page of a copied folder, with no study file and no plugins, is the page ``benchinit
+run`` wrote.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchinit._version import __version__
+from benchinit.figures import drawing as figures
+from benchinit.report.effects import effects_report
+from benchinit.report.phase import phase_jobs
+from benchinit.report.plugin_sections import call_plugins, checked
+from benchinit.report.section_figures import (
+    FigureJob,
+    curve_jobs,
+    histogram_jobs,
+    results_jobs,
+    signal_jobs,
+)
+from benchinit.report.sections import (
+    header,
+    leaderboard,
+    problems,
+    ranked,
+    reproducibility,
+)
+from benchinit.report.spectrum import spectrum_jobs
+from benchinit.report.templating import csv_uri, environment, markdown, number
+from benchinit.report.tuning import tuning_report
+from benchinit.results.outputs import check_output, write_output
+from benchinit.results.store import Store
+from benchinit.results.tables import Results, load_results
+
+__all__ = ["draw_all", "environment", "figure_jobs", "markdown", "number", "render_report"]
+
+# The page's sections in order: (id, heading, navigation label, note under the heading).
+SECTIONS = (
+    ("results", "Results by configuration", "Results", ""),
+    ("phase", "Phase diagram: order to chaos", "Phase", ""),
+    ("effects", "What matters most", "What matters", ""),
+    ("tuning", "Tuning", "Tuning", ""),
+    ("curves", "Learning curves", "Curves", ""),
+    ("signal", "Signal propagation", "Signal", "Per hidden layer, mean and 95% CI over seeds."),
+    (
+        "spectrum",
+        "Jacobian spectrum",
+        "Spectrum",
+        "The input-output Jacobian J of the hidden stack, from the input to a layer "
+        "(benchinit.engine.jacobian): its squared singular values say how much it stretches each "
+        "direction. Dynamical isometry, all of them near 1, is what lets a deep network "
+        "train fast (Saxe et al. 2014; Pennington, Schoenholz & Ganguli 2017).",
+    ),
+    ("histograms", "Activation histograms", "Histograms", ""),
+)
+
+
+def _draw(job: FigureJob) -> figures.Image:
+    return figures.render_image(job.draw, *job.args, **job.kwargs)
+
+
+def draw_all(jobs: list[FigureJob], parallel: int) -> list[figures.Image]:
+    """Render the figures, in ``parallel`` spawned worker processes when that pays.
+
+    Starting a worker costs about 2 s here (matplotlib, seaborn, pandas imports), so fewer
+    than 8 figures are drawn in this process. Spawned workers import the caller's main module
+    again: a script that asks for ``parallel > 1`` needs an ``if __name__ == "__main__":``
+    guard, as with any multiprocessing code.
+    """
+    if parallel > 1 and len(jobs) >= 8:
+        import multiprocessing
+
+        with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(_draw, jobs))
+    return [_draw(job) for job in jobs]
+
+
+def analyses(
+    results: Results, summary: pd.DataFrame
+) -> tuple[dict[str, dict[str, Any] | None], list[FigureJob]]:
+    """The text sections computed with their figures (effects, tuning), and every figure
+    of the report in page order."""
+    effects, effects_figures = effects_report(results)
+    tuning, tuning_figures = tuning_report(results)
+    jobs = [
+        *results_jobs(results, summary),
+        *phase_jobs(results),
+        *effects_figures,
+        *tuning_figures,
+        *curve_jobs(results),
+        *signal_jobs(results),
+        *spectrum_jobs(results),
+        *histogram_jobs(results),
+    ]
+    return {"effects": effects, "tuning": tuning}, jobs
+
+
+def figure_jobs(results: Results, summary: pd.DataFrame) -> list[FigureJob]:
+    """Every figure of the report, in page order (``SECTIONS``)."""
+    return analyses(results, summary)[1]
+
+
+def _sections(figures: dict[str, list[dict]], text: dict[str, Any]) -> list[dict[str, str]]:
+    """The sections this page has, in order."""
+    return [
+        {"id": name, "heading": heading, "nav": nav, "note": note}
+        for name, heading, nav, note in SECTIONS
+        if figures.get(name) or text.get(name)
+    ]
+
+
+def _figures(jobs: list[FigureJob], images: list[figures.Image]) -> dict[str, list[dict]]:
+    """Figures by section, each with its image, caption and CSV download."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    names: set[str] = set()
+    for job, image in zip(jobs, images, strict=True):
+        name, n = job.name, 1
+        while name in names:
+            n += 1
+            name = f"{job.name}-{n}"
+        names.add(name)
+        grouped.setdefault(job.section, []).append(
+            {
+                "caption": job.caption,
+                "src": image.src,
+                "width": image.width,
+                "height": image.height,
+                "csv": csv_uri(job.data),
+                "csv_name": f"{name}.csv",
+            }
+        )
+    return grouped
+
+
+def render_report(
+    path: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    registry: Any = None,
+    parallel: int = 1,
+) -> Path:
+    """Write the report of a results folder (``DIR/index.html`` unless ``out``).
+
+    With a ``registry`` (as ``benchinit run`` passes), plugin report sections are computed
+    and stored in the folder; without one, the stored sections are shown, checked exactly
+    like fresh ones. ``parallel``: worker processes for the figures (see :func:`draw_all`).
+    Raises ResultsError (a damaged folder) or OutputError (the page cannot be written).
+    """
+    store = Store(path)
+    page = Path(out) if out is not None else store.report_path
+    check_output(page, "html", report=path)  # refused before anything is drawn
+    results = load_results(path)
+    if registry is not None:
+        sections = call_plugins(registry, results)
+        store.write_sections(sections)
+    else:
+        sections = store.read_sections() or []
+    sections = checked(sections, store.sections_path)
+    summary = ranked(results)  # once: the leaderboard and the figures share it
+    text, jobs = analyses(results, summary)
+    drawn = _figures(jobs, draw_all(jobs, parallel))
+    html = (
+        environment()
+        .get_template("report.html")
+        .render(
+            version=__version__,
+            header=header(results),
+            leaderboard=leaderboard(results, summary),
+            sections=_sections(drawn, text),
+            effects=text["effects"],
+            tuning=text["tuning"],
+            figures=drawn,
+            problems=problems(results),
+            plugin_sections=sections,
+            repro=reproducibility(results, store.study_toml()),
+        )
+    )
+    return write_output(page, html, "html", report=path)

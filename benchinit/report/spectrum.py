@@ -1,0 +1,233 @@
+"""The report's Jacobian spectrum section: how the input-output Jacobian stretches a signal,
+layer by layer (or, when the grid varies ``model.depth``, at the last layer of each depth),
+beside free-probability theory, and the last layer's spectrum as a density.
+
+Read from the ``layers`` table (``jac_sv2_mean``, ``jac_sv2_var`` and their
+``theory_jac_sv2_*``, benchinit.engine.jacobian) and the ``spectra`` table (histograms of log10
+singular values at the last hidden layer). Choices, and why:
+
+- Two figures, both on log axes: the mean squared singular value (the average gain: 1
+  keeps a signal's size, the product of the layers' chi_1) and the relative spread
+  var / mean^2 (0 is dynamical isometry, every direction stretched alike). The spread is
+  taken per cell, then averaged over seeds, as the ``jac_spread`` run metric is; the
+  theory's spread is the theory's var / mean^2. Mean and variance alone would mix the two
+  questions: a variance grows with the mean's square.
+- Depth on the x axis when ``model.depth`` is a grid axis (the last hidden layer of each
+  network): layer l of a deep network and the last layer of an l-layer one are different
+  networks, so lines over layers would mix configurations.
+- Faceted as the signal section is (hue initializer, panels the other axes, and the phase
+  for train studies); at most ``SHALLOW`` x values get dots instead of lines.
+- The densities: rows initializer, columns activation (or the first varying axes), depths
+  (or phases) overlaid; one figure per combination of the other axes, at most
+  ``MAX_FIGURES``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchinit.figures import facets as facet_figures
+from benchinit.metrics import POSITIVE, Metric, metric_info
+from benchinit.report.section_figures import (
+    SHALLOW,
+    FigureJob,
+    aggregate,
+    band_note,
+    grid_sorted,
+    panels_note,
+    slug,
+)
+from benchinit.results.tables import Results
+
+DEPTH = "model.depth"
+JACOBIAN = ("jac_sv2_mean", "jac_sv2_var", "theory_jac_sv2_mean", "theory_jac_sv2_var")
+MEAN = dataclasses.replace(
+    metric_info("jac_sv2_mean", "layer"), scale="log", label="mean sq. singular value"
+)
+SPREAD = Metric(
+    "jac_spread", "layer", None, "spread, var / mean²", POSITIVE, "log"
+)  # the per-run metric's name: var / mean^2 of the squared singular values
+MAX_FIGURES = 6  # spectrum density figures
+# Below this a spread is float rounding of exact isometry (orthogonal linear networks give
+# 1e-12 in float32): drawn at the floor, so the log axis does not spend 6 decades on noise.
+SPREAD_FLOOR = 1e-6
+PHASES = {"init": 0, "final": 1}
+FIGURES = (
+    (
+        "jac_sv2_mean",
+        MEAN,
+        "Mean squared singular value of the input-output Jacobian (its average gain: 1 "
+        "keeps a signal's size)",
+    ),
+    (
+        "jac_spread",
+        SPREAD,
+        "Relative spread of the Jacobian's squared singular values, var / mean² (0: "
+        "dynamical isometry, every direction stretched alike)",
+    ),
+)
+
+
+def _per_cell(results: Results) -> pd.DataFrame:
+    """One row per cell, phase and layer: the Jacobian metrics, spreads, grid columns."""
+    part = results.layers[results.layers["metric"].isin(JACOBIAN)]
+    wide = part.pivot_table(
+        index=["cell", "phase", "layer"], columns="metric", values="value", aggfunc="first"
+    ).reset_index()
+    wide.columns.name = None
+    for name in JACOBIAN:
+        if name not in wide:
+            wide[name] = np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wide["jac_spread"] = wide["jac_sv2_var"] / wide["jac_sv2_mean"] ** 2
+        wide["theory_jac_spread"] = wide["theory_jac_sv2_var"] / wide["theory_jac_sv2_mean"] ** 2
+    runs = results.runs[["cell", *results.axes, "seed", "status"]]
+    wide = wide.merge(runs, on="cell", how="inner")
+    wide = wide.sort_values("phase", key=lambda p: p.map(PHASES), kind="stable")
+    return wide[wide["status"] != "failed"]
+
+
+def _layout(results: Results) -> tuple[str, str | None, list[str], list[str]]:
+    """(x, hue, facets, keys) of the line figures."""
+    by_depth = DEPTH in results.varying
+    others = [a for a in results.varying if a != DEPTH]
+    hue = "initializer" if "initializer" in others else (others[0] if others else None)
+    train = results.study["kind"] == "train"
+    facets = [a for a in others if a != hue] + (["phase"] if train else [])
+    x = DEPTH if by_depth else "layer"
+    return x, hue, facets, [*others, "phase", x]
+
+
+def _floor(table: pd.DataFrame) -> pd.DataFrame:
+    columns = [c for c in ("mean", "low", "high") if c in table]
+    return table.assign(**{c: table[c].clip(lower=SPREAD_FLOOR) for c in columns})
+
+
+def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
+    """The mean and the spread against layer (or depth), theory dashed."""
+    x, hue, facets, keys = _layout(results)
+    if x == DEPTH:  # the last hidden layer of each network
+        last = wide.groupby(["cell", "phase"])["layer"].transform("max")
+        wide = wide[wide["layer"] == last]
+    order = results.study["values"]
+    where = "at the last hidden layer, per depth" if x == DEPTH else "per hidden layer"
+    jobs = []
+    for name, metric, title in FIGURES:
+        table, clipped = aggregate(wide.assign(value=wide[name]), keys, metric, order)
+        if table.empty:
+            continue
+        theory, _ = aggregate(wide.assign(value=wide[f"theory_{name}"]), keys, metric, order)
+        floored = ""
+        if name == "jac_spread" and (table[["mean", "low"]] < SPREAD_FLOOR).any().any():
+            table, theory = _floor(table), _floor(theory)
+            floored = (
+                f" Spreads below {SPREAD_FLOOR:g} (float rounding of an isometric network) "
+                f"are drawn at {SPREAD_FLOOR:g}."
+            )
+        dots = table[x].nunique() <= SHALLOW
+        kwargs: dict[str, Any] = {}
+        data, note = table, ""
+        if not theory.empty:
+            kwargs = {"dashed": theory, "dashed_label": "free-probability theory"}
+            data = table.merge(
+                theory[[*keys, "mean"]].rename(columns={"mean": "theory"}), on=keys, how="left"
+            )
+            note = (
+                f" {'Dashes' if dots else 'Dashed'}: free-probability theory from each "
+                "network's own weights (plain networks only; none for residual or "
+                "normalized ones)."
+            )
+        what = "dots and bars" if dots else "bands"
+        caption = (
+            f"{title}, {where}; log axis; {band_note(table, metric, clipped, what)}."
+            + note
+            + floored
+            + panels_note(table, facets)
+        )
+        jobs.append(
+            FigureJob(
+                "spectrum",
+                caption,
+                slug("spectrum", name),
+                facet_figures.dot_plot if dots else facet_figures.band_plot,
+                (table, x, hue, facets, metric),
+                kwargs,
+                data=data,
+            )
+        )
+    return jobs
+
+
+def _density_axes(results: Results) -> tuple[str | None, str | None, str | None, list[str]]:
+    """(rows, cols, hue, split) of the density figures."""
+    varying = [a for a in results.varying if a != DEPTH]
+    ordered: list[str] = [a for a in ("initializer", "activation") if a in varying]
+    ordered += [a for a in varying if a not in ordered]
+    train = results.study["kind"] == "train"
+    hue = DEPTH if DEPTH in results.varying else ("phase" if train else None)
+    split = ordered[2:] + (["phase"] if train and hue != "phase" else [])
+    rows = ordered[0] if ordered else None
+    cols = ordered[1] if len(ordered) > 1 else None
+    return rows, cols, hue, split
+
+
+def density_jobs(results: Results) -> list[FigureJob]:
+    """The last hidden layer's spectrum density, one grid figure per split combination."""
+    spectra = results.labelled("spectra")
+    spectra = spectra[spectra["status"] != "failed"]
+    if spectra.empty:
+        return []
+    rows, cols, hue, split = _density_axes(results)
+    keys = [k for k in (rows, cols, hue) if k] + split + ["bin", "left", "right"]
+    summed = spectra.groupby(keys, sort=False, dropna=False)["count"].sum().reset_index()
+    summed = grid_sorted(summed, results.study["values"])
+    if "phase" in summed:
+        summed = summed.sort_values("phase", key=lambda s: s.map(PHASES), kind="stable")
+    groups = list(summed.groupby(split, sort=False, dropna=False)) if split else [((), summed)]
+    low, high = float(summed["left"].min()), float(summed["right"].max())
+    xlabel = (
+        "log10 singular value of the input-output Jacobian at the last hidden layer (values "
+        f"beyond 1e{low:g} .. 1e{high:g} are counted in the edge bins)"
+    )
+    layout = ", ".join(
+        f"{what} = {axis}"
+        for what, axis in (("rows", rows), ("columns", cols), ("colours", hue))
+        if axis
+    )
+    jobs = []
+    for key, frame in groups[:MAX_FIGURES]:
+        key = key if isinstance(key, tuple) else (key,)
+        title = ", ".join(f"{a} = {v}" for a, v in zip(split, key, strict=True)) or "all cells"
+        caption = (
+            f"Jacobian spectrum at the last hidden layer, {title}: the share of singular "
+            "values per bin of log10, pooled over seeds and probe inputs"
+            + (f"; {layout}" if layout else "")
+            + "."
+        )
+        if len(groups) > MAX_FIGURES:
+            caption += f" ({len(groups)} combinations; the first {MAX_FIGURES} drawn.)"
+        jobs.append(
+            FigureJob(
+                "spectrum",
+                caption,
+                slug("spectrum-density", *map(str, key)),
+                facet_figures.density_grid,
+                (frame, rows, cols, hue, f"Jacobian spectrum, {title}", xlabel),
+                data=frame,
+            )
+        )
+    return jobs
+
+
+def spectrum_jobs(results: Results) -> list[FigureJob]:
+    """The section's figures; none when no cell recorded a Jacobian spectrum."""
+    if not results.layers["metric"].eq("jac_sv2_mean").any():
+        return []
+    wide = _per_cell(results)
+    if wide.empty:
+        return []
+    return [*line_jobs(results, wide), *density_jobs(results)]
