@@ -375,6 +375,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from benchinit.gate.compare import compare
+    from benchinit.gate.compare_render import text_summary
 
     outcome = compare(
         args.base,
@@ -387,12 +388,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         json_out=args.json,
         markdown_out=args.markdown,
     )
-    _out(outcome.summary())
+    _out(text_summary(outcome))
     return 1 if outcome.regressed else 0
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
     from benchinit.gate.history import history
+    from benchinit.gate.history_render import text_summary
 
     outcome = history(
         args.dirs,
@@ -405,7 +407,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
         json_out=args.json,
         markdown_out=args.markdown,
     )
-    _out(outcome.summary())
+    _out(text_summary(outcome))
     return 1 if outcome.regressed else 0
 
 

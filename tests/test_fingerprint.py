@@ -23,6 +23,7 @@ import benchinit.engine.stack
 from benchinit import compare, fingerprint, history, load_results, load_study, run
 from benchinit.engine.execute import cell_code, plan, run_batch
 from benchinit.gate.compare import environment_differences
+from benchinit.gate.compare_render import text_summary
 from benchinit.plugins import registry
 from benchinit.results import freshness
 from benchinit.results.schema import COLUMNS, conform
@@ -376,7 +377,7 @@ def test_compare_and_history_say_when_plugin_code_differs_at_one_version(tmp_pat
     base = write_runs(tmp_path / "base", base_runs, meta=plugins("ab12ab12ab12ab12"))
     new = write_runs(tmp_path / "new", new_runs, meta=plugins("cd34cd34cd34cd34"))
     outcome = compare(base, new)
-    assert "plugin lsuv code ab12ab12ab12ab12 -> cd34cd34cd34cd34" in outcome.summary()
+    assert "plugin lsuv code ab12ab12ab12ab12 -> cd34cd34cd34cd34" in text_summary(outcome)
     assert "plugin lsuv code" in (new / "compare.html").read_text()
     steps = history([base, new], out=tmp_path / "history.html").changes
     assert [(e["key"], e["base"], e["new"]) for e in steps[0]] == [

@@ -10,6 +10,7 @@ import pytest
 
 from benchinit import load_study
 from benchinit.analysis.stats import mean_ci
+from benchinit.engine.recorder import Recorder
 from benchinit.errors import StudyError
 from benchinit.execution.stages import (
     NOT_TUNED,
@@ -20,7 +21,6 @@ from benchinit.execution.stages import (
     sensitivity,
     tune_cells,
 )
-from benchinit.results.schema import Recorder
 from benchinit.study.cells import group_key
 from benchinit.study.tuning import TUNE_SEED_BASE, TuneSpec, parse_tune, trials
 

@@ -235,7 +235,7 @@ def test_progress_bar_only_on_a_terminal():
 
 
 def test_environment_has_no_secrets():
-    from benchinit.results.meta import environment
+    from benchinit.execution.run_meta import environment
 
     env = environment("cpu")
     assert not any(k.lower() in {"user", "home", "path"} for k in env)
@@ -261,9 +261,9 @@ def test_a_cell_finished_while_a_run_waited_for_its_claim_is_not_computed_again(
     """Run B reads the finished cells, then run A stores cell X and lets go of it, then B
     claims X: B must look again after claiming, and not compute X a second time."""
     from benchinit.engine.execute import plan
+    from benchinit.engine.recorder import Recorder
     from benchinit.execution.compute import Tally, compute
     from benchinit.execution.progress import Progress
-    from benchinit.results.schema import Recorder
 
     study = load_study("seed", ["grid.initializer=['zeros']", "grid.activation=['relu']"], seeds=1)
     (cell,) = study.cells()

@@ -28,6 +28,7 @@ from benchinit.engine import jacobian
 from benchinit.engine.evaluation import wide
 from benchinit.engine.models import StackedMLP
 from benchinit.engine.probes import entropy_bits, layer_statistics, theory, weight_grad_norms
+from benchinit.engine.recorder import Recorder
 from benchinit.engine.stack import (
     bind,
     build_stack,
@@ -38,7 +39,6 @@ from benchinit.engine.stack import (
 )
 from benchinit.plugins.descriptors import Activation, Bound
 from benchinit.plugins.registry import Registry
-from benchinit.results.schema import Recorder
 from benchinit.study.cells import Cell
 
 READOUT_SEED = 0

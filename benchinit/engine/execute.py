@@ -29,13 +29,14 @@ import torch
 
 from benchinit.engine.atinit import run_signal
 from benchinit.engine.models import mlp_size
+from benchinit.engine.recorder import Recorder
 from benchinit.engine.stack import bind, dataset_size, device_name, load_data
 from benchinit.engine.train import run_train
 from benchinit.errors import error_text, plugin_failed
 from benchinit.fingerprint import DIGITS, engine_code
 from benchinit.plugins.guard import TimeLimit, plugin_code
 from benchinit.plugins.registry import Registry, RegistrySpec, registry_from
-from benchinit.results.schema import Recorder, Records
+from benchinit.results.schema import Records
 from benchinit.study.cells import Cell, canonical_json, group_key
 from benchinit.study.grid import plugins_of
 

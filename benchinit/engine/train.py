@@ -48,6 +48,7 @@ from benchinit.engine.atinit import record_spectrum
 from benchinit.engine.evaluation import Numerics, Task, evaluate, member_losses, probe, wide
 from benchinit.engine.models import StackedMLP
 from benchinit.engine.probes import theory
+from benchinit.engine.recorder import Recorder
 from benchinit.engine.stack import (
     DTYPES,
     bind,
@@ -62,7 +63,6 @@ from benchinit.engine.stack import (
 )
 from benchinit.plugins.descriptors import Activation, Bound, Data, Loss, Optimizer
 from benchinit.plugins.registry import Registry
-from benchinit.results.schema import Recorder
 from benchinit.study.cells import Cell
 from benchinit.study.schedules import make_scheduler
 

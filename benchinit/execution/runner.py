@@ -32,17 +32,19 @@ import torch
 
 from benchinit.engine import memory
 from benchinit.engine.execute import Batch, cell_code, plan
+from benchinit.engine.recorder import Recorder
 from benchinit.engine.stack import check_precisions, resolve_device
 from benchinit.errors import BenchinitError, BenchinitWarning, ResultsError
 from benchinit.execution import seeding, stages
 from benchinit.execution.compute import Tally, compute
 from benchinit.execution.executors import Executor, make_executor, usable_cores
 from benchinit.execution.progress import Progress
+from benchinit.execution.run_meta import now, run_meta
 from benchinit.fingerprint import engine_code
 from benchinit.plugins.registry import Registry
 from benchinit.results import freshness
-from benchinit.results.meta import Meta, now, run_meta
-from benchinit.results.schema import Recorder, conform
+from benchinit.results.meta import Meta
+from benchinit.results.schema import conform
 from benchinit.results.store import Store
 from benchinit.results.tables import Results, load_results
 from benchinit.study import grid

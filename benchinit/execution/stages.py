@@ -41,9 +41,10 @@ import numpy as np
 import pandas as pd
 
 from benchinit.metrics import Direction
+from benchinit.results.schema import FINAL, STAGE, TUNE, TUNED_PREFIX
 from benchinit.results.tables import mean_ci_by
 from benchinit.study.cells import Cell, canonical_json
-from benchinit.study.tuning import COLUMN_PREFIX, FINAL, STAGE, TUNE, TuneSpec, Value, trials
+from benchinit.study.tuning import TuneSpec, Value, trials
 
 ACCURACY_POINTS = 0.01  # within this much (absolute) of the best accuracy counts as near it
 LOSS_RELATIVE = 0.05  # within this share of the best loss or error counts as near it
@@ -70,7 +71,7 @@ def apply(config: Mapping[str, Any], values: Mapping[str, Value]) -> dict[str, A
 
 def labels(grid_labels: Mapping[str, Any], stage: str, values: Mapping[str, Any]) -> dict:
     """A tuned cell's labels: the grid's, then ``stage``, then ``tuned.<key>`` per value."""
-    return {**grid_labels, STAGE: stage, **{COLUMN_PREFIX + k: v for k, v in values.items()}}
+    return {**grid_labels, STAGE: stage, **{TUNED_PREFIX + k: v for k, v in values.items()}}
 
 
 def configurations(cells: Sequence[Cell]) -> list[Cell]:

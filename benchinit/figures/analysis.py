@@ -42,6 +42,7 @@ from benchinit.figures.layout import (
     set_titles,
 )
 from benchinit.metrics import Metric
+from benchinit.results.schema import TUNED_PREFIX
 
 PANEL_WIDTH = 3.8  # inches
 WIDE_PANEL = 6.4  # inches: a figure of one panel
@@ -124,7 +125,7 @@ def sensitivity_plot(
                 ls="none",
                 zorder=5,
             )
-        ax.set_xlabel(x.removeprefix("tuned."))
+        ax.set_xlabel(x.removeprefix(TUNED_PREFIX))
         ax.set_ylabel(metric.label if ax.get_subplotspec().is_first_col() else "")
     tried = np.sort(pd.to_numeric(frame[x], errors="coerce").dropna().unique())
     for ax in axes:

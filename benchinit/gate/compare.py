@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,11 @@ import pandas as pd
 from benchinit.errors import BenchinitError, ResultsError, did_you_mean
 from benchinit.gate import compare_render as comparison_render
 from benchinit.gate import verdicts
+from benchinit.gate.outcomes import CompareOutcome
 from benchinit.metrics import METRICS
 from benchinit.results.meta import Meta, PluginRecord, StudyInfo
 from benchinit.results.outputs import check_verdict_outputs
+from benchinit.results.schema import TUNED_PREFIX
 from benchinit.results.tables import Results, load_results
 
 ENVIRONMENT_KEYS = (
@@ -50,44 +51,6 @@ ENVIRONMENT_KEYS = (
     "deterministic",
 )
 GIT_KEYS = ("commit", "branch", "dirty")
-TUNED_PREFIX = "tuned."
-
-
-@dataclass
-class CompareOutcome:
-    """The verdicts (one row per configuration and metric) and where they were written."""
-
-    table: pd.DataFrame
-    base: Results
-    new: Results
-    correction: str = "holm"
-    alpha: float = 0.05
-    html: Path | None = None
-    environment: list[dict[str, Any]] = field(default_factory=list)
-    # One row per metric: the study as a whole (verdicts.test_rows), and the priors
-    # the configurations' variances were moderated with (verdicts.moderate).
-    study: pd.DataFrame = field(default_factory=pd.DataFrame)
-    priors: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-    @property
-    def regressed(self) -> bool:
-        """What the exit status reads: a configuration regressed, or the study as a whole
-        regressed on some metric."""
-        return verdicts.regressed(self.table, self.study)
-
-    def counts(self) -> dict[str, int]:
-        return verdicts.counts(self.table)
-
-    @property
-    def warning(self) -> str:
-        return verdicts.power_warning(self.table)
-
-    def summary(self, rows: int = 12) -> str:
-        """A short plain-text account for the terminal."""
-        return comparison_render.text_summary(self, rows)
-
-    def to_json(self) -> dict[str, Any]:
-        return comparison_render.json_summary(self)
 
 
 def check_recorded(results: Results) -> None:
@@ -448,6 +411,9 @@ def compare(
     )
     outcome.html = comparison_render.write_html(outcome, html_path)
     comparison_render.write_outputs(
-        outcome.to_json(), comparison_render.markdown(outcome), json_out, markdown_out
+        comparison_render.json_summary(outcome),
+        comparison_render.markdown(outcome),
+        json_out,
+        markdown_out,
     )
     return outcome

@@ -14,7 +14,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -22,10 +22,9 @@ from benchinit._version import __version__
 from benchinit.analysis import stats
 from benchinit.figures import drawing as figures
 from benchinit.gate import verdicts
+from benchinit.gate.outcomes import CompareOutcome
+from benchinit.report.templating import environment as jinja_environment
 from benchinit.results.outputs import step_summary, write_output
-
-if TYPE_CHECKING:
-    from benchinit.gate.compare import CompareOutcome
 
 CORRECTION_NAMES = {
     "holm": "Holm (family-wise error)",
@@ -333,7 +332,6 @@ def difference_figures(table: pd.DataFrame, alpha: float) -> list[dict[str, str]
 
 
 def write_html(outcome: CompareOutcome, path: Path) -> Path:
-    from benchinit.report.page import environment as jinja_environment
 
     page = (
         jinja_environment()

@@ -26,14 +26,11 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from benchinit.analysis import stats
 from benchinit.errors import BenchinitError, ResultsError, did_you_mean
 from benchinit.gate import compare_render as comparison_render
 from benchinit.gate import history_render as series_render
@@ -46,63 +43,11 @@ from benchinit.gate.compare import (
     comparison_rows,
     environment_differences,
 )
+from benchinit.gate.outcomes import HistoryOutcome
 from benchinit.results.outputs import check_verdict_outputs
 from benchinit.results.tables import Results, load_results
 
 SORTS = ("given", "time")
-
-
-@dataclass
-class HistoryOutcome:
-    """Verdicts of every step (``table``, column ``step``: run ``step`` -> ``step + 1``,
-    1-based; ``study``: the study as a whole per step and metric; ``priors``: the priors of
-    the moderated variances per step, metric and design), each run's mean and interval per
-    configuration (``series``), and what changed between consecutive runs (``changes[i]``:
-    from run i + 1 to run i + 2)."""
-
-    runs: list[Results]
-    table: pd.DataFrame
-    series: pd.DataFrame
-    changes: list[list[dict[str, Any]]]
-    metrics: list[str]
-    correction: str = "holm"
-    alpha: float = 0.05
-    html: Path | None = None
-    study: pd.DataFrame = field(default_factory=pd.DataFrame)
-    priors: pd.DataFrame = field(default_factory=pd.DataFrame)
-    steps: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.steps = len(self.runs) - 1
-
-    def step_table(self, step: int) -> pd.DataFrame:
-        return self.table[self.table["step"] == step] if len(self.table) else self.table
-
-    def step_study(self, step: int) -> pd.DataFrame:
-        return self.study[self.study["step"] == step] if len(self.study) else self.study
-
-    def step_priors(self, step: int) -> pd.DataFrame:
-        return self.priors[self.priors["step"] == step] if len(self.priors) else self.priors
-
-    @property
-    def regressed(self) -> bool:
-        """The last step regressed, a configuration or the study as a whole (older steps
-        do not fail a nightly job)."""
-        return verdicts.regressed(self.step_table(self.steps), self.step_study(self.steps))
-
-    @property
-    def warning(self) -> str:
-        return verdicts.power_warning(self.table) if len(self.table) else ""
-
-    def step_line(self, step: int) -> str:
-        """'step 2 → 3: 0 improved, 1 regressed, ...; changed: torch 2.12 → 2.13'."""
-        return _step_line(self, step)
-
-    def summary(self) -> str:
-        return _text_summary(self)
-
-    def to_json(self) -> dict[str, Any]:
-        return _json_summary(self)
 
 
 def _order(runs: list[Results], sort: str) -> list[Results]:
@@ -209,91 +154,6 @@ def history(
     )
     outcome.html = series_render.write_html(outcome, html_path)
     comparison_render.write_outputs(
-        outcome.to_json(), series_render.markdown(outcome), json_out, markdown_out
+        series_render.json_summary(outcome), series_render.markdown(outcome), json_out, markdown_out
     )
     return outcome
-
-
-# --- text and JSON ----------------------------------------------------------------
-
-
-def _step_line(outcome: HistoryOutcome, step: int) -> str:
-    counts = verdicts.counts(outcome.step_table(step))
-    line = f"step {step} → {step + 1}: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-    whole = outcome.step_study(step)
-    if len(whole):
-        line += "; study as a whole: " + ", ".join(
-            f"{r['metric']} {r['verdict']}" for r in whole.to_dict(orient="records")
-        )
-    changed = outcome.changes[step - 1]
-    if changed:
-        shown = comparison_render.shown
-        line += "; changed: " + "; ".join(
-            f"{e['key']} {shown(e['base'])} → {shown(e['new'])}" for e in changed
-        )
-    return line
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def _text_summary(outcome: HistoryOutcome) -> str:
-    study = outcome.runs[0].study["name"]
-    method = comparison_render.correction_text(outcome.correction, outcome.alpha)
-    lines = [
-        f"history {study}: {_plural(len(outcome.runs), 'run')}, "
-        f"{_plural(outcome.steps, 'step')}, "
-        f"{len(outcome.table)} verdicts ({method}, over the whole page)"
-    ]
-    lines += [_step_line(outcome, step) for step in range(1, outcome.steps + 1)]
-    last = outcome.step_table(outcome.steps)
-    if outcome.steps:
-        level = 1 - outcome.alpha
-        lines += comparison_render.study_lines(
-            outcome.step_study(outcome.steps), outcome.step_priors(outcome.steps), level
-        )
-    if outcome.regressed:
-        bad = last[last["verdict"] == "regressed"]
-        whole = outcome.step_study(outcome.steps)
-        names = [*(bad["configuration"] + " " + bad["metric"])]
-        worse = whole["metric"][whole["verdict"] == "regressed"] if len(whole) else []
-        names += [f"the study as a whole ({m})" for m in worse]
-        lines.append("last step regressed: " + "; ".join(names))
-    if outcome.warning:
-        lines.append(outcome.warning)
-    if outcome.html is not None:
-        lines.append(f"report: {outcome.html}")
-    return "\n".join(lines)
-
-
-def _json_summary(outcome: HistoryOutcome) -> dict[str, Any]:
-    return {
-        "study": outcome.runs[0].study["name"],
-        "regressed": outcome.regressed,
-        "correction": outcome.correction,
-        "alpha": outcome.alpha,
-        "power": stats.POWER,
-        "metrics": outcome.metrics,
-        "warning": outcome.warning,
-        "runs": [
-            {"run": i, "path": str(r.path), "started": r.meta["started"]}
-            for i, r in enumerate(outcome.runs, start=1)
-        ],
-        "steps": [
-            {
-                "step": step,
-                "base": str(outcome.runs[step - 1].path),
-                "new": str(outcome.runs[step].path),
-                "counts": verdicts.counts(outcome.step_table(step)),
-                "study_level": comparison_render.records(outcome.step_study(step))
-                if len(outcome.study)
-                else [],
-                "changes": outcome.changes[step - 1],
-            }
-            for step in range(1, outcome.steps + 1)
-        ],
-        "series": comparison_render.records(outcome.series),
-        "priors": comparison_render.records(outcome.priors) if len(outcome.priors) else [],
-        "comparisons": comparison_render.records(outcome.table) if len(outcome.table) else [],
-    }

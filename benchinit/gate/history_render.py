@@ -11,19 +11,19 @@ from __future__ import annotations
 import os
 import urllib.parse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from benchinit._version import __version__
 from benchinit.analysis import stats
 from benchinit.figures import drawing as figures
 from benchinit.gate import compare_render as comparison_render
 from benchinit.gate import verdicts
+from benchinit.gate.outcomes import HistoryOutcome
+from benchinit.report.templating import environment as jinja_environment
 from benchinit.results.outputs import write_output
-
-if TYPE_CHECKING:
-    from benchinit.gate.history import HistoryOutcome
 
 MAX_PANELS = figures.MAX_PANELS
 
@@ -44,7 +44,7 @@ def markdown(outcome: HistoryOutcome) -> str:
         "",
     ]
     if outcome.steps:
-        lines += [f"**{md(outcome.step_line(outcome.steps))}**", ""]
+        lines += [f"**{md(step_line(outcome, outcome.steps))}**", ""]
         last = outcome.step_table(outcome.steps)
         lines += comparison_render.markdown_study(
             outcome.step_study(outcome.steps), outcome.step_priors(outcome.steps), 1 - outcome.alpha
@@ -170,8 +170,6 @@ def _run_rows(outcome: HistoryOutcome, page: Path) -> list[dict[str, Any]]:
 
 
 def write_html(outcome: HistoryOutcome, path: Path) -> Path:
-    from benchinit._version import __version__
-    from benchinit.report.page import environment as jinja_environment
 
     table = outcome.table
     rows = comparison_render.html_rows(comparison_render.ordered(table)) if len(table) else []
@@ -200,3 +198,88 @@ def write_html(outcome: HistoryOutcome, path: Path) -> Path:
         )
     )
     return write_output(path, page, "html")
+
+
+# --- text and JSON ----------------------------------------------------------------
+
+
+def step_line(outcome: HistoryOutcome, step: int) -> str:
+    counts = verdicts.counts(outcome.step_table(step))
+    line = f"step {step} → {step + 1}: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+    whole = outcome.step_study(step)
+    if len(whole):
+        line += "; study as a whole: " + ", ".join(
+            f"{r['metric']} {r['verdict']}" for r in whole.to_dict(orient="records")
+        )
+    changed = outcome.changes[step - 1]
+    if changed:
+        shown = comparison_render.shown
+        line += "; changed: " + "; ".join(
+            f"{e['key']} {shown(e['base'])} → {shown(e['new'])}" for e in changed
+        )
+    return line
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def text_summary(outcome: HistoryOutcome) -> str:
+    study = outcome.runs[0].study["name"]
+    method = comparison_render.correction_text(outcome.correction, outcome.alpha)
+    lines = [
+        f"history {study}: {_plural(len(outcome.runs), 'run')}, "
+        f"{_plural(outcome.steps, 'step')}, "
+        f"{len(outcome.table)} verdicts ({method}, over the whole page)"
+    ]
+    lines += [step_line(outcome, step) for step in range(1, outcome.steps + 1)]
+    last = outcome.step_table(outcome.steps)
+    if outcome.steps:
+        level = 1 - outcome.alpha
+        lines += comparison_render.study_lines(
+            outcome.step_study(outcome.steps), outcome.step_priors(outcome.steps), level
+        )
+    if outcome.regressed:
+        bad = last[last["verdict"] == "regressed"]
+        whole = outcome.step_study(outcome.steps)
+        names = [*(bad["configuration"] + " " + bad["metric"])]
+        worse = whole["metric"][whole["verdict"] == "regressed"] if len(whole) else []
+        names += [f"the study as a whole ({m})" for m in worse]
+        lines.append("last step regressed: " + "; ".join(names))
+    if outcome.warning:
+        lines.append(outcome.warning)
+    if outcome.html is not None:
+        lines.append(f"report: {outcome.html}")
+    return "\n".join(lines)
+
+
+def json_summary(outcome: HistoryOutcome) -> dict[str, Any]:
+    return {
+        "study": outcome.runs[0].study["name"],
+        "regressed": outcome.regressed,
+        "correction": outcome.correction,
+        "alpha": outcome.alpha,
+        "power": stats.POWER,
+        "metrics": outcome.metrics,
+        "warning": outcome.warning,
+        "runs": [
+            {"run": i, "path": str(r.path), "started": r.meta["started"]}
+            for i, r in enumerate(outcome.runs, start=1)
+        ],
+        "steps": [
+            {
+                "step": step,
+                "base": str(outcome.runs[step - 1].path),
+                "new": str(outcome.runs[step].path),
+                "counts": verdicts.counts(outcome.step_table(step)),
+                "study_level": comparison_render.records(outcome.step_study(step))
+                if len(outcome.study)
+                else [],
+                "changes": outcome.changes[step - 1],
+            }
+            for step in range(1, outcome.steps + 1)
+        ],
+        "series": comparison_render.records(outcome.series),
+        "priors": comparison_render.records(outcome.priors) if len(outcome.priors) else [],
+        "comparisons": comparison_render.records(outcome.table) if len(outcome.table) else [],
+    }

@@ -26,10 +26,10 @@ from benchinit.execution.stages import ACCURACY_POINTS, LOSS_RELATIVE, choose, s
 from benchinit.figures import analysis as analysis_figures
 from benchinit.metrics import metric_info
 from benchinit.report.section_figures import FigureJob, grid_sorted, layout, panels_note, slug
+from benchinit.results.schema import TUNED_PREFIX
 from benchinit.results.store import Store
 from benchinit.results.tables import Results
 from benchinit.study.tuning import (
-    COLUMN_PREFIX,
     TASK_METRICS,
     TUNE_SEED_BASE,
     VALIDATION_METRICS,
@@ -60,13 +60,13 @@ def tune_spec(results: Results) -> TuneSpec | None:
     """The TuneSpec of a tuned study, rebuilt from its folder (module docstring); None for
     an untuned one."""
     tuning = results.tuning
-    columns = [c for c in tuning.columns if c.startswith(COLUMN_PREFIX)]
+    columns = [c for c in tuning.columns if c.startswith(TUNED_PREFIX)]
     if tuning.empty or not columns:
         return None
     stored = _resolved_tune(results)
     params = []
     for column in columns:
-        axis, _, param = column.removeprefix(COLUMN_PREFIX).partition(".")
+        axis, _, param = column.removeprefix(TUNED_PREFIX).partition(".")
         tried = pd.to_numeric(tuning[column], errors="coerce").dropna().unique()
         params.append(Tuned(axis, param, values=tuple(sorted(float(v) for v in tried))))
     count = stored.get("seeds")

@@ -46,9 +46,8 @@ from benchinit.analysis.stats import t_half_widths
 from benchinit.errors import ResultsError
 from benchinit.metrics import METRIC_TABLE, METRICS, metric_info
 from benchinit.results.meta import Meta, StudyInfo
-from benchinit.results.schema import COLUMNS, conform
+from benchinit.results.schema import COLUMNS, STAGE, TUNE, conform
 from benchinit.results.store import Store
-from benchinit.study.tuning import STAGE, TUNE
 
 
 def mean_ci_by(frame: pd.DataFrame, keys: list[str], level: float = 0.95) -> pd.DataFrame:

@@ -46,14 +46,12 @@ from benchinit.metrics import TRAIN_METRICS, Direction
 from benchinit.plugins.descriptors import Param
 from benchinit.plugins.registry import Registry
 from benchinit.plugins.specs import SpecError, coerce, describe_type, format_value, parse_spec
+from benchinit.results.schema import TUNED_PREFIX
 from benchinit.study.grid import PLUGIN_AXES
 
 Fail = Callable[[str, str], Exception]
 Value = int | float
 
-STAGE = "stage"  # the config key and runs column: "tune" or "final" (absent when untuned)
-TUNE, FINAL = "tune", "final"
-COLUMN_PREFIX = "tuned."  # runs column of a tuned parameter: "tuned.optimizer.lr"
 RESERVED = ("select", "seeds")
 RANGE_KEYS = ("range", "log_range", "trials")
 MAX_TRIALS = 10_000  # per range: every point is drawn and checked when the study loads
@@ -94,7 +92,7 @@ class Tuned:
 
     @property
     def column(self) -> str:
-        return COLUMN_PREFIX + self.key
+        return TUNED_PREFIX + self.key
 
     @property
     def is_range(self) -> bool:
