@@ -15,7 +15,7 @@ Public API (everything else is internal)::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchinit._version import __version__
 from benchinit.errors import BenchinitError, PluginError, ResultsError, StudyError
@@ -30,7 +30,14 @@ from benchinit.plugins.descriptors import (
     ReportSection,
 )
 from benchinit.plugins.hookspecs import hookimpl
-from benchinit.study.load import Study, load_study
+
+if TYPE_CHECKING:  # the lazy names below, for type checkers
+    from benchinit.execution.runner import run
+    from benchinit.gate.compare import compare
+    from benchinit.gate.history import history
+    from benchinit.report.page import render_report
+    from benchinit.results.tables import Results, load_results
+    from benchinit.study.load import Study, load_study
 
 __all__ = [
     "Activation",
@@ -49,6 +56,7 @@ __all__ = [
     "StudyError",
     "__version__",
     "compare",
+    "history",
     "hookimpl",
     "load_results",
     "load_study",
@@ -56,8 +64,11 @@ __all__ = [
     "run",
 ]
 
-# Heavier parts load on first use, so a plugin's `from benchinit import hookimpl` stays cheap.
+# Heavier parts load on first use: a plugin's `from benchinit import hookimpl` stays cheap, and the
+# read side (compare, history, index, report) never imports torch or the study loader.
 _LAZY = {
+    "Study": "benchinit.study.load",
+    "load_study": "benchinit.study.load",
     "run": "benchinit.execution.runner",
     "load_results": "benchinit.results.tables",
     "Results": "benchinit.results.tables",

@@ -52,7 +52,9 @@ ENGINE_MODULES = (
     "benchinit.engine.probes",  # per-layer statistics and histograms
     "benchinit.engine.jacobian",  # Jacobian spectra
     "benchinit.results.schema",  # what a recorded row holds
+    "benchinit.engine.recorder",  # how rows are collected into the tables
     "benchinit.study.validation",  # the validation split
+    "benchinit.engine.splits",  # the split applied to a dataset's tensors
     "benchinit.engine.stack",  # data loading, seeds, building a stack
     "benchinit.engine.evaluation",  # losses, evaluation, probes during training
     "benchinit.engine.atinit",  # signal studies

@@ -165,9 +165,7 @@ def _runtime_imports(module: str) -> set[str]:
         if id(node) in skipped:
             continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("benchinit"):
-            names = (
-                [f"benchinit.{a.name}" for a in node.names] if node.module == "benchinit" else []
-            )
+            names = [f"{node.module}.{a.name}" for a in node.names]  # a submodule, or a name
             found |= {n for n in names if n in sys.modules} or {node.module}
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("benchinit")}

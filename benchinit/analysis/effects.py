@@ -41,7 +41,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats
+
+from benchinit.lazy import lazy
+
+stats = lazy("scipy.stats")
 
 Array = npt.NDArray[np.float64]
 RESAMPLES = 1000

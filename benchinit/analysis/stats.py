@@ -68,7 +68,10 @@ from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from scipy import optimize, special, stats
+
+from benchinit.lazy import lazy
+
+optimize, special, stats = lazy("scipy.optimize"), lazy("scipy.special"), lazy("scipy.stats")
 
 CORRECTIONS = ("holm", "bh", "none")  # see adjust_p
 POWER = 0.8  # the power at which detectable_change is quoted

@@ -27,12 +27,13 @@ import numpy as np
 import torch
 
 from benchinit.engine.models import StackedMLP
+from benchinit.engine.splits import split_validation
 from benchinit.errors import BenchinitError, error_text, plugin_failed
 from benchinit.plugins.descriptors import Activation, Bound, Data, Dataset, Initializer
 from benchinit.plugins.registry import Registry
 from benchinit.study.cells import Cell, canonical_json
 from benchinit.study.settings import SQRT_DEPTH
-from benchinit.study.validation import split_validation, validation_seed
+from benchinit.study.validation import validation_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -64,7 +64,7 @@ from benchinit.engine.stack import (
 from benchinit.plugins.descriptors import Activation, Bound, Data, Loss, Optimizer
 from benchinit.plugins.registry import Registry
 from benchinit.study.cells import Cell
-from benchinit.study.schedules import make_scheduler
+from benchinit.study.schedules import lr_factor
 
 # Epoch 0 (before training) is measured on at most this many samples of the training and
 # held-out splits (the first ones): on 60,000 samples full passes would add a third of an
@@ -76,6 +76,14 @@ FINAL_METRICS = ("val_loss", "val_accuracy", "val_mse", "test_loss", "test_accur
 # Probe inputs of the Jacobian spectrum at init and after training (signal studies use
 # benchinit.engine.jacobian.PROBES): each costs a Jacobian of the inputs' width per member.
 JACOBIAN_PROBES = 2
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, params: Mapping[str, Any], epochs: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The optimizer's schedule (benchinit.study.schedules.lr_factor), stepped once per epoch."""
+    base_lr = float(optimizer.param_groups[0]["lr"])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(params, base_lr, epochs))
 
 
 def _permutations(generators: list[torch.Generator], n: int, device: torch.device) -> torch.Tensor:

@@ -47,7 +47,7 @@ from benchinit.results.meta import Meta
 from benchinit.results.schema import conform
 from benchinit.results.store import Store
 from benchinit.results.tables import Results, load_results
-from benchinit.study import grid
+from benchinit.study import grid, seed_record
 from benchinit.study.cells import Cell
 from benchinit.study.grid import plugins_of
 from benchinit.study.load import Study, resolved_toml
@@ -92,7 +92,7 @@ class RunOutcome:
         ]
         rounds = self.results.study["seeding"]
         if rounds.get("configurations"):
-            lines.append(seeding.describe(rounds))
+            lines.append(seed_record.describe(rounds))
         if counts["ok"]:
             table = self.results.summary()
             metric = self.results.metric

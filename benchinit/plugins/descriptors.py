@@ -26,9 +26,10 @@ import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
-import torch
+if TYPE_CHECKING:  # annotations only: the read side (benchinit.report, compare) runs without torch
+    import torch
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 _RST_LITERAL = re.compile(r"``(.+?)``")

@@ -15,7 +15,8 @@ the drawn range of sigma_w and the critical scale
 (:func:`~benchinit.analysis.meanfield.critical_sigma_w`,
 chi_1 = 1) as a vertical line, for the panel's activation rebuilt by name from the built-in
 plugins and its mean measured ``sigma_b``. The overlay is left out, and the caption says
-why, for an activation that is not built in (a copied folder has no plugins), and for
+why, for an activation that is not built in (a copied folder has no plugins), where torch is
+not installed (the theory and the activations are torch code, imported only here), and for
 residual or normalized networks, where the theory does not apply. Computing it costs about
 0.1 s per point (a quadrature per sigma_w), so the curve has ``DENSE`` points plus a few
 around the critical scale, where it rises steeply.
@@ -29,10 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchinit.analysis.meanfield import critical_sigma_w, phase_diagram
 from benchinit.figures import analysis as analysis_figures
 from benchinit.figures.layout import MAX_PANELS
-from benchinit.plugins.registry import Registry
 from benchinit.report.section_figures import FigureJob, aggregate, panels_note, slug
 from benchinit.report.sections import main_metric
 from benchinit.results.tables import Results
@@ -90,7 +89,7 @@ def _applies(results: Results, where: dict[str, Any]) -> str:
 
 
 def _theory(
-    results: Results, cells: pd.DataFrame, where: dict[str, Any], registry: list[Registry]
+    results: Results, cells: pd.DataFrame, where: dict[str, Any], registry: list[Any]
 ) -> tuple[pd.DataFrame, float, float, str]:
     """(curve, critical sigma_w, sigma_b, why not) for one panel's cells."""
     reason = _applies(results, where)
@@ -100,6 +99,16 @@ def _theory(
     sigma_b = float(np.nan_to_num(pd.to_numeric(cells["sigma_b"], errors="coerce").mean()))
     if reason:
         return pd.DataFrame(), math.nan, sigma_b, reason
+    try:  # the theory needs the activation as torch code: the read side alone has no torch
+        from benchinit.analysis.meanfield import critical_sigma_w, phase_diagram
+        from benchinit.plugins.registry import Registry
+    except ImportError:
+        return (
+            pd.DataFrame(),
+            math.nan,
+            sigma_b,
+            "mean-field theory needs torch, not installed here",
+        )
     try:
         if not registry:
             registry.append(Registry(autoload=False))
@@ -174,7 +183,7 @@ def phase_jobs(results: Results) -> list[FigureJob]:
     grid = cells[[*keys, "initializers"]].drop_duplicates(keys)
     table = grid.merge(table, on=keys, how="left").fillna({"seeds": 0})
     curves, criticals, panels = [], [], []
-    registry: list[Registry] = []
+    registry: list[Any] = []  # a Registry, made once when a panel needs the theory
     groups = list(table.groupby(facets, sort=False, dropna=False)) if facets else [((), table)]
     for key, part in groups[:MAX_PANELS]:
         key = key if isinstance(key, tuple) else (key,)

@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from benchinit.execution import seeding
 from benchinit.metrics import METRIC_TABLE, Metric, metric_info
 from benchinit.results.tables import Results
+from benchinit.study import seed_record
 
 LEADERBOARD_ROWS = 500  # beyond this the table lists the best ones and says so
 
@@ -45,9 +45,9 @@ def header(results: Results) -> dict[str, Any]:
         "direction": "higher is better" if metric.direction == "max" else "lower is better",
         "axes": [(axis, values.get(axis, [])) for axis in results.axes],
         "seeds": results.study["seeds"],
-        "seed_span": seeding.seed_span(results.study["seeding"])
+        "seed_span": seed_record.seed_span(results.study["seeding"])
         or f"{len(results.study['seeds'])} seeds",
-        "seeding": seeding.describe(results.study["seeding"]),
+        "seeding": seed_record.describe(results.study["seeding"]),
         "counts": results.counts(),
         "cells": len(results.runs),
         "device": env.get("device", "?"),

@@ -17,8 +17,6 @@ import math
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-import torch
-
 # The parameters each schedule reads (lr_factor below is the truth; a test holds them equal).
 READS: dict[str, tuple[str, ...]] = {
     "constant": (),
@@ -50,13 +48,6 @@ def lr_factor(params: Mapping[str, Any], base_lr: float, epochs: int) -> Callabl
 
         return cosine
     raise ValueError(f"unknown schedule {schedule!r}")
-
-
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, params: Mapping[str, Any], epochs: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    base_lr = float(optimizer.param_groups[0]["lr"])
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(params, base_lr, epochs))
 
 
 def inert(params: Mapping[str, Any], epochs: int, tuned: Collection[str] = ()) -> dict[str, str]:

@@ -39,9 +39,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scipy.stats import qmc
-
 from benchinit.errors import did_you_mean
+from benchinit.lazy import lazy
 from benchinit.metrics import TRAIN_METRICS, Direction
 from benchinit.plugins.descriptors import Param
 from benchinit.plugins.registry import Registry
@@ -393,7 +392,7 @@ def _draw(tuned: Sequence[Tuned]) -> list[tuple[Value, ...]]:
     """The ranges' joint points (see the module docstring), rounded, duplicates dropped."""
     if not tuned:
         return [()]
-    sequence = qmc.Halton(len(tuned), scramble=False)
+    sequence = lazy("scipy.stats").qmc.Halton(len(tuned), scramble=False)
     sequence.fast_forward(1)  # skip the origin: every parameter at its lower bound
     points = []
     for unit in sequence.random(tuned[0].trials):
