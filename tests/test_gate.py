@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from synthetic import runs_frame, write_runs
 
-from benchinit.analysis import stats
+from benchinit.analysis import moderated, stats
 from benchinit.cli import main
 from benchinit.gate.verdicts import decide
 
@@ -177,11 +177,11 @@ def old_gate(base, new, paired):
 def new_gate(base, new, paired):
     """(regressed configurations [draws, configs], study regressed [draws]) by the gate:
     the split, a prior per draw, Holm over the configurations, the study test alone."""
-    split = stats.paired_split(new - base) if paired else stats.unpaired_split(base, new)
-    test = stats.split_test(split, stats.fit_prior(split.own, split.own_df))
+    split = moderated.paired_split(new - base) if paired else moderated.unpaired_split(base, new)
+    test = moderated.split_test(split, moderated.fit_prior(split.own, split.own_df))
     adjusted = stats.adjust_p(test.p, "holm")
     rows = decide(test.diff, test.low, test.high, adjusted, 0.0, ALPHA) == "regressed"
-    whole = stats.study_test(split)
+    whole = moderated.study_test(split)
     study = decide(whole.diff, whole.low, whole.high, whole.p, 0.0, ALPHA) == "regressed"
     return rows, study | rows.all(axis=-1)
 
@@ -240,8 +240,8 @@ def test_a_prior_over_whole_variances_would_cry_wolf_on_a_shared_seed_effect():
     rng = np.random.default_rng(21)
     sd = _configurations(rng, 200)
     d = rng.normal(0, 3 * SIGMA, (DRAWS, 1, 3)) + sd * rng.normal(size=(DRAWS, 200, 3))
-    moments = stats.paired_moments(d)
-    test = stats.moderated_test(moments, stats.fit_prior(moments.variance, moments.df))
+    moments = moderated.paired_moments(d)
+    test = moderated.moderated_test(moments, moderated.fit_prior(moments.variance, moments.df))
     adjusted = stats.adjust_p(test.p, "holm")
     pooled = (decide(test.diff, test.low, test.high, adjusted, 0.0, ALPHA) == "regressed").any(1)
     rows, _ = new_gate(np.zeros_like(d), d, True)
@@ -256,10 +256,12 @@ def test_the_prior_s_margin_keeps_unequal_variances_from_crying_wolf():
     false regressions pass alpha / 2; with the margin they stay below it."""
     rng = np.random.default_rng(23)
     d = _configurations(rng, 200) * rng.normal(size=(DRAWS, 200, 3)) * math.sqrt(2)
-    split = stats.paired_split(d)
+    split = moderated.paired_split(d)
     rates = {}
-    for margin in (0.0, stats.PRIOR_MARGIN):
-        test = stats.split_test(split, stats.fit_prior(split.own, split.own_df, margin=margin))
+    for margin in (0.0, moderated.PRIOR_MARGIN):
+        test = moderated.split_test(
+            split, moderated.fit_prior(split.own, split.own_df, margin=margin)
+        )
         adjusted = stats.adjust_p(test.p, "holm")
         rates[margin] = (
             (decide(test.diff, test.low, test.high, adjusted, 0.0, ALPHA) == "regressed")
@@ -267,7 +269,7 @@ def test_the_prior_s_margin_keeps_unequal_variances_from_crying_wolf():
             .mean()
         )
     assert rates[0.0] > ALPHA / 2 + slack(ALPHA / 2)
-    assert rates[stats.PRIOR_MARGIN] <= ALPHA / 2 + slack(ALPHA / 2)
+    assert rates[moderated.PRIOR_MARGIN] <= ALPHA / 2 + slack(ALPHA / 2)
 
 
 POWER = {

@@ -12,7 +12,7 @@ import pytest
 from scipy import optimize, special
 from scipy import stats as sp
 
-from benchinit.analysis import stats
+from benchinit.analysis import moderated, stats
 
 
 @pytest.mark.parametrize("df", [1, 2, 4, 9, 30, 3.7])
@@ -192,13 +192,13 @@ def _prior_from_the_paper(variances, dfs, margin=0.0):
 
 
 def test_trigamma_inverse():
-    assert stats.trigamma_inverse(math.pi**2 / 6) == pytest.approx(1.0, rel=1e-10)
-    assert stats.trigamma_inverse(math.pi**2 / 2) == pytest.approx(0.5, rel=1e-10)
+    assert moderated.trigamma_inverse(math.pi**2 / 6) == pytest.approx(1.0, rel=1e-10)
+    assert moderated.trigamma_inverse(math.pi**2 / 2) == pytest.approx(0.5, rel=1e-10)
     x = np.array([1e-4, 0.01, 0.3, 1.0, 7.0, 1e3, 1e5])
     expected = [_trigamma_inverse_by_root(v) for v in x]
-    assert stats.trigamma_inverse(x) == pytest.approx(expected, rel=1e-7)
-    assert special.polygamma(1, stats.trigamma_inverse(x)) == pytest.approx(x, rel=1e-7)
-    assert math.isnan(float(stats.trigamma_inverse(0.0)))
+    assert moderated.trigamma_inverse(x) == pytest.approx(expected, rel=1e-7)
+    assert special.polygamma(1, moderated.trigamma_inverse(x)) == pytest.approx(x, rel=1e-7)
+    assert math.isnan(float(moderated.trigamma_inverse(0.0)))
 
 
 @pytest.mark.parametrize("margin", [0.0, 1.0])
@@ -210,8 +210,8 @@ def test_fit_prior_is_the_papers_estimator(margin):
         sigma2 = 0.01 * rng.lognormal(0, rng.uniform(0, 1.5), g)  # from alike to very unlike
         variances = sigma2 * rng.chisquare(dfs) / dfs
         variances[rng.random(g) < 0.1] = 0.0  # identical values: left out
-        prior = stats.fit_prior(variances, dfs, margin=margin)
-        if (variances > 0).sum() < stats.MIN_PRIOR:
+        prior = moderated.fit_prior(variances, dfs, margin=margin)
+        if (variances > 0).sum() < moderated.MIN_PRIOR:
             assert float(prior.df) == 0.0
             continue
         s2, d0 = _prior_from_the_paper(variances, dfs, margin)
@@ -227,15 +227,17 @@ def test_a_prior_worked_by_hand():
     Posterior variances (2 * 1 + 2 * s_g^2) / 4 on 2 + 2 = 4 df (the pooled 6 is above)."""
     a = math.pi / math.sqrt(3)
     variances = np.exp([-a, 0.0, a])
-    prior = stats.fit_prior(variances, 2.0, margin=0.0)
+    prior = moderated.fit_prior(variances, 2.0, margin=0.0)
     assert (float(prior.df), float(prior.s2)) == pytest.approx((2.0, 1.0), rel=1e-9)
     assert float(prior.pooled_df) == 6.0
-    posterior, df = stats.posterior(variances, 2.0, prior)
+    posterior, df = moderated.posterior(variances, 2.0, prior)
     assert posterior == pytest.approx([(1 + math.exp(-a)) / 2, 1.0, (1 + math.exp(a)) / 2])
     assert df == pytest.approx([4.0, 4.0, 4.0])
     # the moderated t of a difference of 1.2 over 3 paired seeds, variance 1 (s^2 = e^0):
-    moments = stats.Moments(np.array([1.2]), np.array([1.0]), np.array([2.0]), np.array([1 / 3]))
-    test = stats.moderated_test(moments, prior, 0.95)
+    moments = moderated.Moments(
+        np.array([1.2]), np.array([1.0]), np.array([2.0]), np.array([1 / 3])
+    )
+    test = moderated.moderated_test(moments, prior, 0.95)
     t = 1.2 / math.sqrt(1.0 / 3)
     assert test.p[0] == pytest.approx(2 * sp.t.sf(t, 4), rel=1e-10)
     half = sp.t.ppf(0.975, 4) * math.sqrt(1 / 3)
@@ -245,29 +247,29 @@ def test_a_prior_worked_by_hand():
 def test_alike_variances_give_an_infinite_prior_df():
     """Three equal variances on 2 df scatter less than chance alone: d0 = inf and s0^2 =
     exp(mean(e)) = exp(log 1 + gamma) = e^gamma; every test uses s0^2 on the pooled 6 df."""
-    prior = stats.fit_prior([1.0, 1.0, 1.0], 2.0, margin=0.0)
+    prior = moderated.fit_prior([1.0, 1.0, 1.0], 2.0, margin=0.0)
     assert math.isinf(float(prior.df))
     assert float(prior.s2) == pytest.approx(math.exp(np.euler_gamma), rel=1e-12)
-    posterior, df = stats.posterior(np.array([0.5, 1.0, 3.0]), 2.0, prior)
+    posterior, df = moderated.posterior(np.array([0.5, 1.0, 3.0]), 2.0, prior)
     assert posterior == pytest.approx([math.exp(np.euler_gamma)] * 3) and (df == 6.0).all()
 
 
 def test_zero_variances_and_too_few_configurations():
     variances, dfs = np.array([0.02, 0.05, 0.01, 0.03]), np.full(4, 2.0)
-    with_zero = stats.fit_prior(np.append(variances, 0.0), np.append(dfs, 2.0))
-    without = stats.fit_prior(variances, dfs)
+    with_zero = moderated.fit_prior(np.append(variances, 0.0), np.append(dfs, 2.0))
+    without = moderated.fit_prior(variances, dfs)
     assert (float(with_zero.df), float(with_zero.s2)) == pytest.approx(
         (float(without.df), float(without.s2))
     )
     d0, s0 = float(with_zero.df), float(with_zero.s2)
-    zero_posterior, _ = stats.posterior(np.array([0.0]), 2.0, with_zero)
+    zero_posterior, _ = moderated.posterior(np.array([0.0]), 2.0, with_zero)
     assert float(zero_posterior[0]) == pytest.approx(d0 * s0 / (d0 + 2))  # positive
     # two variances: no prior, and the moderated test is the ordinary paired t
     rng = np.random.default_rng(8)
     d = rng.normal(0.1, 0.2, (2, 4))
-    few = stats.fit_prior(d.var(axis=-1, ddof=1), 3.0)
+    few = moderated.fit_prior(d.var(axis=-1, ddof=1), 3.0)
     assert float(few.df) == 0.0 and math.isnan(float(few.s2))
-    ours = stats.moderated_test(stats.paired_moments(d), few)
+    ours = moderated.moderated_test(moderated.paired_moments(d), few)
     assert ours.p == pytest.approx(sp.ttest_1samp(d, 0.0, axis=-1).pvalue, rel=1e-10)
 
 
@@ -291,10 +293,10 @@ def test_the_moderated_t_is_exact_where_its_model_holds():
     g, n, d0, s0 = 4000, 3, 6.0, 0.01
     sigma2 = d0 * s0 / rng.chisquare(d0, g)
     d = rng.normal(0, np.sqrt(sigma2)[:, None], (g, n))
-    moments = stats.paired_moments(d)
-    prior = stats.fit_prior(moments.variance, moments.df, margin=0.0)
+    moments = moderated.paired_moments(d)
+    prior = moderated.fit_prior(moments.variance, moments.df, margin=0.0)
     assert float(prior.df) == pytest.approx(d0, rel=0.35)
-    p = stats.moderated_test(moments, prior).p
+    p = moderated.moderated_test(moments, prior).p
     for level in (0.05, 0.01):
         assert abs(np.mean(p < level) - level) < 4 * math.sqrt(level / g)
 
@@ -305,16 +307,16 @@ def test_split_parts_are_the_two_way_layout():
     unpaired: Welch's t of the two sides' per-seed means."""
     rng = np.random.default_rng(11)
     d = rng.normal(0, 1, (5, 4)) + rng.normal(0, 2, (1, 4))  # a shared seed effect
-    split = stats.paired_split(d)
+    split = moderated.paired_split(d)
     seed_means = d.mean(axis=0)
-    study = stats.study_test(split)
+    study = moderated.study_test(split)
     assert float(study.p) == pytest.approx(sp.ttest_1samp(seed_means, 0.0).pvalue, rel=1e-10)
     residual = d - seed_means - (d - seed_means).mean(axis=1, keepdims=True)
     assert split.own == pytest.approx((residual**2).sum(axis=1) / 3)
     assert split.own_df == pytest.approx(3 * 4 / 5) and split.scale == pytest.approx(1 / 4)
     assert split.diff == pytest.approx(d.mean(axis=1))
     base, new = rng.normal(0, 1, (5, 3)), rng.normal(0.5, 1, (5, 6))
-    welch = stats.study_test(stats.unpaired_split(base, new))
+    welch = moderated.study_test(moderated.unpaired_split(base, new))
     expected = sp.ttest_ind(new.mean(axis=0), base.mean(axis=0), equal_var=False)
     assert float(welch.p) == pytest.approx(expected.pvalue, rel=1e-10)
     assert float(welch.df) == pytest.approx(expected.df, rel=1e-10)
@@ -323,10 +325,10 @@ def test_split_parts_are_the_two_way_layout():
 def test_split_test_adds_the_shared_part_with_satterthwaites_df():
     rng = np.random.default_rng(12)
     d = rng.normal(0.2, 1, (8, 3)) + rng.normal(0, 1.5, (1, 3))
-    split = stats.paired_split(d)
-    prior = stats.fit_prior(split.own, split.own_df, margin=0.0)
-    test = stats.split_test(split, prior)
-    own, own_df = stats.posterior(split.own, split.own_df, prior)
+    split = moderated.paired_split(d)
+    prior = moderated.fit_prior(split.own, split.own_df, margin=0.0)
+    test = moderated.split_test(split, prior)
+    own, own_df = moderated.posterior(split.own, split.own_df, prior)
     for g in range(8):
         a, b = float(split.shared), own[g] / 3
         df = (a + b) ** 2 / (a**2 / 2 + b**2 / own_df[g])

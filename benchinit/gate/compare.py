@@ -30,7 +30,7 @@ import pandas as pd
 
 from benchinit.errors import BenchinitError, ResultsError, did_you_mean
 from benchinit.gate import compare_render as comparison_render
-from benchinit.gate import verdicts
+from benchinit.gate import evidence, verdicts
 from benchinit.gate.outcomes import CompareOutcome
 from benchinit.metrics import METRICS
 from benchinit.results.meta import Meta, PluginRecord, StudyInfo
@@ -222,7 +222,7 @@ def _metric_row(
         return _values(ok, metric).set_axis(ok["seed"]).dropna()
 
     b_ok, n_ok = finished(base), finished(new)
-    row = verdicts.seed_moments(b_ok, n_ok, sign, same_records(base, new, metric))
+    row = evidence.seed_moments(b_ok, n_ok, sign, same_records(base, new, metric))
     status_change, notes = _status_change(base, new, metric)
     tol = verdicts.default_tolerance(metric, row["base"]) if tolerance is None else tolerance
     return {
@@ -264,7 +264,7 @@ def comparison_rows(
     tolerance: float | None,
 ) -> pd.DataFrame:
     """One row per configuration either side recorded and metric: what its test needs, not
-    yet a test (the prior needs every configuration first: :func:`verdicts.test_rows`) nor
+    yet a test (the prior needs every configuration first: :func:`evidence.test_rows`) nor
     a verdict (the correction needs every test of the command: :func:`verdicts.judge`).
     A configuration only one side recorded has a row too, with no test, so nothing
     disappears from a comparison silently (see :func:`_unmatched`)."""
@@ -397,7 +397,7 @@ def compare(
     chosen = check_metrics(a, metrics)
     check_values([a, b], chosen)
     rows = comparison_rows(a, b, chosen, tolerance)
-    tested, study, priors = verdicts.test_rows(rows, ["metric"], 1 - alpha)
+    tested, study, priors = evidence.test_rows(rows, ["metric"], 1 - alpha)
     table, study = verdicts.judge(tested, alpha=alpha, correction=correction, study=study)
     outcome = CompareOutcome(
         table,

@@ -21,7 +21,7 @@ import pandas as pd
 from benchinit._version import __version__
 from benchinit.analysis import stats
 from benchinit.figures import drawing as figures
-from benchinit.gate import verdicts
+from benchinit.gate import evidence, verdicts
 from benchinit.gate.outcomes import CompareOutcome
 from benchinit.report.templating import environment as jinja_environment
 from benchinit.results.outputs import step_summary, write_output
@@ -85,7 +85,7 @@ def study_lines(study: pd.DataFrame, priors: pd.DataFrame, level: float) -> list
     lines = [f"study as a whole, {study_sentence(r, level)}" for r in study.to_dict("records")]
     if len(priors):
         clauses = [
-            f"{p['metric']} {verdicts.prior_text(p)}" for p in priors.to_dict(orient="records")
+            f"{p['metric']} {evidence.prior_text(p)}" for p in priors.to_dict(orient="records")
         ]
         lines.append("variances moderated: " + "; ".join(clauses))
     return lines
@@ -233,7 +233,7 @@ def markdown_study(study: pd.DataFrame, priors: pd.DataFrame, level: float) -> l
             text = text.replace(f"{row['verdict']}:", f"**{row['verdict']}**:", 1)
         lines.append(f"- Study as a whole, {text}")
     if len(priors):
-        clauses = [md(f"{p['metric']} {verdicts.prior_text(p)}") for p in priors.to_dict("records")]
+        clauses = [md(f"{p['metric']} {evidence.prior_text(p)}") for p in priors.to_dict("records")]
         lines.append("- Variances moderated: " + "; ".join(clauses))
     return [*lines, ""] if lines else []
 
@@ -313,7 +313,7 @@ def prior_texts(priors: pd.DataFrame) -> list[str]:
     texts = []
     for p in priors.to_dict(orient="records"):
         where = " ".join(f"step {p[c]}" if c == "step" else str(p[c]) for c in by)
-        texts.append(f"{where} {verdicts.prior_text(p)}")
+        texts.append(f"{where} {evidence.prior_text(p)}")
     return texts
 
 

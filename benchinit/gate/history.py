@@ -3,7 +3,7 @@
 The series is ordered as given, or by the time each run started (``sort="time"``, from
 ``meta["started"]``). Each consecutive step (run i -> run i + 1) is compared exactly as
 ``benchinit compare`` compares two folders (:func:`benchinit.gate.compare.comparison_rows`,
-:func:`benchinit.gate.verdicts.test_rows` and
+:func:`benchinit.gate.evidence.test_rows` and
 :func:`benchinit.gate.verdicts.judge`): each step has its own priors for the moderated variances
 and its own study-level verdict per metric (steps do not share a prior: a torch release or
 a new commit may change the noise, and a step's tests should be the ones ``compare`` makes
@@ -33,8 +33,8 @@ import pandas as pd
 
 from benchinit.errors import BenchinitError, ResultsError, did_you_mean
 from benchinit.gate import compare_render as comparison_render
+from benchinit.gate import evidence, verdicts
 from benchinit.gate import history_render as series_render
-from benchinit.gate import verdicts
 from benchinit.gate.compare import (
     check_comparable,
     check_metrics,
@@ -98,7 +98,7 @@ def _steps(
         frames.append(rows.assign(step=step, step_label=f"{step} → {step + 1}"))
     if not frames:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
-    table, study, priors = verdicts.test_rows(
+    table, study, priors = evidence.test_rows(
         pd.concat(frames, ignore_index=True), ["step", "metric"], 1 - alpha
     )
     return table, study, priors

@@ -27,7 +27,7 @@ class CompareOutcome:
     alpha: float = 0.05
     html: Path | None = None
     environment: list[dict[str, Any]] = field(default_factory=list)
-    # One row per metric: the study as a whole (verdicts.test_rows), and the priors
+    # One row per metric: the study as a whole (evidence.test_rows), and the priors
     # the configurations' variances were moderated with (verdicts.moderate).
     study: pd.DataFrame = field(default_factory=pd.DataFrame)
     priors: pd.DataFrame = field(default_factory=pd.DataFrame)
