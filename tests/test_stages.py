@@ -22,7 +22,8 @@ from benchinit.execution.stages import (
     tune_cells,
 )
 from benchinit.study.cells import group_key
-from benchinit.study.tuning import TUNE_SEED_BASE, TuneSpec, parse_tune, trials
+from benchinit.study.trials import trials
+from benchinit.study.tuning import TUNE_SEED_BASE, TuneSpec, parse_tune
 
 STUDY = """
     [study]

@@ -12,7 +12,7 @@ import pytest
 from benchinit import load_study
 from benchinit.cli import main
 from benchinit.study.cells import group_key
-from benchinit.study.load import resolved_toml
+from benchinit.study.resolved import resolved_toml
 from benchinit.study.sources import builtin_studies
 
 SMALL = """

@@ -11,14 +11,8 @@ import torch
 from benchinit import Optimizer, hookimpl
 from benchinit.errors import StudyError
 from benchinit.plugins.registry import Registry
-from benchinit.study.tuning import (
-    DEFAULT_SEEDS,
-    TUNE_SEED_BASE,
-    TuneSpec,
-    parse_tune,
-    resolved_table,
-    trials,
-)
+from benchinit.study.trials import resolved_table, trials
+from benchinit.study.tuning import DEFAULT_SEEDS, TUNE_SEED_BASE, TuneSpec, parse_tune
 
 
 def plain_sgd(params, *, lr: float = 0.1, steps: int = 3, nesterov: bool = False, scale=2.0):

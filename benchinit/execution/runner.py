@@ -50,7 +50,8 @@ from benchinit.results.tables import Results, load_results
 from benchinit.study import grid, seed_record
 from benchinit.study.cells import Cell
 from benchinit.study.grid import plugins_of
-from benchinit.study.load import Study, resolved_toml
+from benchinit.study.load import Study
+from benchinit.study.resolved import resolved_toml
 
 MAX_TIMEOUT = 1e7  # seconds (115 days): the interval timer's range is finite
 

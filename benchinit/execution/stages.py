@@ -44,7 +44,8 @@ from benchinit.metrics import Direction
 from benchinit.results.schema import FINAL, STAGE, TUNE, TUNED_PREFIX
 from benchinit.results.tables import mean_ci_by
 from benchinit.study.cells import Cell, canonical_json
-from benchinit.study.tuning import TuneSpec, Value, trials
+from benchinit.study.trials import trials
+from benchinit.study.tuning import TuneSpec, Value
 
 ACCURACY_POINTS = 0.01  # within this much (absolute) of the best accuracy counts as near it
 LOSS_RELATIVE = 0.05  # within this share of the best loss or error counts as near it

@@ -31,13 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from benchinit.errors import BenchinitWarning, StudyError, did_you_mean
 from benchinit.metrics import METRICS, default_metric, metric_info
 from benchinit.plugins.registry import Registry
 from benchinit.plugins.specs import SpecError
-from benchinit.study import grid, settings, tuning
+from benchinit.study import grid, settings, trials, tuning
 from benchinit.study.cells import Cell
 from benchinit.study.settings import AUTO, ModelSettings, SeedRule, StudySettings, TrainSettings
 from benchinit.study.sources import apply_overrides, read_study
@@ -237,7 +235,7 @@ def cell_count(
     anything is expanded."""
     total = grid.count(axes, seeds)
     if tune is not None:
-        total += grid.count(axes, tune.seeds) * tuning.trial_count(tune)
+        total += grid.count(axes, tune.seeds) * trials.trial_count(tune)
     return total
 
 
@@ -385,48 +383,3 @@ def _check_labels(resolver: grid.Resolver, axes: dict[str, list[Any]], fail: Fai
 
 
 # --- the resolved study -------------------------------------------------------------------
-
-
-def resolved_document(study: Study) -> dict[str, dict[str, Any]]:
-    """The study with every default filled in, as saved beside the results.
-
-    Running the saved file again gives the same cells (plugin files become absolute paths).
-    """
-    data = study.registry.bind("dataset", study.data)
-    model = dict(study.settings["model"])
-    model["bias_init"] = study.registry.bind("initializer", model["bias_init"]).label
-    data_table: dict[str, Any] = {"name": data.name, **data.params}
-    if study.kind == "train":
-        data_table["validation"] = study.validation
-    document: dict[str, dict[str, Any]] = {
-        "study": {
-            "name": study.name,
-            "title": study.title,
-            "kind": study.kind,
-            "seeds": study.seeding.table() if study.seeding else list(study.seeds),
-            "metric": study.metric,
-            "description": study.description,
-            "plugins": list(study.registry.files),
-        },
-        "data": data_table,
-        "model": model,
-    }
-    if study.kind == "train":
-        document["train"] = dict(study.settings["train"])
-    document["grid"] = {axis: list(values) for axis, values in study.axes.items()}
-    if study.tune is not None:
-        document["tune"] = tuning.resolved_table(study.tune)
-    return document
-
-
-def resolved_toml(study: Study) -> str:
-    """:func:`resolved_document` as TOML (``None`` values, meaning "unset", left out).
-
-    Written with tomli-w, which escapes every control character, so any study text
-    round-trips through ``tomllib``.
-    """
-    document = {
-        section: {k: v for k, v in table.items() if v is not None}
-        for section, table in resolved_document(study).items()
-    }
-    return tomli_w.dumps(document, multiline_strings=True)

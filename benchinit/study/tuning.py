@@ -31,7 +31,6 @@ between them, live downstream in benchinit.execution.stages.
 from __future__ import annotations
 
 import inspect
-import itertools
 import math
 import types
 import typing
@@ -165,7 +164,7 @@ def parse_tune(
             f"every range the same trials ({listed})",
         )
     ranges = [p for p in params if p.is_range]
-    for p, drawn in zip(ranges, zip(*_draw(ranges), strict=True), strict=True):
+    for p, drawn in zip(ranges, zip(*draw(ranges), strict=True), strict=True):
         _check_values(p, drawn, plugins[p.key], registry, fail)
     select = _select(flat.get("select"), metric, task, fail)
     count = flat.get("seeds", DEFAULT_SEEDS)
@@ -388,7 +387,7 @@ def _select(value: Any, metric: str, task: str, fail: Fail) -> str:
 # --- trials -----------------------------------------------------------------------
 
 
-def _draw(tuned: Sequence[Tuned]) -> list[tuple[Value, ...]]:
+def draw(tuned: Sequence[Tuned]) -> list[tuple[Value, ...]]:
     """The ranges' joint points (see the module docstring), rounded, duplicates dropped."""
     if not tuned:
         return [()]
@@ -405,38 +404,3 @@ def _draw(tuned: Sequence[Tuned]) -> list[tuple[Value, ...]]:
             point.append(round(x) if p.integer else float(f"{x:.{DIGITS}g}"))
         points.append(tuple(point))
     return list(dict.fromkeys(points))
-
-
-def trial_count(spec: TuneSpec) -> int:
-    """How many trials :func:`trials` makes, without making them: the lists' product
-    (from their lengths alone) times the distinct range points (at most ``MAX_TRIALS``,
-    drawn and checked when the study loaded)."""
-    lists = math.prod(len(p.values) for p in spec.params if not p.is_range)
-    return lists * len(_draw([p for p in spec.params if p.is_range]))
-
-
-def trials(spec: TuneSpec) -> list[dict[str, Value]]:
-    """Every trial as ``{"<axis>.<param>": value}``: the lists' product x the range points."""
-    lists = [p for p in spec.params if not p.is_range]
-    ranges = [p for p in spec.params if p.is_range]
-    order = [p.key for p in spec.params]
-    out = []
-    for chosen in itertools.product(*(p.values for p in lists)):
-        for point in _draw(ranges):
-            values = {
-                **dict(zip((p.key for p in lists), chosen, strict=True)),
-                **dict(zip((p.key for p in ranges), point, strict=True)),
-            }
-            out.append({k: values[k] for k in order})
-    return out
-
-
-def resolved_table(spec: TuneSpec) -> dict[str, Any]:
-    """The ``[tune]`` table with defaults filled in, as the resolved study.toml holds it."""
-    table: dict[str, Any] = {}
-    for p in spec.params:
-        if p.is_range:
-            table[p.key] = {"log_range" if p.log else "range": [p.low, p.high], "trials": p.trials}
-        else:
-            table[p.key] = list(p.values)
-    return {**table, "select": spec.select, "seeds": len(spec.seeds)}
