@@ -32,9 +32,9 @@ from benchinit.plugins.descriptors import (
 from benchinit.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers
-    from benchinit.execution.runner import run
     from benchinit.gate.compare import compare
     from benchinit.gate.history import history
+    from benchinit.pipeline import run
     from benchinit.report.page import render_report
     from benchinit.results.tables import Results, load_results
     from benchinit.study.load import Study, load_study
@@ -69,7 +69,7 @@ __all__ = [
 _LAZY = {
     "Study": "benchinit.study.load",
     "load_study": "benchinit.study.load",
-    "run": "benchinit.execution.runner",
+    "run": "benchinit.pipeline",
     "load_results": "benchinit.results.tables",
     "Results": "benchinit.results.tables",
     "render_report": "benchinit.report.page",

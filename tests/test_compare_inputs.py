@@ -205,7 +205,7 @@ def test_a_plugin_that_exits_while_loading_is_exit_2_naming_it(body, tmp_path, c
 
 
 def test_every_summary_clips_intervals_to_the_metric_s_range(tmp_path):
-    from benchinit.execution.runner import RunOutcome
+    from benchinit.pipeline import RunOutcome
 
     values = np.array([[1.0, 0.6, 1.0], [0.5, 0.5, 0.5]])  # a wide interval near 1
     results = load_results(write_runs(tmp_path / "r", runs_frame(values)))
@@ -218,7 +218,7 @@ def test_every_summary_clips_intervals_to_the_metric_s_range(tmp_path):
 
 
 def test_the_run_summary_never_prints_minus_zero(tmp_path):
-    from benchinit.execution.runner import RunOutcome
+    from benchinit.pipeline import RunOutcome
 
     values = np.array([[-0.0, -0.0], [0.5, 0.5]])
     results = load_results(write_runs(tmp_path / "r", runs_frame(values)))

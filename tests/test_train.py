@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from benchinit import load_results, load_study, run
-from benchinit.cli import FLAGS, main
+from benchinit.cli import main
+from benchinit.cli_options import FLAGS
 from benchinit.engine.execute import plan, run_batch
 from benchinit.engine.train import steps_end, train_stack
 from benchinit.study.cells import group_key

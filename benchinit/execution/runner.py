@@ -1,4 +1,4 @@
-"""``benchinit.run``: a study's cells -> batches -> an executor -> the store -> the report.
+"""A study's cells -> batches -> an executor -> the store (``benchinit.run`` adds the report).
 
 A run first records the study and environment (so even an interrupted run leaves a readable
 folder), skips the cells already finished by the code it runs (a stored cell of other code,
@@ -23,7 +23,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +46,7 @@ from benchinit.results import freshness
 from benchinit.results.meta import Meta
 from benchinit.results.schema import conform
 from benchinit.results.store import Store
-from benchinit.results.tables import Results, load_results
-from benchinit.study import grid, seed_record
+from benchinit.study import grid
 from benchinit.study.cells import Cell
 from benchinit.study.grid import plugins_of
 from benchinit.study.load import Study
@@ -57,66 +56,17 @@ MAX_TIMEOUT = 1e7  # seconds (115 days): the interval timer's range is finite
 
 
 @dataclass
-class RunOutcome:
-    """What a run did, and where its results are."""
+class Executed:
+    """What :func:`execute` did: where, the cells computed and reused, its workers, time."""
 
     out: Path
-    results: Results
-    computed: int  # cells computed by this run
-    reused: int  # cells found finished in the folder
+    tally: Tally
+    recomputed: dict[str, int]  # stored cells computed again because their code changed
+    workers: int
     seconds: float
-    report: Path | None
-    others: int = 0  # cells another run into the same folder computed meanwhile
-    # stored cells computed again because their code changed: why -> how many
-    recomputed: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> int:
-        """Cells that failed, a tuned study's tuning cells among them: the run exits 1, and
-        a rerun retries them (README, "a rerun retries failed cells")."""
-        tuning = self.results.tuning
-        failed = int((tuning["status"] == "failed").sum()) if len(tuning) else 0
-        return self.results.counts()["failed"] + failed
-
-    def summary(self, rows: int = 8) -> str:
-        """A few lines for the terminal: counts, the best configurations, where things are."""
-        counts = self.results.counts()
-        tuning = self.results.tuning
-        lines = [
-            f"{self.results.study['name']}: {len(self.results.runs)} cells "
-            f"({counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed)"
-            + (f" and {len(tuning)} tuning cells ({_statuses(tuning)})" if len(tuning) else "")
-            + f"; {self.computed} computed in {self.seconds:.1f} s, "
-            f"{self.reused} already stored"
-            + (f", {self.others} computed meanwhile by another run" if self.others else "")
-            + "".join(f"; {n} recomputed: {why}" for why, n in self.recomputed.items()),
-        ]
-        rounds = self.results.study["seeding"]
-        if rounds.get("configurations"):
-            lines.append(seed_record.describe(rounds))
-        if counts["ok"]:
-            table = self.results.summary()
-            metric = self.results.metric
-            columns = [*self.results.varying, "mean", "ci_low", "ci_high", "seeds", "diverged"]
-            shown = table[columns].head(rows).rename(columns={"mean": metric})
-            lines += ["", shown.to_string(index=False, float_format=lambda v: f"{v + 0.0:.4g}")]
-            if len(table) > rows:
-                lines.append(f"... {len(table) - rows} more configurations in the report")
-            lines.append("")
-        lines.append(f"results: {self.out}")
-        if self.report is not None:
-            lines.append(f"report:  {self.report}")
-        return "\n".join(lines)
 
 
-def _statuses(runs: pd.DataFrame) -> str:
-    """'3 ok, 0 diverged, 1 failed': a runs table's cells by status."""
-    return ", ".join(
-        f"{int((runs['status'] == s).sum())} {s}" for s in ("ok", "diverged", "failed")
-    )
-
-
-def run(
+def execute(
     study: Study,
     out: str | os.PathLike[str] | None = None,
     *,
@@ -125,15 +75,15 @@ def run(
     jobs: int | str = "auto",
     threads: int = 1,
     scheduler: str | None = None,
-    report: bool = True,
     progress: bool = True,
     command: Sequence[str] | None = None,
     deterministic: bool | None = None,
     timeout: float | None = None,
     force: bool = False,
     check_memory: bool = True,
-) -> RunOutcome:
-    """Run every unfinished cell of ``study`` into ``out`` (default ``reports/<name>``).
+) -> Executed:
+    """Compute and store every unfinished cell of ``study`` into ``out`` (default
+    ``reports/<name>``); :func:`benchinit.pipeline.run` adds the report.
 
     ``jobs``: worker processes, or ``auto``: the usable cores on a CPU (at most one per
     batch), 1 on CUDA. ``executor``: ``auto`` (in this process for one job, else forked
@@ -186,23 +136,7 @@ def run(
     finally:
         pool.close(abort=aborted)
         bar.close()
-    report_path = _report(out_path, study, workers) if report else None
-    return RunOutcome(
-        out_path,
-        load_results(out_path),
-        tally.computed,
-        tally.stored,
-        time.perf_counter() - started,
-        report_path,
-        tally.others,
-        recomputed,
-    )
-
-
-def _report(out: Path, study: Study, parallel: int) -> Path:
-    from benchinit.report.page import render_report
-
-    return render_report(out, registry=study.registry, parallel=parallel)
+    return Executed(out_path, tally, recomputed, workers, time.perf_counter() - started)
 
 
 def _check_size(
