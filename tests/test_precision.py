@@ -128,3 +128,46 @@ def test_jobs_auto_gives_bit_identical_tables_to_jobs_1(study_name, tmp_path):
     one, auto = _tables(tmp_path / "one"), _tables(tmp_path / "auto")
     for table in one:
         pd.testing.assert_frame_equal(one[table], auto[table], check_exact=True, obj=table)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "shown"),
+    [
+        (['model.dtype="float64"'], "float64"),  # the older spelling
+        (['model.precision="bf16"'], "bf16"),
+        ([], "float32"),
+    ],
+)
+def test_the_resolved_study_writes_one_precision_and_reads_back_the_same_cells(
+    overrides, shown, tmp_path
+):
+    """study.toml and meta.json say `precision` as the README does, never `dtype`; the saved
+    file, run again, gives the very cells (ids) the study had."""
+    import json
+    import tomllib
+
+    from benchinit.study.resolved import resolved_toml
+
+    study = load_study("seed", [*SIGNAL, *overrides], seeds=1)
+    saved = tmp_path / "study.toml"
+    saved.write_text(resolved_toml(study), encoding="utf-8")
+    model = tomllib.loads(saved.read_text(encoding="utf-8"))["model"]
+    assert model["precision"] == shown and "dtype" not in model
+    assert [c.id for c in load_study(saved).cells()] == [c.id for c in study.cells()]
+    run(study, out=tmp_path / "r", progress=False, report=False)
+    meta = json.loads((tmp_path / "r" / "meta.json").read_text(encoding="utf-8"))
+    assert meta["study"]["settings"]["model"]["precision"] == shown
+    assert "dtype" not in meta["study"]["settings"]["model"]
+
+
+def test_compare_sees_no_difference_between_the_two_spellings_of_one_precision():
+    """A folder from before one precision (model.dtype and precision None) against a new one
+    (precision float32): the same settings, not a difference to mark."""
+    from benchinit.gate.compare import _only_differences
+
+    def meta(model):
+        return {"study": {"settings": {"model": model}}, "plugins": [], "overrides": []}
+
+    old = _only_differences(meta({"dtype": "float32", "precision": None, "width": 8}))
+    new = _only_differences(meta({"precision": "float32", "width": 8}))
+    assert old == new

@@ -32,7 +32,7 @@ from benchinit.errors import BenchinitError, error_text, plugin_failed
 from benchinit.plugins.descriptors import Activation, Bound, Data, Dataset, Initializer
 from benchinit.plugins.registry import Registry
 from benchinit.study.cells import Cell, canonical_json
-from benchinit.study.settings import SQRT_DEPTH
+from benchinit.study.settings import SQRT_DEPTH, precision_of
 from benchinit.study.validation import validation_seed
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -211,17 +211,12 @@ def branch_scale(model: Mapping[str, Any]) -> float | None:
     return None if residual is False or residual is None else float(residual)
 
 
-def precision(model: Mapping[str, Any]) -> str:
-    """A cell's precision: float32, float64, bf16 or tf32."""
-    return str(model.get("precision") or model["dtype"])
-
-
 @contextlib.contextmanager
 def computing(model: Mapping[str, Any], device: torch.device) -> Iterator[None]:
     """The numerics of a cell's forward passes: autocast to bfloat16 for ``bf16`` (float32
     master weights; callers reduce losses and metrics in float32), TF32 matmuls for
     ``tf32`` (CUDA only), plain otherwise. Statistics are computed outside it."""
-    kind = precision(model)
+    kind = precision_of(model)
     if kind == "bf16":
         with torch.autocast(device.type, dtype=torch.bfloat16):
             yield
@@ -239,7 +234,7 @@ def computing(model: Mapping[str, Any], device: torch.device) -> Iterator[None]:
 def check_precisions(cells: Sequence[Cell], device: str) -> list[str]:
     """Refuse precisions the device cannot run (tf32 off CUDA); return warnings for those it
     runs slowly (bf16 without fast bfloat16 matmuls)."""
-    kinds = {precision(c.config["model"]) for c in cells if "model" in c.config}
+    kinds = {precision_of(c.config["model"]) for c in cells if "model" in c.config}
     kind = torch.device(device).type
     if "tf32" in kinds and kind != "cuda":
         raise BenchinitError(

@@ -59,12 +59,12 @@ from benchinit.engine.stack import (
     fingerprints,
     init_scales,
     load_data,
-    precision,
 )
 from benchinit.plugins.descriptors import Activation, Bound, Data, Loss, Optimizer
 from benchinit.plugins.registry import Registry
 from benchinit.study.cells import Cell
 from benchinit.study.schedules import lr_factor
+from benchinit.study.settings import precision_of
 
 # Epoch 0 (before training) is measured on at most this many samples of the training and
 # held-out splits (the first ones): on 60,000 samples full passes would add a third of an
@@ -124,7 +124,7 @@ def train_stack(
     activation = bind(registry, "activation", config["activation"])
     loss = bind(registry, "loss", config["loss"])
     optimizer_spec = bind(registry, "optimizer", config["optimizer"])
-    bf16 = precision(config["model"]) == "bf16"
+    bf16 = precision_of(config["model"]) == "bf16"
     task = Task(
         data, loss, DTYPES[config["model"]["dtype"]], device, torch.bfloat16 if bf16 else None
     )

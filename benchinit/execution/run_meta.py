@@ -22,6 +22,7 @@ from benchinit.fingerprint import engine_code
 from benchinit.results.meta import SCHEMA_VERSION, Component, Meta
 from benchinit.study.cells import Cell
 from benchinit.study.load import Study
+from benchinit.study.settings import documented_model
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -98,7 +99,11 @@ def run_meta(
             "values": {  # each axis's values, in grid order
                 axis: list(dict.fromkeys(c.labels[axis] for c in cells)) for axis in study.axes
             },
-            "settings": {"data": {"name": data.name, **data.params}, **study.settings},
+            "settings": {
+                "data": {"name": data.name, **data.params},
+                **study.settings,
+                "model": documented_model(study.settings["model"]),
+            },
             "seeding": (
                 {"rule": study.seeding.table(), "metric": study.metric} if study.seeding else {}
             ),

@@ -37,6 +37,7 @@ from benchinit.results.meta import Meta, PluginRecord, StudyInfo
 from benchinit.results.outputs import check_verdict_outputs
 from benchinit.results.schema import TUNED_PREFIX
 from benchinit.results.tables import Results, load_results
+from benchinit.study.settings import documented_model
 
 ENVIRONMENT_KEYS = (
     "benchinit",
@@ -343,7 +344,10 @@ def _codes(base: Meta, new: Meta) -> tuple[dict[str, str], dict[str, str]]:
 
 def _only_differences(meta: Meta) -> dict[str, Any]:
     """What is listed only when it differs: study settings, overrides, plugin versions."""
-    settings = dict(_flat("", meta["study"]["settings"]))
+    stored = dict(meta["study"]["settings"])
+    if isinstance(stored.get("model"), dict):  # folders from before one precision: the same
+        stored["model"] = documented_model(stored["model"])
+    settings = dict(_flat("", stored))
     plugins = {f"plugin {_plugin_name(p)}": p["version"] for p in meta["plugins"]}
     overrides = {"overrides": " ".join(meta["overrides"]) or "none"}
     return {**settings, **plugins, **overrides}

@@ -10,6 +10,7 @@ import tomli_w
 
 from benchinit.study import trials
 from benchinit.study.load import Study
+from benchinit.study.settings import documented_model
 
 
 def resolved_document(study: Study) -> dict[str, dict[str, Any]]:
@@ -18,7 +19,7 @@ def resolved_document(study: Study) -> dict[str, dict[str, Any]]:
     Running the saved file again gives the same cells (plugin files become absolute paths).
     """
     data = study.registry.bind("dataset", study.data)
-    model = dict(study.settings["model"])
+    model = documented_model(study.settings["model"])
     model["bias_init"] = study.registry.bind("initializer", model["bias_init"]).label
     data_table: dict[str, Any] = {"name": data.name, **data.params}
     if study.kind == "train":

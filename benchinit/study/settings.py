@@ -361,6 +361,20 @@ def parse_section(
 LATER_MODEL_KEYS: dict[str, Any] = {"precision": None, "residual": False, "norm": "none"}
 
 
+def precision_of(model: Mapping[str, Any]) -> str:
+    """The one reader of a precision: float32, float64, bf16 or tf32, from a cell's ``model``
+    configuration or a [model] table (``precision`` wins over its older spelling ``dtype``,
+    which :func:`model_config` keeps in the cell ids)."""
+    return str(model.get("precision") or model.get("dtype") or "float32")
+
+
+def documented_model(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A [model] table as the README documents it: one ``precision``, no ``dtype`` (what the
+    resolved study.toml and meta.json hold; reading it back gives the same cells)."""
+    table = {k: v for k, v in model.items() if k != "dtype"}
+    return {**table, "precision": precision_of(model)}
+
+
 def model_config(model: Mapping[str, Any]) -> dict[str, Any]:
     """A cell's ``model`` configuration from the [model] values (grid values applied).
 
