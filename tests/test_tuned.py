@@ -265,3 +265,20 @@ def test_failed_trials_are_counted_failed_and_a_rerun_retries_them(tmp_path, cap
     again = capsys.readouterr().out
     assert "2 computed" in again and "4 already stored" in again, "the failed trials, again"
     assert load_results(tmp_path / "o").runs["tuned.optimizer.lr"].eq(0.01).all()
+
+
+def test_the_report_reads_the_tune_spec_the_run_stored(tmp_path):
+    """meta.json keeps the resolved [tune] table: the report's spec needs no study.toml to
+    parse again (a folder copied without it keeps its tuning seeds and selection)."""
+    from benchinit.report.tuning import tune_spec
+
+    path = study_file(tmp_path, lrs='{log_range = [0.01, 0.3], trials = 2}')
+    out = tmp_path / "out"
+    study = load_study(path, ["train.epochs=1"])
+    run(study, out, report=False, progress=False)
+    stored = load_results(out).study["tune"]
+    assert stored["seeds"] == 2 and stored["optimizer.lr"]["log_range"] == [0.01, 0.3]
+    (out / "study.toml").unlink()
+    spec = tune_spec(load_results(out))
+    assert spec is not None and len(spec.seeds) == 2
+    assert spec.select == study.tune.select

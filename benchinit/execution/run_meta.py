@@ -20,6 +20,7 @@ from benchinit.engine.stack import device_name, fast_bf16
 from benchinit.execution import provenance
 from benchinit.fingerprint import engine_code
 from benchinit.results.meta import SCHEMA_VERSION, Component, Meta
+from benchinit.study import trials
 from benchinit.study.cells import Cell
 from benchinit.study.load import Study
 from benchinit.study.settings import documented_model
@@ -104,6 +105,7 @@ def run_meta(
                 **study.settings,
                 "model": documented_model(study.settings["model"]),
             },
+            "tune": trials.resolved_table(study.tune) if study.tune else {},
             "seeding": (
                 {"rule": study.seeding.table(), "metric": study.metric} if study.seeding else {}
             ),

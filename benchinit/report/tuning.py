@@ -39,7 +39,11 @@ from benchinit.study.tuning import (
 
 
 def _resolved_tune(results: Results) -> dict[str, Any]:
-    """The resolved study's ``[tune]`` table, or {} (no file, or one that does not parse)."""
+    """The resolved ``[tune]`` table as the run stored it in meta.json; for folders written
+    before it was kept there, the resolved study.toml's, or {} (no file, or one that does
+    not parse)."""
+    if results.study.get("tune"):
+        return dict(results.study["tune"])
     try:
         table = tomllib.loads(Store(results.path).study_toml()).get("tune", {})
     except (tomllib.TOMLDecodeError, OSError):

@@ -36,6 +36,9 @@ class StudyInfo(TypedDict):
     # (benchinit.execution.seeding.record);
     # {} when the study ran a fixed list of seeds
     seeding: dict[str, Any]
+    # a tuned study's resolved [tune] table (benchinit.study.trials.resolved_table), read back
+    # by the report as stored; {} when untuned, or written before it was kept here
+    tune: dict[str, Any]
 
 
 class PluginRecord(TypedDict):
@@ -94,6 +97,7 @@ _STUDY_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
     "values": ((dict,), {}),
     "settings": ((dict,), {}),
     "seeding": ((dict,), {}),
+    "tune": ((dict,), {}),
 }
 _PROVENANCE_FIELDS: dict[str, tuple[tuple[type, ...], Any]] = {
     "git": ((dict,), {}),
