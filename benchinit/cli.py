@@ -133,7 +133,6 @@ def _print_table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> No
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from benchinit.pipeline import run
     from benchinit.study.load import MAX_CELLS, load_study
 
     study = load_study(
@@ -143,6 +142,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         max_cells=None if args.no_size_check else MAX_CELLS,
     )
+    from benchinit.pipeline import run  # torch: after the study's own errors are said
+
     outcome = run(
         study,
         out=args.out,

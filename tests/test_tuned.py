@@ -272,7 +272,7 @@ def test_the_report_reads_the_tune_spec_the_run_stored(tmp_path):
     parse again (a folder copied without it keeps its tuning seeds and selection)."""
     from benchinit.report.tuning import tune_spec
 
-    path = study_file(tmp_path, lrs='{log_range = [0.01, 0.3], trials = 2}')
+    path = study_file(tmp_path, lrs="{log_range = [0.01, 0.3], trials = 2}")
     out = tmp_path / "out"
     study = load_study(path, ["train.epochs=1"])
     run(study, out, report=False, progress=False)

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from benchinit.builtin.datasets import blobs, gaussian, linear
+from benchinit.engine.splits import split_validation
 from benchinit.plugins.descriptors import Data
 from benchinit.study.settings import Invalid
 from benchinit.study.validation import (
     DEFAULT_FRACTION,
-    split_validation,
     validation_fraction,
     validation_indices,
     validation_seed,

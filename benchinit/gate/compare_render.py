@@ -20,7 +20,6 @@ import pandas as pd
 
 from benchinit._version import __version__
 from benchinit.analysis import stats
-from benchinit.figures import drawing as figures
 from benchinit.gate import evidence, verdicts
 from benchinit.gate.outcomes import CompareOutcome
 from benchinit.report.templating import environment as jinja_environment
@@ -318,6 +317,8 @@ def prior_texts(priors: pd.DataFrame) -> list[str]:
 
 
 def difference_figures(table: pd.DataFrame, alpha: float) -> list[dict[str, str]]:
+    from benchinit.figures import drawing as figures  # matplotlib and seaborn: a page is drawn
+
     images = []
     for metric, frame in table.groupby("metric", sort=False):
         if frame["diff"].notna().any():

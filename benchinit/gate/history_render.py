@@ -11,22 +11,20 @@ from __future__ import annotations
 import os
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:  # drawing loads matplotlib and seaborn: only when a page is drawn
+    from matplotlib.figure import Figure
 
 from benchinit._version import __version__
 from benchinit.analysis import stats
-from benchinit.figures import drawing as figures
 from benchinit.gate import compare_render as comparison_render
 from benchinit.gate import verdicts
 from benchinit.gate.outcomes import HistoryOutcome
 from benchinit.report.templating import environment as jinja_environment
 from benchinit.results.outputs import write_output
-
-MAX_PANELS = figures.MAX_PANELS
-
 
 # --- Markdown ----------------------------------------------------------------------------
 
@@ -68,6 +66,10 @@ def series_plot(
     configs = list(dict.fromkeys(series["configuration"]))
     cols = min(len(configs), 4)
     rows = -(-len(configs) // cols)
+    from matplotlib.figure import Figure
+
+    from benchinit.figures import drawing as figures
+
     fig = Figure(figsize=(3.4 * cols, 2.4 * rows + 0.4), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True).flat
     for ax, config in zip(axes, configs, strict=False):
@@ -102,11 +104,15 @@ def _panels(outcome: HistoryOutcome, metric: str) -> tuple[pd.DataFrame, pd.Data
         moves = table[(table["metric"] == metric) & moved_rows]
     every = list(dict.fromkeys(series["configuration"]))
     moved = [c for c in every if c in set(moves["configuration"])]
+    from benchinit.figures.layout import MAX_PANELS
+
     shown = (moved + [c for c in every if c not in moved])[:MAX_PANELS]
     return series[series["configuration"].isin(shown)], moves, len(every)
 
 
 def _figures(outcome: HistoryOutcome) -> list[dict[str, str]]:
+    from benchinit.figures import drawing as figures
+
     # Commits change every night: only environment and settings changes get a line.
     changed = [
         i + 2

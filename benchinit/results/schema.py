@@ -13,7 +13,14 @@ study kind (benchinit.metrics), all float64.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+from benchinit.lazy import lazy
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # the study loader names the tuned columns: it need not wait for pandas
+    pd = lazy("pandas")
 
 from benchinit.metrics import METRICS
 
@@ -25,7 +32,7 @@ TUNED_PREFIX = "tuned."  # runs column of a tuned parameter: "tuned.optimizer.lr
 TABLES = ("runs", "curves", "layers", "histograms", "spectra")
 # Tables added after the first results were written: a chunk without one reads as empty.
 LATER_TABLES = ("spectra",)
-Records = dict[str, pd.DataFrame]
+Records = dict[str, "pd.DataFrame"]
 
 HISTOGRAM = {
     "cell": "str",

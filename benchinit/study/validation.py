@@ -26,10 +26,15 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+from benchinit.lazy import lazy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+else:  # the study loader's errors need no numpy: it loads when indices are drawn
+    np = lazy("numpy")
 
 from benchinit.study.cells import canonical_json
 from benchinit.study.settings import Invalid
