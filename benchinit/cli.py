@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from benchinit import cli_read
 from benchinit._version import __version__
 from benchinit.errors import BenchinitError, did_you_mean
 
@@ -35,6 +36,7 @@ _AT_FORK = False  # the at-fork hook is registered once per process
 INTERRUPTED = {
     "run": "interrupted; finished cells are saved, a rerun continues where it stopped.",
     "report": "interrupted; the report was not written.",
+    "show": "interrupted.",
     "index": "interrupted; the index was not written.",
     "compare": "interrupted; nothing was written.",
 }
@@ -151,16 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="store results, skip the HTML")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("report", help="(re)write the HTML report of a results folder")
-    p.add_argument("dir", help="a results folder written by benchinit run")
-    p.add_argument("--out", metavar="FILE", help="where to write (default DIR/index.html)")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=min(4, os.cpu_count() or 1),
-        metavar="N",
-        help="worker processes drawing figures (default: the CPUs, at most 4)",
-    )
+    cli_read.add_report(sub)
+    cli_read.add_show(sub)
 
     # --- index: one page listing every results folder under a directory ---
     p = sub.add_parser("index", help="write one page listing every results folder under DIR")
@@ -358,14 +352,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
-    from benchinit.report import render_report
-
-    path = render_report(args.dir, out=args.out, parallel=max(1, args.jobs))
-    _out(f"report: {path}")
-    return 0
-
-
 def _cmd_index(args: argparse.Namespace) -> int:
     from benchinit.runs_index import write_index
 
@@ -412,7 +398,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
 COMMANDS = {
     "list": _cmd_list,
     "run": _cmd_run,
-    "report": _cmd_report,
+    "report": lambda args: cli_read.cmd_report(args, _out),
+    "show": lambda args: cli_read.cmd_show(args, _out),
     "index": _cmd_index,
     "compare": _cmd_compare,
     "history": _cmd_history,

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchinit import freshness, grid, memory, seeding, stages
+from benchinit import failures, freshness, grid, memory, seeding, stages
 from benchinit.cells import Cell
 from benchinit.compute import Tally, compute
 from benchinit.errors import BenchinitError, BenchinitWarning, ResultsError
@@ -63,6 +63,7 @@ class RunOutcome:
     others: int = 0  # cells another run into the same folder computed meanwhile
     # stored cells computed again because their code changed: why -> how many
     recomputed: dict[str, int] = field(default_factory=dict)
+    report_seconds: float = 0.0  # drawing the report; ``seconds`` is the computing alone
 
     @property
     def failed(self) -> int:
@@ -83,7 +84,8 @@ class RunOutcome:
             + f"; {self.computed} computed in {self.seconds:.1f} s, "
             f"{self.reused} already stored"
             + (f", {self.others} computed meanwhile by another run" if self.others else "")
-            + "".join(f"; {n} recomputed: {why}" for why, n in self.recomputed.items()),
+            + "".join(f"; {n} recomputed: {why}" for why, n in self.recomputed.items())
+            + (f"; report drawn in {self.report_seconds:.1f} s" if self.report else ""),
         ]
         rounds = self.results.study["seeding"]
         if rounds.get("configurations"):
@@ -97,6 +99,8 @@ class RunOutcome:
             if len(table) > rows:
                 lines.append(f"... {len(table) - rows} more configurations in the report")
             lines.append("")
+        where = f"every error: the report's Problems section, or benchinit show {self.out}"
+        lines += failures.report_lines(self.results, where)
         lines.append(f"results: {self.out}")
         if self.report is not None:
             lines.append(f"report:  {self.report}")
@@ -180,23 +184,25 @@ def run(
     finally:
         pool.close(abort=aborted)
         bar.close()
-    report_path = _report(out_path, study, workers) if report else None
+    seconds = time.perf_counter() - started
+    report_path = _report(out_path, study, workers, progress) if report else None
     return RunOutcome(
         out_path,
         load_results(out_path),
         tally.computed,
         tally.stored,
-        time.perf_counter() - started,
+        seconds,
         report_path,
         tally.others,
         recomputed,
+        time.perf_counter() - started - seconds,
     )
 
 
-def _report(out: Path, study: Study, parallel: int) -> Path:
+def _report(out: Path, study: Study, parallel: int, progress: bool) -> Path:
     from benchinit.report import render_report
 
-    return render_report(out, registry=study.registry, parallel=parallel)
+    return render_report(out, registry=study.registry, parallel=parallel, progress=progress)
 
 
 def _check_size(
