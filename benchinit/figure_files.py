@@ -56,7 +56,8 @@ def _bytes(fig: matplotlib.figure.Figure, fmt: str) -> bytes:
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
     if fmt == "pdf":
         metadata = {"CreationDate": None}
-    fig.savefig(buffer, format=fmt, dpi=PNG_DPI, bbox_inches="tight", metadata=metadata)
+    # the figure's own size (its layout is constrained): "tight" could grow it past WIDTH
+    fig.savefig(buffer, format=fmt, dpi=PNG_DPI, metadata=metadata)
     return buffer.getvalue()
 
 

@@ -43,7 +43,7 @@ class Progress:
         self.failed = 0
         self.start = time.perf_counter()
         self._last = 0.0
-        self._logged = (0.0, 0)  # when the last log line was printed, and at what count
+        self._logged = (self.start, 0)  # when the last log line was printed, at what count
 
     def advance(self, n: int, failed: int = 0) -> None:
         """``n`` more done, ``failed`` of them failed."""
