@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchinit import failures, freshness, grid, memory, seeding, stages
+from benchinit import failures, freshness, grid, memory, rerun, seeding, stages
 from benchinit.cells import Cell
 from benchinit.compute import Tally, compute
 from benchinit.errors import BenchinitError, BenchinitWarning, ResultsError
@@ -315,6 +315,9 @@ def _stages(
     tally = Tally()
     toml = resolved_toml(study)
     previous = _previous_meta(store)
+    if previous is not None:  # never hide what the folder shows (benchinit.rerun)
+        seeded, tuned = study.seeding is not None, study.tune is not None
+        rerun.check(previous, meta["study"], store.root, first, seeded=seeded, tuned=tuned)
     store.write_meta(meta, toml)
     codes = _codes(first, study.registry)
     store.expect(codes)
