@@ -99,7 +99,8 @@ class RunOutcome:
             if len(table) > rows:
                 lines.append(f"... {len(table) - rows} more configurations in the report")
             lines.append("")
-        where = f"every error: the report's Problems section, or benchinit show {self.out}"
+        page = "the report's Problems section, or " if self.report else ""
+        where = f"every error: {page}benchinit show {self.out}"
         lines += failures.report_lines(self.results, where)
         lines.append(f"results: {self.out}")
         if self.report is not None:
