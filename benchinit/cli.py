@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from benchinit import cli_read
 from benchinit.cli_options import FLAGS, parser
 from benchinit.errors import BenchinitError, did_you_mean
 
@@ -23,6 +24,7 @@ _AT_FORK = False  # the at-fork hook is registered once per process
 INTERRUPTED = {
     "run": "interrupted; finished cells are saved, a rerun continues where it stopped.",
     "report": "interrupted; the report was not written.",
+    "show": "interrupted.",
     "index": "interrupted; the index was not written.",
     "compare": "interrupted; nothing was written.",
 }
@@ -164,14 +166,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
-    from benchinit.report.page import render_report
-
-    path = render_report(args.dir, out=args.out, parallel=max(1, args.jobs))
-    _out(f"report: {path}")
-    return 0
-
-
 def _cmd_index(args: argparse.Namespace) -> int:
     from benchinit.gate.index import write_index
 
@@ -220,7 +214,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
 COMMANDS = {
     "list": _cmd_list,
     "run": _cmd_run,
-    "report": _cmd_report,
+    "report": lambda args: cli_read.cmd_report(args, _out),
+    "show": lambda args: cli_read.cmd_show(args, _out),
     "index": _cmd_index,
     "compare": _cmd_compare,
     "history": _cmd_history,

@@ -5,9 +5,9 @@ of the Python API is spelled as (for error messages that speak in flags).
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 
+from benchinit import cli_read
 from benchinit._version import __version__
 from benchinit.errors import did_you_mean
 
@@ -123,16 +123,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="store results, skip the HTML")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("report", help="(re)write the HTML report of a results folder")
-    p.add_argument("dir", help="a results folder written by benchinit run")
-    p.add_argument("--out", metavar="FILE", help="where to write (default DIR/index.html)")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=min(4, os.cpu_count() or 1),
-        metavar="N",
-        help="worker processes drawing figures (default: the CPUs, at most 4)",
-    )
+    cli_read.add_report(sub)
+    cli_read.add_show(sub)
 
     # --- index: one page listing every results folder under a directory ---
     p = sub.add_parser("index", help="write one page listing every results folder under DIR")

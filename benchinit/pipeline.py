@@ -5,6 +5,7 @@ the pages; everything below it flows one way."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ import pandas as pd
 
 from benchinit.execution.runner import execute
 from benchinit.report.page import render_report
+from benchinit.results import failures
 from benchinit.results.tables import Results, load_results
 from benchinit.study import seed_record
 from benchinit.study.load import Study
@@ -31,6 +33,7 @@ class RunOutcome:
     others: int = 0  # cells another run into the same folder computed meanwhile
     # stored cells computed again because their code changed: why -> how many
     recomputed: dict[str, int] = field(default_factory=dict)
+    report_seconds: float = 0.0  # drawing the report; ``seconds`` is the computing alone
 
     @property
     def failed(self) -> int:
@@ -51,7 +54,8 @@ class RunOutcome:
             + f"; {self.computed} computed in {self.seconds:.1f} s, "
             f"{self.reused} already stored"
             + (f", {self.others} computed meanwhile by another run" if self.others else "")
-            + "".join(f"; {n} recomputed: {why}" for why, n in self.recomputed.items()),
+            + "".join(f"; {n} recomputed: {why}" for why, n in self.recomputed.items())
+            + (f"; report drawn in {self.report_seconds:.1f} s" if self.report else ""),
         ]
         rounds = self.results.study["seeding"]
         if rounds.get("configurations"):
@@ -65,6 +69,9 @@ class RunOutcome:
             if len(table) > rows:
                 lines.append(f"... {len(table) - rows} more configurations in the report")
             lines.append("")
+        page = "the report's Problems section, or " if self.report else ""
+        where = f"every error: {page}benchinit show {self.out}"
+        lines += failures.report_lines(self.results, where)
         lines.append(f"results: {self.out}")
         if self.report is not None:
             lines.append(f"report:  {self.report}")
@@ -113,9 +120,12 @@ def run(
         force=force,
         check_memory=check_memory,
     )
+    drawing = time.perf_counter()
     page = None
     if report:
-        page = render_report(done.out, registry=study.registry, parallel=done.workers)
+        page = render_report(
+            done.out, registry=study.registry, parallel=done.workers, progress=progress
+        )
     return RunOutcome(
         done.out,
         load_results(done.out),
@@ -125,4 +135,5 @@ def run(
         page,
         done.tally.others,
         done.recomputed,
+        time.perf_counter() - drawing,
     )

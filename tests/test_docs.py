@@ -6,6 +6,8 @@ import importlib.util
 import re
 from pathlib import Path
 
+import pytest
+
 from benchinit.cli import main
 from benchinit.plugins import hookspecs
 from benchinit.testing import check_plugin
@@ -126,3 +128,40 @@ def test_every_guarantee_names_a_test_that_exists():
         current = module or current
         source = (ROOT / "tests" / current).read_text(encoding="utf-8")
         assert f"def {name}(" in source, f"{current}::{name} is named in README but missing"
+
+
+@pytest.mark.slow
+def test_the_python_api_block_runs_as_a_script_without_a_main_guard(tmp_path):
+    """README's Python API block, as a script with no guard, shrunk only in its studies (one
+    activation, two initializers, two seeds, 2 to 4 layers): every folder it names is made,
+    no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    code = re.findall(r"```python\n(.*?)```", section("Python API"), re.S)[0]
+    assert "__main__" not in code
+    small = (
+        "\"study.seeds=2\", \"grid.activation=['tanh']\", \"grid.initializer=['zeros', 'normal']\""
+    )
+    shrunk = code.replace('"study.seeds=3"', small)
+    for deep, shallow in (("10", "2"), ("20", "3"), ("40", "4")):
+        shrunk = shrunk.replace(f'"model.depth={deep}"', f'"model.depth={shallow}"')
+    assert shrunk.count("grid.activation") == 3  # every study of the block is shrunk
+    (tmp_path / "api.py").write_text(shrunk)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "api.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert "report drawn in" in done.stdout
+    reports = tmp_path / "reports"
+    assert (reports / "deep" / "index.html").is_file()
+    assert (reports / "deeper" / "compare.html").is_file()
+    assert (reports / "deepest" / "history.html").is_file()

@@ -22,8 +22,8 @@ import benchinit.builtin.initializers as builtin_initializers
 import benchinit.engine.stack
 from benchinit import compare, fingerprint, history, load_results, load_study, run
 from benchinit.engine.execute import cell_code, plan, run_batch
-from benchinit.gate.compare import environment_differences
 from benchinit.gate.compare_render import text_summary
+from benchinit.gate.differences import environment_differences
 from benchinit.plugins import registry
 from benchinit.results import freshness
 from benchinit.results.schema import COLUMNS, conform

@@ -228,10 +228,11 @@ def stored(tmp_path_factory) -> Path:
         "history|{seed}|{seed}|--out|{root}/h.html",
         "index|{root}",
         "report|{seed}",
+        "show|{seed}",
     ],
 )
 def test_the_read_side_runs_where_torch_is_not_installed(stored, command):
-    """compare, history, index and report of stored folders import no torch (nor anything
+    """compare, history, index, report and show of stored folders import no torch (nor anything
     that does), so a CI job that only judges results needs no 5 GB torch."""
     argv = command.format(root=stored, seed=stored / "seed")
     modules_to_import = _read_side_modules() if command == "--version" else []

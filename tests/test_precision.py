@@ -163,7 +163,7 @@ def test_the_resolved_study_writes_one_precision_and_reads_back_the_same_cells(
 def test_compare_sees_no_difference_between_the_two_spellings_of_one_precision():
     """A folder from before one precision (model.dtype and precision None) against a new one
     (precision float32): the same settings, not a difference to mark."""
-    from benchinit.gate.compare import _only_differences
+    from benchinit.gate.differences import _only_differences
 
     def meta(model):
         return {"study": {"settings": {"model": model}}, "plugins": [], "overrides": []}

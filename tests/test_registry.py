@@ -110,8 +110,30 @@ def test_autoload_off_and_block_list(installed, monkeypatch):
     assert "half_normal" not in Registry().names("initializer")
     monkeypatch.delenv("BENCHINIT_DISABLE_PLUGIN_AUTOLOAD")
     assert "half_normal" in Registry(blocked=()).names("initializer")
-    monkeypatch.setenv("BENCHINIT_BLOCK_PLUGINS", "other, bi_halfnormal")
+    monkeypatch.setenv("BENCHINIT_BLOCK_PLUGINS", "benchinit.builtin.losses, bi_halfnormal")
     assert "half_normal" not in Registry().names("initializer")
+
+
+def test_a_plugin_is_blocked_by_its_distribution_s_name_too(installed, monkeypatch, capsys):
+    """The name `benchinit list` shows (the distribution), in any spelling pip accepts."""
+    installed("benchinit-halfnormal", "bi_halfnormal", PLUGIN.format(name="half_normal"))
+    monkeypatch.delenv("BENCHINIT_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    assert main(["list", "initializers"]) == 0
+    assert "benchinit-halfnormal==1.2.3" in capsys.readouterr().out
+    for name in ("benchinit-halfnormal", "Benchinit_HalfNormal"):
+        monkeypatch.setenv("BENCHINIT_BLOCK_PLUGINS", name)
+        assert "half_normal" not in Registry().names("initializer")
+
+
+def test_a_blocked_name_that_matches_nothing_is_exit_2(installed, monkeypatch, capsys):
+    installed("benchinit-halfnormal", "bi_halfnormal", PLUGIN.format(name="half_normal"))
+    monkeypatch.setenv("BENCHINIT_BLOCK_PLUGINS", "benchinit-halfnormall")
+    with pytest.raises(PluginError, match="Did you mean 'benchinit-halfnormal'"):
+        Registry(autoload=False)
+    assert main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert "BENCHINIT_BLOCK_PLUGINS names 'benchinit-halfnormall', which matches no plugin" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_file_plugin(write_plugin):

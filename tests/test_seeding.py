@@ -242,7 +242,9 @@ def test_progress_names_the_round_and_the_configurations_still_too_wide(
     write_study, tmp_path, capsys
 ):
     run(load_study(signal_study(write_study)), tmp_path / "o", report=False, executor="local")
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("auto:")]
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("auto round 3: 7/7 cells (100%)")  # progress lines in a log
+    lines = [line for line in err if line.startswith("auto: seeds round")]
     assert lines == [
         "auto: seeds round 2: 1 of 2 configurations wider than ±1e-06 on act_entropy; 2 more cells",
         "auto: seeds round 3: 1 of 2 configurations wider than ±1e-06 on act_entropy; 1 more cell",

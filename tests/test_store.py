@@ -16,6 +16,7 @@ import pytest
 
 from benchinit import load_results, load_study, run
 from benchinit.cli import main
+from benchinit.errors import BenchinitError
 from benchinit.results.store import Store
 
 # A slow initializer makes every stacked batch take ~0.3 s, so a run can be killed mid-way.
@@ -153,15 +154,34 @@ def test_two_runs_at_once_share_the_work(slow_study, tmp_path):
     assert any("computed meanwhile by another run" in o[0] for o in outputs), outputs
 
 
-def test_changed_study_adds_cells_beside_the_old(slow_study, tmp_path):
+def test_a_grid_with_values_added_adds_cells_beside_the_old(slow_study, tmp_path):
     out = tmp_path / "out"
-    base = ["grid.activation=['tanh']", 'grid."model.width"=[4]']
+    base = ['grid."model.width"=[4]']
+    quiet = {"report": False, "progress": False}
+    run(load_study(slow_study, [*base, "grid.activation=['tanh']"]), out, **quiet)
+    more = run(load_study(slow_study, [*base, "grid.activation=['tanh', 'relu']"]), out, **quiet)
+    assert (more.computed, more.reused) == (2, 2)
+    assert set(load_results(out).runs["activation"]) == {"tanh", "relu"}
+
+
+def test_a_study_that_would_hide_the_folder_s_results_is_refused(slow_study, tmp_path, capsys):
+    """A rerun with another setting, or without some grid values or seeds, would leave the
+    stored configurations out of every page: exit 2 naming --out, the folder untouched."""
+    out = tmp_path / "out"
+    base = ["grid.activation=['tanh', 'relu']", 'grid."model.width"=[4]']
     run(load_study(slow_study, base), out, report=False, progress=False)
-    run(load_study(slow_study, [*base, "model.depth=3"]), out, report=False, progress=False)
-    latest = load_results(out)
-    everything = load_results(out, all_cells=True)
-    assert len(latest.runs) == 2 and len(everything.runs) == 4
-    assert set(latest.layers["layer"]) == {1, 2, 3}
+    meta = (out / "meta.json").read_text()
+    for change in (["model.depth=3"], ["grid.activation=['tanh']"]):
+        with pytest.raises(BenchinitError) as info:
+            run(load_study(slow_study, [*base, *change]), out, report=False, progress=False)
+        assert "would no longer be shown" in str(info.value) and "out=" in str(info.value)
+    sets = [arg for b in base for arg in ("--set", b)]
+    command = ["run", str(slow_study), *sets, "--seeds", "1", "--out", str(out), "--no-report"]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "without seed 1" in err and "--out" in err and "Traceback" not in err
+    assert (out / "meta.json").read_text() == meta
+    assert len(load_results(out).runs) == 4
 
 
 def test_folder_holds_no_pickle_and_records_its_provenance(slow_study, tmp_path):
@@ -214,7 +234,7 @@ def test_cuda_on_a_cpu_machine_is_bad_input(slow_study, tmp_path, capsys):
     assert "CUDA is not available" in capsys.readouterr().err
 
 
-def test_progress_bar_only_on_a_terminal():
+def test_progress_bar_on_a_terminal_whole_lines_elsewhere():
     import io
 
     from benchinit.execution.progress import Progress
@@ -231,7 +251,9 @@ def test_progress_bar_only_on_a_terminal():
     assert (
         "10/10 cells" in tty.getvalue() and "cells/s" in tty.getvalue() and "ETA" in tty.getvalue()
     )
-    assert pipe.getvalue() == ""
+    assert "\r" in tty.getvalue()
+    assert "\r" not in pipe.getvalue()  # a log gets whole lines, never a redrawn bar
+    assert pipe.getvalue().startswith("seed: 10/10 cells (100%), ")
 
 
 def test_environment_has_no_secrets():

@@ -107,6 +107,8 @@ def _execute(pool: Executor, batches: list[Batch], store: Store, bar: Progress) 
     done = 0
     for batch, records in pool.run(batches):
         store.write(records)
-        bar.advance(len(batch.cells))
+        runs = records.get("runs")
+        failed = int((runs["status"] == "failed").sum()) if runs is not None and len(runs) else 0
+        bar.advance(len(batch.cells), failed)
         done += len(batch.cells)
     return done

@@ -35,7 +35,7 @@ from benchinit.engine.execute import Batch, cell_code, plan
 from benchinit.engine.recorder import Recorder
 from benchinit.engine.stack import check_precisions, resolve_device
 from benchinit.errors import BenchinitError, BenchinitWarning, ResultsError
-from benchinit.execution import seeding, stages
+from benchinit.execution import rerun, seeding, stages
 from benchinit.execution.compute import Tally, compute
 from benchinit.execution.executors import Executor, make_executor, usable_cores
 from benchinit.execution.progress import Progress
@@ -249,6 +249,9 @@ def _stages(
     tally = Tally()
     toml = resolved_toml(study)
     previous = _previous_meta(store)
+    if previous is not None:  # never hide what the folder shows (benchinit.execution.rerun)
+        seeded, tuned = study.seeding is not None, study.tune is not None
+        rerun.check(previous, meta["study"], store.root, first, seeded=seeded, tuned=tuned)
     store.write_meta(meta, toml)
     codes = _codes(first, study.registry)
     store.expect(codes)

@@ -41,8 +41,8 @@ from benchinit.gate.compare import (
     check_recorded,
     check_values,
     comparison_rows,
-    environment_differences,
 )
+from benchinit.gate.differences import environment_differences
 from benchinit.gate.outcomes import HistoryOutcome
 from benchinit.results.outputs import check_verdict_outputs
 from benchinit.results.tables import Results, load_results

@@ -7,9 +7,12 @@ Load order (later sources cannot shadow earlier names; a clash is an error namin
    ``BENCHINIT_DISABLE_PLUGIN_AUTOLOAD`` is set, as tests do);
 3. ``.py`` files: ``--plugin FILE`` and a study's ``plugins = [...]``.
 
-``BENCHINIT_BLOCK_PLUGINS`` (comma-separated plugin names, as ``benchinit list`` shows them)
-skips the named plugins. A plugin that fails to import, implements a hook that does not exist,
-or raises from a hook is an error naming the plugin and the cause.
+``BENCHINIT_BLOCK_PLUGINS`` (comma-separated) skips the named plugins: an entry point's name,
+its distribution's name as ``benchinit list`` shows it (any case, ``-`` or ``_``: every
+plugin of that distribution), a built-in module or a plugin file's name. A name that
+matches no plugin is an error (a typo would otherwise block nothing, silently).
+A plugin that fails to import, implements a hook that does not exist, or raises from a
+hook is an error naming the plugin and the cause.
 
 Each plugin has a version (in every cell id that names it) and a code fingerprint
 (:meth:`Registry.code`, benchinit.fingerprint): a distribution's whole top-level package,
@@ -39,7 +42,7 @@ import pluggy
 
 from benchinit import fingerprint
 from benchinit._version import __version__
-from benchinit.errors import PluginError, plugin_failed
+from benchinit.errors import PluginError, choices_text, did_you_mean, plugin_failed
 from benchinit.plugins import hookspecs
 from benchinit.plugins.descriptors import (
     KINDS,
@@ -119,6 +122,11 @@ class RegistrySpec:
     objects: tuple[str, ...] = ()  # in-memory plugins: this process alone has them
 
 
+def _dist_key(name: str) -> str:
+    """A distribution's name as pip compares them: 'Benchinit_LSUV' -> 'benchinit-lsuv'."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _env_blocked() -> tuple[str, ...]:
     raw = os.environ.get(ENV_BLOCK, "")
     return tuple(name.strip() for name in raw.split(",") if name.strip())
@@ -157,6 +165,7 @@ class Registry:
         self._objects = tuple(f"{name}@{id(obj)}" for obj, name in objects)
         for obj, name in objects:
             self._register(obj, PluginInfo(name, "object", name, getattr(obj, "__version__", "0")))
+        self._check_blocked({name for _, name in objects})
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
@@ -205,10 +214,10 @@ class Registry:
         for ep in sorted(
             importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
         ):
-            if ep.name in self.blocked:
-                continue
             dist = getattr(ep, "dist", None)
             dist_name = dist.metadata["Name"] if dist is not None else "unknown"
+            if ep.name in self.blocked or _dist_key(dist_name) in self._blocked_dists:
+                continue
             version = dist.version if dist is not None else "0"
             source = f"{dist_name}=={version}"
             try:
@@ -222,6 +231,28 @@ class Registry:
                     f"{type(exc).__name__}: {exc}. Set {ENV_BLOCK}={ep.name} to skip it."
                 ) from exc
             self._register(plugin, PluginInfo(ep.name, "distribution", source, version))
+
+    @property
+    def _blocked_dists(self) -> set[str]:
+        return {_dist_key(name) for name in self.blocked}
+
+    def _check_blocked(self, objects: set[str]) -> None:
+        """Refuse a blocked name that matches no plugin: built-in, installed, file or object."""
+        known = {*BUILTIN_PLUGINS, *objects, *(Path(f).stem for f in self.files)}
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = getattr(ep, "dist", None)
+            known |= {ep.name, _dist_key(dist.metadata["Name"]) if dist is not None else ep.name}
+        files = set(self.files)
+        unknown = sorted(
+            n for n in self.blocked if n not in known | files and _dist_key(n) not in known
+        )
+        if unknown:
+            raise PluginError(
+                f"{ENV_BLOCK} names '{unknown[0]}', which matches no plugin."
+                f"{did_you_mean(unknown[0], known)} Valid names: an entry point's or its "
+                "distribution's (benchinit list shows them), a built-in module's or a plugin "
+                f"file's: {choices_text(known)}."
+            )
 
     def _load_file(self, path: Path) -> None:
         if str(path) in self.blocked or path.stem in self.blocked:

@@ -27,7 +27,9 @@ from typing import Any
 import pandas as pd
 
 from benchinit._version import __version__
+from benchinit.execution.progress import Progress
 from benchinit.figures import drawing as figures
+from benchinit.report import spawning
 from benchinit.report.effects import effects_report
 from benchinit.report.phase import phase_jobs
 from benchinit.report.plugin_sections import call_plugins, checked
@@ -79,20 +81,32 @@ def _draw(job: FigureJob) -> figures.Image:
     return figures.render_image(job.draw, *job.args, **job.kwargs)
 
 
-def draw_all(jobs: list[FigureJob], parallel: int) -> list[figures.Image]:
-    """Render the figures, in ``parallel`` spawned worker processes when that pays.
+def draw_all(
+    jobs: list[FigureJob], parallel: int, bar: Progress | None = None
+) -> list[figures.Image]:
+    """Render the figures, in ``parallel`` spawned worker processes when that pays and is
+    safe, advancing ``bar`` by one per figure.
 
     Starting a worker costs about 2 s here (matplotlib, seaborn, pandas imports), so fewer
     than 8 figures are drawn in this process. Spawned workers import the caller's main module
-    again: a script that asks for ``parallel > 1`` needs an ``if __name__ == "__main__":``
-    guard, as with any multiprocessing code.
+    again, so a script without an ``if __name__ == "__main__":`` guard has its figures drawn
+    in this process (benchinit.report.spawning): no script needs a guard for a report.
     """
-    if parallel > 1 and len(jobs) >= 8:
+    bar = bar or Progress(0, "report", enabled=False)
+    if parallel > 1 and len(jobs) >= 8 and spawning.spawn_safe():
         import multiprocessing
 
         with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(pool.map(_draw, jobs))
-    return [_draw(job) for job in jobs]
+            images = []
+            for image in pool.map(_draw, jobs):
+                images.append(image)
+                bar.advance(1)
+            return images
+    images = []
+    for job in jobs:
+        images.append(_draw(job))
+        bar.advance(1)
+    return images
 
 
 def analyses(
@@ -158,12 +172,15 @@ def render_report(
     out: str | os.PathLike[str] | None = None,
     registry: Any = None,
     parallel: int = 1,
+    progress: bool = False,
 ) -> Path:
     """Write the report of a results folder (``DIR/index.html`` unless ``out``).
 
     With a ``registry`` (as ``benchinit run`` passes), plugin report sections are computed
     and stored in the folder; without one, the stored sections are shown, checked exactly
     like fresh ones. ``parallel``: worker processes for the figures (see :func:`draw_all`).
+    ``progress``: announce the drawing and show its progress on stderr (a bar on a
+    terminal, log lines elsewhere).
     Raises ResultsError (a damaged folder) or OutputError (the page cannot be written).
     """
     store = Store(path)
@@ -178,7 +195,12 @@ def render_report(
     sections = checked(sections, store.sections_path)
     summary = ranked(results)  # once: the leaderboard and the figures share it
     text, jobs = analyses(results, summary)
-    drawn = _figures(jobs, draw_all(jobs, parallel))
+    bar = Progress(len(jobs), f"{results.study['name']} report", enabled=progress, unit="figures")
+    bar.note(f"{results.study['name']}: drawing the report ({len(jobs)} figures)")
+    try:
+        drawn = _figures(jobs, draw_all(jobs, parallel, bar))
+    finally:
+        bar.close()
     html = (
         environment()
         .get_template("report.html")
