@@ -39,20 +39,9 @@ INTERRUPTED = {
     "compare": "interrupted; nothing was written.",
 }
 
-KIND_ALIASES = {
-    "initializer": "initializer",
-    "initializers": "initializer",
-    "activation": "activation",
-    "activations": "activation",
-    "loss": "loss",
-    "losses": "loss",
-    "optimizer": "optimizer",
-    "optimizers": "optimizer",
-    "dataset": "dataset",
-    "datasets": "dataset",
-    "study": "study",
-    "studies": "study",
-}
+_KINDS = ("initializer", "activation", "loss", "optimizer", "dataset", "study")
+_PLURALS = ("initializers", "activations", "losses", "optimizers", "datasets", "studies")
+KIND_ALIASES = {a: k for k, p in zip(_KINDS, _PLURALS, strict=True) for a in (k, p)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -166,6 +155,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="write one page listing every results folder under DIR")
     p.add_argument("dir", help="a folder holding results folders (searched recursively)")
     p.add_argument("--out", metavar="FILE", help="where to write (default DIR/index.html)")
+    p = sub.add_parser("compact", help="merge the record files of results folders (older runs)")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="results folders written by benchinit")
 
     p = sub.add_parser("compare", help="compare two result sets; exit 1 on a regression")
     p.add_argument("base", help="baseline results folder")
@@ -373,6 +364,15 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compact(args: argparse.Namespace) -> int:
+    from benchinit.folder_summary import settle
+
+    for folder in args.dirs:
+        settle(folder)
+        _out(f"compacted: {folder}")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from benchinit.comparison import compare
 
@@ -414,6 +414,7 @@ COMMANDS = {
     "run": _cmd_run,
     "report": _cmd_report,
     "index": _cmd_index,
+    "compact": _cmd_compact,
     "compare": _cmd_compare,
     "history": _cmd_history,
 }

@@ -34,7 +34,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from benchinit import freshness
 from benchinit.errors import ResultsError
+from benchinit.records import LATER_TABLES, conform
 
 COMPACT_PREFIX = "compact-"
 CHUNK = "_chunk"  # a compacted row's chunk; readers' frames carry it too
@@ -200,3 +202,41 @@ def own(frame: pd.DataFrame, snap: Snapshot) -> pd.DataFrame:
     from_compacted = frame["_unit"].str.startswith(COMPACT_PREFIX)
     owned = frame[CHUNK].map(snap.owner)
     return frame[~from_compacted | (owned == frame["_unit"])].reset_index(drop=True)
+
+
+def statuses(runs: pd.DataFrame) -> pd.DataFrame:
+    """``cell, status, code, chunk`` of run records read by :func:`read_table`."""
+    frame = runs.reindex(columns=["cell", "status", "code", CHUNK])
+    frame[["status", "code"]] = frame[["status", "code"]].fillna("").astype(str)
+    return frame.rename(columns={CHUNK: "chunk"})
+
+
+def read_kept(
+    snap: Snapshot, tables: Sequence[str], kept: pd.DataFrame | None
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Each of ``tables``, conformed, with the records ``kept`` (``cell, chunk``; default:
+    the ones freshness keeps), and the kept records. No record at all: ``({}, kept)``."""
+    read: dict[str, pd.DataFrame] = {}
+    if kept is None:
+        read["runs"] = read_table(snap, "runs")
+        kept = freshness.kept(statuses(read["runs"]))
+    if kept.empty:
+        return {}, kept
+    pairs = pd.MultiIndex.from_frame(kept[["cell", "chunk"]].astype(str))
+    everyone = kept["cell"].is_unique and len(kept) == len(read.get("runs", ()))
+    out = {}
+    for table in tables:
+        frame = read.get(table)
+        if frame is None:
+            frame = read_table(snap, table, missing_ok=table in LATER_TABLES)
+        if len(frame) and not (table == "runs" and everyone):
+            keys = pd.MultiIndex.from_arrays([frame["cell"].astype(str), frame[CHUNK]])
+            frame = frame[keys.isin(pairs)]
+        frame = frame.drop(columns=[CHUNK, "_unit"]).reset_index(drop=True)
+        try:
+            out[table] = conform(table, frame)
+        except (KeyError, ValueError) as exc:
+            path = snap.files(table)[0]
+            why = f"not the {table} table benchinit writes: {exc}"
+            raise corrupt(path, snap.records, why) from None
+    return out, kept

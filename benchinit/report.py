@@ -27,6 +27,7 @@ import pandas as pd
 
 from benchinit import figures
 from benchinit._version import __version__
+from benchinit.folder_summary import settle
 from benchinit.outputs import check_output, write_output
 from benchinit.plugin_sections import call_plugins, checked
 from benchinit.report_effects import effects_report
@@ -168,6 +169,7 @@ def render_report(
     store = Store(path)
     page = Path(out) if out is not None else store.report_path
     check_output(page, "html", report=path)  # refused before anything is drawn
+    settle(path, writable_only=True)  # an older folder's records merged, its summary written
     results = load_results(path)
     if registry is not None:
         sections = call_plugins(registry, results)

@@ -37,6 +37,7 @@ from benchinit.errors import BenchinitError, BenchinitWarning, ResultsError
 from benchinit.execute import Batch, cell_code, plan
 from benchinit.executors import Executor, make_executor, usable_cores
 from benchinit.fingerprint import engine_code
+from benchinit.folder_summary import settle
 from benchinit.grid import plugins_of
 from benchinit.meta import Meta, now, run_meta
 from benchinit.progress import Progress
@@ -180,6 +181,7 @@ def run(
     finally:
         pool.close(abort=aborted)
         bar.close()
+    settle(out_path)  # the chunks merged into one file per table, the index's summary
     report_path = _report(out_path, study, workers) if report else None
     return RunOutcome(
         out_path,

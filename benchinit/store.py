@@ -318,33 +318,17 @@ class Store:
         self, tables: Sequence[str] = TABLES, kept: pd.DataFrame | None = None
     ) -> dict[str, pd.DataFrame]:
         """The ``tables`` (default all), one record per cell: the one readers keep
-        (benchinit.freshness), or the records in ``kept`` (``cell, chunk``: what an earlier
-        :meth:`statuses` kept). Each table is read in one call; no record at all gives
-        ``{}``."""
-        return record_files.retrying(self.records, lambda s: self._read_from(s, tables, kept))
+        (benchinit.freshness), or the records in ``kept`` (``cell, chunk``: see
+        :meth:`read_kept`). Each table is one read; no record at all gives ``{}``."""
+        return self.read_kept(tables, kept)[0]
 
-    def _read_from(
-        self, snap: record_files.Snapshot, tables: Sequence[str], kept: pd.DataFrame | None
-    ) -> dict[str, pd.DataFrame]:
-        best = freshness.kept(self._statuses_of(snap)) if kept is None else kept
-        if best.empty:
-            return {}
-        pairs = pd.MultiIndex.from_frame(best[["cell", "chunk"]].astype(str))
-        out = {}
-        for table in tables:
-            frame = record_files.read_table(snap, table, missing_ok=table in LATER_TABLES)
-            if len(frame):
-                keys = pd.MultiIndex.from_arrays([frame["cell"].astype(str), frame[CHUNK]])
-                frame = frame[keys.isin(pairs)]
-            frame = frame.drop(columns=[CHUNK, "_unit"]).reset_index(drop=True)
-            try:
-                out[table] = conform(table, frame)
-            except (KeyError, ValueError) as exc:
-                path = snap.files(table)[0]
-                raise record_files.corrupt(
-                    path, self.records, f"not the {table} table benchinit writes: {exc}"
-                ) from None
-        return out
+    def read_kept(
+        self, tables: Sequence[str] = TABLES, kept: pd.DataFrame | None = None
+    ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+        """:meth:`read`, and the records it kept (``cell, status, code, chunk``)."""
+        return record_files.retrying(
+            self.records, lambda snap: record_files.read_kept(snap, tables, kept)
+        )
 
     # --- claims ----------------------------------------------------------------------------
 
