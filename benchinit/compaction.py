@@ -121,9 +121,8 @@ def compact(path: str | os.PathLike[str], *, hook: Hook | None = None) -> Path |
             if not mine:
                 return None
             _clear_retired(records)
-            snap = record_files.snapshot(records)
-            compacted, chunks = record_files.list_units(records)
-            redundant = [n for n in [*compacted, *chunks] if n not in snap.units]
+            snap = record_files.snapshot(records)  # one listing: a chunk stored after it waits
+            redundant = [n for n in snap.listed if n not in snap.units]
             merged: Path | None = None
             if len(snap.units) > 1:
                 merged = _write(snap, records, call)

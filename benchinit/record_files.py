@@ -66,6 +66,7 @@ class Snapshot:
     compacted: tuple[str, ...]  # compacted units that own at least one chunk, by name
     chunks: tuple[str, ...]  # chunk folders that no compacted unit covers, oldest first
     owner: dict[str, str]  # chunk -> the compacted unit it is read from
+    listed: tuple[str, ...] = ()  # every unit listed, read or not (covered, redundant)
 
     @property
     def units(self) -> tuple[str, ...]:
@@ -100,7 +101,7 @@ def snapshot(records: Path) -> Snapshot:
             owner.setdefault(chunk, unit)
     used = tuple(sorted(set(owner.values())))
     uncovered = tuple(c for c in chunks if c not in owner)
-    return Snapshot(records, used, uncovered, owner)
+    return Snapshot(records, used, uncovered, owner, (*compacted, *chunks))
 
 
 def retrying(records: Path, read: Callable[[Snapshot], T]) -> T:
