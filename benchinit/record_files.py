@@ -223,7 +223,7 @@ def read_kept(
         kept = freshness.kept(statuses(read["runs"]))
     if kept.empty:
         return {}, kept
-    pairs = pd.MultiIndex.from_frame(kept[["cell", "chunk"]].astype(str))
+    chunk_of = pd.Series(kept["chunk"].astype(str).to_numpy(), index=kept["cell"].astype(str))
     everyone = kept["cell"].is_unique and len(kept) == len(read.get("runs", ()))
     out = {}
     for table in tables:
@@ -231,8 +231,7 @@ def read_kept(
         if frame is None:
             frame = read_table(snap, table, missing_ok=table in LATER_TABLES)
         if len(frame) and not (table == "runs" and everyone):
-            keys = pd.MultiIndex.from_arrays([frame["cell"].astype(str), frame[CHUNK]])
-            frame = frame[keys.isin(pairs)]
+            frame = frame[frame["cell"].astype(str).map(chunk_of) == frame[CHUNK]]
         frame = frame.drop(columns=[CHUNK, "_unit"]).reset_index(drop=True)
         try:
             out[table] = conform(table, frame)
