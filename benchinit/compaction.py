@@ -29,9 +29,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from benchinit import record_files
 from benchinit.errors import OutputError, os_reason
-from benchinit.record_files import CHUNK, COMPACT_PREFIX, RETIRED_PREFIX
+from benchinit.record_files import COMPACT_PREFIX, RETIRED_PREFIX
 from benchinit.records import LATER_TABLES, TABLES
 from benchinit.store import Store, _fsync_dir
 
@@ -73,11 +75,9 @@ def _write(snap: record_files.Snapshot, records: Path, hook: Hook) -> Path:
     tmp.mkdir()
     try:
         for table in TABLES:
-            frame = record_files.read_table(snap, table, missing_ok=table in LATER_TABLES)
-            frame = frame.drop(columns="_unit")
-            frame[CHUNK] = frame[CHUNK].astype(str)
+            read = record_files.read_table(snap, table, missing_ok=table in LATER_TABLES)
             path = tmp / f"{table}.parquet"
-            frame.to_parquet(path, index=False)
+            pq.write_table(read.drop_columns(["_unit"]), path)
             with open(path, "rb+") as f:
                 os.fsync(f.fileno())
         _fsync_dir(tmp)

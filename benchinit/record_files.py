@@ -31,6 +31,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
@@ -139,8 +140,9 @@ def read_files(
 ) -> pa.Table:
     """``files`` as one table, one dataset call; ``columns`` (those present) only.
 
-    ``unit_column`` adds ``_unit``, the folder each row came from. Missing files raise
-    :class:`Vanished` when their folder went, a ResultsError naming a damaged one.
+    ``unit_column`` adds ``_unit``, the folder each row came from (dictionary-encoded).
+    Missing files raise :class:`Vanished` when their folder went, a ResultsError naming a
+    damaged one.
     """
     if not files:
         return pa.table({})
@@ -152,18 +154,20 @@ def read_files(
         dataset = factory.finish(schema)
         wanted = schema.names if columns is None else [c for c in columns if c in schema.names]
         scanner = dataset.scanner(columns=wanted)
-        batches, units = [], []
+        batches, units, counts = [], [], []
         for tagged in scanner.scan_batches():
             batches.append(tagged.record_batch)
-            units.append((Path(tagged.fragment.path).parent.name, tagged.record_batch.num_rows))
+            units.append(Path(tagged.fragment.path).parent.name)
+            counts.append(tagged.record_batch.num_rows)
         table = pa.Table.from_batches(batches, schema=scanner.projected_schema)
     except Exception as exc:
         if _vanished(files):
             raise Vanished(str(exc)) from None
         raise _culprit(files, records) from None
     if unit_column:
-        names = np.repeat(np.array([u for u, _ in units], dtype=object), [n for _, n in units])
-        table = table.append_column("_unit", pa.array(names, type=pa.string()))
+        indices = pa.array(np.repeat(np.arange(len(units), dtype=np.int32), counts))
+        names = pa.DictionaryArray.from_arrays(indices, pa.array(units, type=pa.string()))
+        table = table.append_column("_unit", names)
     return table
 
 
@@ -174,9 +178,9 @@ def read_table(
     *,
     units: Sequence[str] | None = None,
     missing_ok: bool = False,
-) -> pd.DataFrame:
-    """``table`` of the records in ``snap`` (of ``units`` only, when given) as pandas, with
-    ``_chunk`` (the record's chunk) and ``_unit`` (the folder it was read from).
+) -> pa.Table:
+    """``table`` of the records in ``snap`` (of ``units`` only, when given), with ``_chunk``
+    (the record's chunk) and ``_unit`` (the folder it was read from), as Arrow.
 
     ``missing_ok``: a unit without the file (a table added later) contributes nothing.
     """
@@ -184,15 +188,20 @@ def read_table(
     if missing_ok:
         files = [f for f in files if f.is_file()]
     wanted = None if columns is None else [*columns, CHUNK]
-    frame = read_files(files, snap.records, wanted, unit_column=True).to_pandas()
-    if not len(frame.columns):
-        return pd.DataFrame({CHUNK: pd.Series([], dtype=object), "_unit": []})
-    units_ = frame["_unit"].astype(object)
-    chunk = frame[CHUNK] if CHUNK in frame else pd.Series(None, index=frame.index, dtype=object)
-    from_compacted = units_.str.startswith(COMPACT_PREFIX)
-    frame[CHUNK] = chunk.astype(object).where(from_compacted, units_)
-    frame["_unit"] = units_
-    return own(frame, snap)
+    read = read_files(files, snap.records, wanted, unit_column=True)
+    if not read.num_columns:
+        return pa.table({CHUNK: pa.array([], pa.string()), "_unit": pa.array([], pa.string())})
+    unit = read["_unit"].cast(pa.string())
+    compacted = pc.starts_with(unit, COMPACT_PREFIX)
+    stored = read[CHUNK].cast(pa.string()) if CHUNK in read.column_names else unit
+    chunk = pc.if_else(compacted, stored, unit)
+    read = read.drop_columns([c for c in (CHUNK, "_unit") if c in read.column_names])
+    read = read.append_column(CHUNK, chunk).append_column("_unit", unit)
+    if snap.compacted:  # each chunk from one compacted unit only
+        owned = pa.array([f"{u}/{c}" for c, u in snap.owner.items()], pa.string())
+        key = pc.binary_join_element_wise(unit, chunk, "/")
+        read = read.filter(pc.or_(pc.invert(compacted), pc.is_in(key, value_set=owned)))
+    return read
 
 
 def own(frame: pd.DataFrame, snap: Snapshot) -> pd.DataFrame:
@@ -217,21 +226,27 @@ def read_kept(
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """Each of ``tables``, conformed, with the records ``kept`` (``cell, chunk``; default:
     the ones freshness keeps), and the kept records. No record at all: ``({}, kept)``."""
-    read: dict[str, pd.DataFrame] = {}
+    runs = None
     if kept is None:
-        read["runs"] = read_table(snap, "runs")
-        kept = freshness.kept(statuses(read["runs"]))
+        runs = read_table(snap, "runs").to_pandas()
+        kept = freshness.kept(statuses(runs))
     if kept.empty:
         return {}, kept
-    chunk_of = pd.Series(kept["chunk"].astype(str).to_numpy(), index=kept["cell"].astype(str))
-    everyone = kept["cell"].is_unique and len(kept) == len(read.get("runs", ()))
+    keys = pa.array((kept["cell"].astype(str) + "\0" + kept["chunk"].astype(str)).tolist())
     out = {}
     for table in tables:
-        frame = read.get(table)
-        if frame is None:
-            frame = read_table(snap, table, missing_ok=table in LATER_TABLES)
-        if len(frame) and not (table == "runs" and everyone):
-            frame = frame[frame["cell"].astype(str).map(chunk_of) == frame[CHUNK]]
+        if table == "runs" and runs is not None:
+            frame = runs[runs["cell"].astype(str).isin(set(kept["cell"].astype(str)))]
+            if not kept["cell"].is_unique or len(kept) != len(runs):
+                key = frame["cell"].astype(str) + "\0" + frame[CHUNK].astype(str)
+                frame = frame[key.isin(set(keys.to_pylist()))]
+        else:
+            read = read_table(snap, table, missing_ok=table in LATER_TABLES)
+            if read.num_rows:
+                cell = read["cell"].cast(pa.string())
+                key = pc.binary_join_element_wise(cell, read[CHUNK], "\0")
+                read = read.filter(pc.is_in(key, value_set=keys))
+            frame = read.to_pandas()
         frame = frame.drop(columns=[CHUNK, "_unit"]).reset_index(drop=True)
         try:
             out[table] = conform(table, frame)

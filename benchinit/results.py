@@ -238,14 +238,14 @@ def load_results(path: str | os.PathLike[str], *, all_cells: bool = False) -> Re
     if STAGE in runs:
         is_tune = runs[STAGE] == TUNE
         tuning, runs = runs[is_tune].reset_index(drop=True), runs[~is_tune]
-    keep = set(runs["cell"])
+    mine = kept[kept["cell"].isin(set(runs["cell"]))] if len(kept) else kept
 
     def load(table: str) -> pd.DataFrame | None:
         """A table's kept records of the cells in ``runs``: the records ``runs`` was
         read from, wherever they are now (a compaction may have moved them)."""
-        if kept.empty:
+        if mine.empty:
             return None
-        frame = store.read((table,), kept=kept[kept["cell"].isin(keep)]).get(table)
+        frame = store.read((table,), kept=mine).get(table)
         return None if frame is None else frame.reset_index(drop=True)
 
     return Results(runs.reset_index(drop=True), meta, Path(path), tuning, load=load)

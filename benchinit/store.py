@@ -297,7 +297,7 @@ class Store:
         new = [u for u in snap.units if u not in self._statuses]
         if new:
             read = record_files.read_table(snap, "runs", ["cell", "status", "code"], units=new)
-            read = read.reindex(columns=["cell", "status", "code", CHUNK, "_unit"])
+            read = read.to_pandas().reindex(columns=["cell", "status", "code", CHUNK, "_unit"])
             read[["status", "code"]] = read[["status", "code"]].fillna("")
             self._statuses |= {u: read[read["_unit"] == u] for u in new}  # empty ones too
         frames = [self._statuses[u] for u in snap.units]
