@@ -23,6 +23,7 @@ early one may hold a column as null).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,16 +94,22 @@ def list_units(records: Path) -> tuple[list[str], list[str]]:
 def snapshot(records: Path) -> Snapshot:
     """List the units and read the compacted units' coverage (their runs' ``_chunk``)."""
     compacted, chunks = list_units(records)
-    owner: dict[str, str] = {}
-    if compacted:
-        files = [records / name / "runs.parquet" for name in compacted]
-        table = read_files(files, records, [CHUNK], unit_column=True)
-        frame = table.to_pandas()
-        for chunk, unit in zip(frame[CHUNK], frame["_unit"], strict=True):
-            owner.setdefault(chunk, unit)
+    owner = _coverage(records, tuple(compacted)) if compacted else {}
     used = tuple(sorted(set(owner.values())))
     uncovered = tuple(c for c in chunks if c not in owner)
     return Snapshot(records, used, uncovered, owner, (*compacted, *chunks))
+
+
+@functools.lru_cache(maxsize=256)
+def _coverage(records: Path, compacted: tuple[str, ...]) -> dict[str, str]:
+    """chunk -> the first of ``compacted`` that covers it. A unit never changes and its
+    name is never reused, so this is read once per process for each set of units."""
+    files = [records / name / "runs.parquet" for name in compacted]
+    frame = read_files(files, records, [CHUNK], unit_column=True).to_pandas()
+    owner: dict[str, str] = {}
+    for chunk, unit in zip(frame[CHUNK], frame["_unit"], strict=True):
+        owner.setdefault(chunk, unit)
+    return owner
 
 
 def retrying(records: Path, read: Callable[[Snapshot], T]) -> T:
