@@ -173,6 +173,15 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compact(args: argparse.Namespace) -> int:
+    from benchinit.results.folder_summary import settle
+
+    for folder in args.dirs:
+        settle(folder)
+        _out(f"compacted: {folder}")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from benchinit.gate.compare import compare
     from benchinit.gate.compare_render import text_summary
@@ -217,6 +226,7 @@ COMMANDS = {
     "report": lambda args: cli_read.cmd_report(args, _out),
     "show": lambda args: cli_read.cmd_show(args, _out),
     "index": _cmd_index,
+    "compact": _cmd_compact,
     "compare": _cmd_compare,
     "history": _cmd_history,
 }

@@ -124,6 +124,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     cli_read.add_report(sub)
+    p = sub.add_parser("compact", help="merge the record files of results folders (older runs)")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="results folders written by benchinit")
     cli_read.add_show(sub)
 
     # --- index: one page listing every results folder under a directory ---

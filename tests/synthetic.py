@@ -251,3 +251,81 @@ def write_meta(
         else:
             full[key] = value
     store.write_meta(full, f"[study]\nname = {json.dumps(name)}\n")
+
+
+SIGNAL_METRICS = ("act_entropy", "std_drift", "saturated_frac", "dead_frac", "grad_drift")
+
+
+def write_signal(
+    folder: Path,
+    *,
+    configs: int = 6,
+    seeds: int = 100,
+    chunk: int = 8,
+    layers: int = 5,
+    bins: int = 20,
+) -> int:
+    """Write a signal study of ``configs`` initializers x ``seeds`` as benchinit's runs do:
+    through the store, ``chunk`` cells per chunk, five tables each (a 600-cell folder by
+    default: 75 chunks, 375 Parquet files). Returns the number of cells."""
+    rng = np.random.default_rng(1)
+    store = Store(folder, create=True)
+    labels = [f"init{i}" for i in range(configs)]
+    cells = [(f"{n:016x}", labels[n // seeds], n % seeds) for n in range(configs * seeds)]
+    layer_metrics = ("act_mean", "act_std", "preact_std", "saturated_frac", "dead_frac")
+    for start in range(0, len(cells), chunk):
+        part = cells[start : start + chunk]
+        ids = [c for c, _, _ in part]
+        runs = pd.DataFrame(
+            {
+                "cell": ids,
+                "initializer": [label for _, label, _ in part],
+                "seed": [seed for _, _, seed in part],
+                "status": "ok",
+                "error": "",
+                **{m: rng.normal(1.0, 0.1, len(part)) for m in SIGNAL_METRICS},
+                "seconds": 0.01,
+                "device": "cpu",
+            }
+        )
+        grid = list(itertools.product(ids, range(1, layers + 1), layer_metrics))
+        layer_rows = pd.DataFrame(
+            {
+                "cell": [g[0] for g in grid],
+                "phase": "init",
+                "layer": [g[1] for g in grid],
+                "metric": [g[2] for g in grid],
+                "value": rng.random(len(grid)),
+            }
+        )
+        hist = list(itertools.product(ids, range(1, layers + 1), range(bins)))
+        hists = pd.DataFrame(
+            {
+                "cell": [h[0] for h in hist],
+                "phase": "init",
+                "layer": [h[1] for h in hist],
+                "bin": [h[2] for h in hist],
+                "left": [h[2] / bins for h in hist],
+                "right": [(h[2] + 1) / bins for h in hist],
+                "count": rng.integers(0, 1000, len(hist)),
+            }
+        )
+        spectra = hists[hists["layer"] == layers]
+        store.write(
+            {
+                "runs": conform("runs", runs),
+                "curves": conform("curves", pd.DataFrame(columns=list(COLUMNS["curves"]))),
+                "layers": conform("layers", layer_rows),
+                "histograms": conform("histograms", hists),
+                "spectra": conform("spectra", spectra),
+            }
+        )
+    study = {
+        "kind": "signal",
+        "metric": "std_drift",
+        "seeds": list(range(seeds)),
+        "axes": ["initializer"],
+        "values": {"initializer": labels},
+    }
+    write_meta(store, "signal", study, [c for c, _, _ in cells])
+    return len(cells)

@@ -43,6 +43,7 @@ from benchinit.execution.run_meta import now, run_meta
 from benchinit.fingerprint import engine_code
 from benchinit.plugins.registry import Registry
 from benchinit.results import freshness
+from benchinit.results.folder_summary import settle
 from benchinit.results.meta import Meta
 from benchinit.results.schema import conform
 from benchinit.results.store import Store
@@ -136,6 +137,7 @@ def execute(
     finally:
         pool.close(abort=aborted)
         bar.close()
+    settle(out_path)  # the chunks merged into one file per table, the index's summary
     return Executed(out_path, tally, recomputed, workers, time.perf_counter() - started)
 
 

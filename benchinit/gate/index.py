@@ -7,6 +7,8 @@ interval, clipped to the metric's range as in the report) and a link to its repo
 the page a course folder or a CI artifact store opens first (asv's index, benchopt's
 ``plot --all``), and like every benchinit page it is one self-contained file.
 
+- Each folder is read from its ``meta.json`` and ``summary.json`` (benchinit.results.folder_summary,
+  written when its run ended); without a summary of the folder as it is, from its runs table.
 - A results folder is a folder with a ``meta.json`` or a ``records/`` folder; the search
   does not descend into one (its records are not results folders of their own).
 - A damaged folder (unreadable meta.json, corrupt records, a foreign file) is listed with
@@ -28,9 +30,10 @@ from typing import Any
 
 from benchinit._version import __version__
 from benchinit.errors import BenchinitError
-from benchinit.report.sections import main_metric, ranked
 from benchinit.report.templating import environment
+from benchinit.results.folder_summary import read_summary, summarize
 from benchinit.results.outputs import write_output
+from benchinit.results.store import Store
 from benchinit.results.tables import load_results
 
 GENERATOR = "benchinit index"  # the page's <meta name="generator">: ours to replace
@@ -89,27 +92,24 @@ def entry(folder: Path, root: Path, page: Path) -> Entry:
     name = folder.relative_to(root).as_posix() if folder != root else "."
     item = Entry(folder=name, link=_link(folder, page))
     try:
-        results = load_results(folder)
-        summary = ranked(results)
+        meta = Store(folder).meta()
+        summary = read_summary(folder, meta)
+        if summary is None:  # no summary of the folder as it is: its runs table
+            summary = summarize(load_results(folder))
     except BenchinitError as exc:
         item.problem = _relative(str(exc), root)
         return item
     except Exception as exc:  # an index over many runs must list a broken one, not stop
         item.problem = _relative(f"cannot be read: {type(exc).__name__}: {exc}", root)
         return item
-    study, env = results.study, results.meta["environment"]
+    study, env = meta["study"], meta["environment"]
     item.study, item.title, item.kind = study["name"], study["title"], study["kind"]
-    item.started, item.finished = results.meta["started"], results.meta["finished"] or ""
+    item.started, item.finished = meta["started"], meta["finished"] or ""
     item.device, item.torch = str(env.get("device", "")), str(env.get("torch", ""))
-    item.counts = results.counts()
-    item.metric = main_metric(results).name
-    best = summary.dropna(subset=["mean"]).head(1).to_dict("records")
-    if best:
-        row = best[0]
-        axes = results.varying or results.axes
-        item.best = ", ".join(f"{a}={row[a]}" for a in axes)
-        item.mean, item.low, item.high = row["mean"], row["ci_low"], row["ci_high"]
-        item.seeds = int(row["seeds"])
+    item.counts = dict(summary["counts"])
+    item.metric, item.best = str(summary["metric"]), str(summary["best"])
+    item.mean, item.low, item.high = summary["mean"], summary["low"], summary["high"]
+    item.seeds = int(summary["seeds"])
     return item
 
 

@@ -40,16 +40,11 @@ from benchinit.report.section_figures import (
     results_jobs,
     signal_jobs,
 )
-from benchinit.report.sections import (
-    header,
-    leaderboard,
-    problems,
-    ranked,
-    reproducibility,
-)
+from benchinit.report.sections import header, leaderboard, problems, ranked, reproducibility
 from benchinit.report.spectrum import spectrum_jobs
 from benchinit.report.templating import csv_uri, environment, markdown, number
 from benchinit.report.tuning import tuning_report
+from benchinit.results.folder_summary import settle
 from benchinit.results.outputs import check_output, write_output
 from benchinit.results.store import Store
 from benchinit.results.tables import Results, load_results
@@ -186,6 +181,7 @@ def render_report(
     store = Store(path)
     page = Path(out) if out is not None else store.report_path
     check_output(page, "html", report=path)  # refused before anything is drawn
+    settle(path, writable_only=True)  # an older folder's records merged, its summary written
     results = load_results(path)
     if registry is not None:
         sections = call_plugins(registry, results)

@@ -6,8 +6,9 @@ The store owns every file of a results folder; nothing else opens them::
     DIR/study.toml                   the resolved study (defaults filled in)
     DIR/sections.json                report sections computed by plugins (shown by `report`)
     DIR/index.html                   the report
+    DIR/summary.json                 what the index shows, written when a run ends
     DIR/records/<chunk>/<table>.parquet   one finished batch: runs, curves, layers, histograms,
-                                     spectra
+                                     spectra; compact-*/: many chunks (benchinit.results.compaction)
     DIR/locks/run-<id>.lock          held (flock) by each live run
     DIR/locks/run-<id>.claims        the cells that run has claimed, one id per line
     DIR/locks/claims.lock            taken briefly (flock) while a run claims cells
@@ -49,8 +50,9 @@ from typing import Any
 import pandas as pd
 
 from benchinit.errors import BenchinitError, OutputError, ResultsError, os_reason
-from benchinit.results import freshness
+from benchinit.results import freshness, record_files
 from benchinit.results.meta import SCHEMA_VERSION, Meta, check_meta
+from benchinit.results.record_files import CHUNK
 from benchinit.results.schema import COLUMNS, LATER_TABLES, TABLES, conform
 
 try:
@@ -63,7 +65,9 @@ __all__ = ["SCHEMA_VERSION", "Store", "write_atomic"]
 STALE_TMP_SECONDS = 3600
 # Files and folders benchinit writes into a results folder; with force it still never
 # replaces one of these that it did not write.
-OWN_NAMES = ("meta.json", "study.toml", "sections.json", "index.html", "records", "locks")
+OWN_NAMES = (
+    "meta.json", "study.toml", "sections.json", "summary.json", "index.html", "records", "locks"
+)  # fmt: skip
 
 
 def _fsync_dir(path: Path) -> None:
@@ -134,7 +138,7 @@ class Store:
         self.run_id = uuid.uuid4().hex[:16]
         self._run_lock: Any = None
         self._claimed: set[str] = set()
-        self._statuses: dict[str, pd.DataFrame] = {}  # chunk -> its runs' cell, status, code
+        self._statuses: dict[str, pd.DataFrame] = {}  # unit -> its runs' cell, status, code
         self._codes: dict[str, str] = {}  # cell -> the code this run computes it with
         if create:
             self._check_ownership(force)
@@ -280,36 +284,27 @@ class Store:
         return sections
 
     def chunks(self) -> list[Path]:
-        """Finished chunks, oldest first."""
+        """Finished chunks, then compacted units (benchinit.results.record_files), oldest first."""
         found = self.records.iterdir() if self.records.is_dir() else ()
         return sorted(p for p in found if p.is_dir() and not p.name.startswith("."))
 
-    def _read(self, path: Path) -> pd.DataFrame:
-        try:
-            return pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several types for damaged files
-            raise ResultsError(
-                f"'{path}' is corrupt or unreadable ({type(exc).__name__}: {exc}). Its cells "
-                f"can be computed again: move the folder '{path.parent}' out of "
-                f"'{self.records}' and run the study into this folder again"
-            ) from None
-
     def statuses(self) -> pd.DataFrame:
-        """``cell, status, code, chunk`` of every stored run record (``code`` may be "").
+        """``cell, status, code, chunk`` of every stored run record (``code`` may be ""); a
+        unit never changes, so a Store reads each once: a run reads only the new ones."""
+        return record_files.retrying(self.records, self._statuses_of)
 
-        A chunk never changes once in place, so each is read once per Store: a run that
-        looks at what is finished after every round of stacks reads only the new chunks.
-        """
-        frames = []
-        for chunk in self.chunks():
-            if chunk.name not in self._statuses:
-                frame = self._read(chunk / "runs.parquet")  # a chunk's runs: a few rows
-                frame = frame.reindex(columns=["cell", "status", "code"], fill_value="")
-                self._statuses[chunk.name] = frame.assign(chunk=chunk.name)
-            frames.append(self._statuses[chunk.name])
-        if not frames:
+    def _statuses_of(self, snap: record_files.Snapshot) -> pd.DataFrame:
+        new = [u for u in snap.units if u not in self._statuses]
+        if new:
+            read = record_files.read_table(snap, "runs", ["cell", "status", "code"], units=new)
+            read = read.to_pandas().reindex(columns=["cell", "status", "code", CHUNK, "_unit"])
+            read[["status", "code"]] = read[["status", "code"]].fillna("")
+            self._statuses |= {u: read[read["_unit"] == u] for u in new}  # empty ones too
+        frames = [self._statuses[u] for u in snap.units]
+        if not sum(len(f) for f in frames):
             return pd.DataFrame({"cell": [], "status": [], "code": [], "chunk": []})
-        return pd.concat(frames, ignore_index=True)
+        both = record_files.own(pd.concat(frames, ignore_index=True), snap)
+        return both.drop(columns="_unit").rename(columns={CHUNK: "chunk"})
 
     def expect(self, codes: Mapping[str, str]) -> None:
         """The code this run computes each of these cells with (``{cell: code}``)."""
@@ -319,33 +314,21 @@ class Store:
         """Cells whose kept record is ``ok`` or ``diverged`` and of the expected code."""
         return freshness.finished(freshness.kept(self.statuses()), self._codes)
 
-    def read(self, tables: Sequence[str] = TABLES) -> dict[str, pd.DataFrame]:
+    def read(
+        self, tables: Sequence[str] = TABLES, kept: pd.DataFrame | None = None
+    ) -> dict[str, pd.DataFrame]:
         """The ``tables`` (default all), one record per cell: the one readers keep
-        (benchinit.results.freshness). No chunk at all gives ``{}``."""
-        best = freshness.kept(self.statuses())
-        if best.empty:
-            return {}
-        keep = best.groupby("chunk")["cell"].apply(set).to_dict()
-        frames: dict[str, list[pd.DataFrame]] = {t: [] for t in tables}
-        for chunk_name, cells in keep.items():
-            for table in tables:
-                path = self.records / chunk_name / f"{table}.parquet"
-                if table in LATER_TABLES and not path.exists():
-                    continue  # a chunk written before the table existed
-                frame = self._read(path)
-                try:
-                    frame = conform(table, frame[frame["cell"].isin(cells)])
-                except (KeyError, ValueError) as exc:
-                    raise ResultsError(
-                        f"'{path}' does not hold the {table} table benchinit writes: {exc}. "
-                        f"Its cells can be computed again: move the folder '{path.parent}' "
-                        f"out of '{self.records}' and run the study into this folder again"
-                    ) from None
-                frames[table].append(frame)
-        return {
-            t: pd.concat(parts, ignore_index=True) if parts else conform(t, pd.DataFrame())
-            for t, parts in frames.items()
-        }
+        (benchinit.results.freshness), or the records in ``kept`` (``cell, chunk``: see
+        :meth:`read_kept`). Each table is one read; no record at all gives ``{}``."""
+        return self.read_kept(tables, kept)[0]
+
+    def read_kept(
+        self, tables: Sequence[str] = TABLES, kept: pd.DataFrame | None = None
+    ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+        """:meth:`read`, and the records it kept (``cell, status, code, chunk``)."""
+        return record_files.retrying(
+            self.records, lambda snap: record_files.read_kept(snap, tables, kept)
+        )
 
     # --- claims ----------------------------------------------------------------------------
 

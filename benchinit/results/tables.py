@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -46,7 +47,7 @@ from benchinit.analysis.stats import t_half_widths
 from benchinit.errors import ResultsError
 from benchinit.metrics import METRIC_TABLE, METRICS, metric_info
 from benchinit.results.meta import Meta, StudyInfo
-from benchinit.results.schema import COLUMNS, STAGE, TUNE, conform
+from benchinit.results.schema import STAGE, TUNE, conform
 from benchinit.results.store import Store
 
 
@@ -106,20 +107,48 @@ def _with_grid(runs: pd.DataFrame, meta: Meta, path: Path) -> tuple[pd.DataFrame
     return runs, cast(Meta, {**meta, "study": {**study, "values": values}})
 
 
+TABLE_NAMES = ("curves", "layers", "histograms", "spectra")  # read on first access
+
+
 @dataclass
 class Results:
-    """The tables of one results folder, plus its metadata (``meta.json``)."""
+    """The tables of one results folder, plus its metadata (``meta.json``).
+
+    ``runs`` is read when the folder is loaded; ``curves``, ``layers``, ``histograms`` and
+    ``spectra`` on first access (an index or a comparison never reads them).
+    """
 
     runs: pd.DataFrame
-    curves: pd.DataFrame
-    layers: pd.DataFrame
-    histograms: pd.DataFrame
-    spectra: pd.DataFrame
     meta: Meta
     path: Path
     # A tuned study's tuning runs (one row per tuning cell, with ``tuned.*`` columns); the
     # tables above then hold its final cells only. Empty for an untuned study.
     tuning: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # the other tables, by name: given, or read by ``load`` (a table name -> the table)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    load: Callable[[str], pd.DataFrame] | None = field(default=None, repr=False, compare=False)
+
+    def _table(self, name: str) -> pd.DataFrame:
+        if name not in self.tables:
+            loaded = self.load(name) if self.load is not None else None
+            self.tables[name] = loaded if loaded is not None else conform(name, pd.DataFrame())
+        return self.tables[name]
+
+    @property
+    def curves(self) -> pd.DataFrame:
+        return self._table("curves")
+
+    @property
+    def layers(self) -> pd.DataFrame:
+        return self._table("layers")
+
+    @property
+    def histograms(self) -> pd.DataFrame:
+        return self._table("histograms")
+
+    @property
+    def spectra(self) -> pd.DataFrame:
+        return self._table("spectra")
 
     @property
     def study(self) -> StudyInfo:
@@ -189,13 +218,10 @@ def load_results(path: str | os.PathLike[str], *, all_cells: bool = False) -> Re
     """
     store = Store(path)
     meta = store.meta()
-    tables = store.read()  # each chunk already conformed to the schema as it was read
-    if not tables:
-        tables = {t: conform(t, pd.DataFrame()) for t in COLUMNS}
+    tables, kept = store.read_kept(("runs",))
+    runs = tables["runs"] if tables else conform("runs", pd.DataFrame())
     if not all_cells:
-        current = set(meta["cells"])
-        tables = {t: f[f["cell"].isin(current)].reset_index(drop=True) for t, f in tables.items()}
-    runs = tables["runs"]
+        runs = runs[runs["cell"].isin(set(meta["cells"]))].reset_index(drop=True)
     for metric in METRICS[meta["study"]["kind"]]:  # every documented metric column,
         if metric not in runs:  # even when no cell recorded it (all diverged, say)
             runs[metric] = pd.Series(math.nan, index=runs.index, dtype="float64")
@@ -211,15 +237,14 @@ def load_results(path: str | os.PathLike[str], *, all_cells: bool = False) -> Re
     if STAGE in runs:
         is_tune = runs[STAGE] == TUNE
         tuning, runs = runs[is_tune].reset_index(drop=True), runs[~is_tune]
-        keep = set(runs["cell"])
-        tables = {t: f[f["cell"].isin(keep)].reset_index(drop=True) for t, f in tables.items()}
-    return Results(
-        runs.reset_index(drop=True),
-        tables["curves"],
-        tables["layers"],
-        tables["histograms"],
-        tables["spectra"],
-        meta,
-        Path(path),
-        tuning,
-    )
+    mine = kept[kept["cell"].isin(set(runs["cell"]))] if len(kept) else kept
+
+    def load(table: str) -> pd.DataFrame | None:
+        """A table's kept records of the cells in ``runs``: the records ``runs`` was
+        read from, wherever they are now (a compaction may have moved them)."""
+        if mine.empty:
+            return None
+        frame = store.read((table,), kept=mine).get(table)
+        return None if frame is None else frame.reset_index(drop=True)
+
+    return Results(runs.reset_index(drop=True), meta, Path(path), tuning, load=load)
