@@ -37,9 +37,10 @@ variance L mu2/mu1^2 (Gaussian) and L (mu2/mu1^2 - 1) (orthogonal), as in Pennin
 
 Where it applies: infinitely wide layers with i.i.d. zero-mean weights (the Jacobian's
 variance also for rotation-invariant ones such as orthogonal), inputs of a given second
-moment; at finite width on average, with O(depth / width) corrections. Where it does not: residual networks (h + alpha phi(W h + b)) and layer- or batch-normalized ones,
-whose recursions differ (Yang & Schoenholz 2017; He et al. 2016 is the architecture);
-benchinit gives no prediction for them. Trained weights are not i.i.d. either.
+moment; at finite width on average, with O(depth / width) corrections. Where it does not:
+residual networks (h + alpha phi(W h + b)) and layer- or batch-normalized ones, whose
+recursions differ (Yang & Schoenholz 2017; He et al. 2016 is the architecture); benchinit
+gives no prediction for them. Trained weights are not i.i.d. either.
 """
 
 from __future__ import annotations
@@ -155,8 +156,8 @@ def q_star(phi: Phi, sigma_w: float, sigma_b: float = 0.0, q0: float = 1.0) -> f
 
     Bisection on g(q) = V(q) - q, bracketed by halving (or doubling) q from ``q0`` until g
     changes sign: a + to - crossing, so V'(q*) <= 1. Returns 0.0 when q shrinks to 0 (tanh in
-    the ordered phase without bias, and at its critical point sigma_w = 1: a crossing where
-    V(q) exceeds q by no more than rounding, 1e-12 q, is no fixed point), ``inf`` when it grows past 1e12 (ReLU with
+    the ordered phase without bias, and at sigma_w = 1: a crossing where V(q) exceeds q by
+    rounding only, 1e-12 q, is no fixed point), ``inf`` when it grows past 1e12 (ReLU with
     sigma_w^2 > 2), and ``q0`` itself when V(q0) = q0 to 1e-12 (ReLU at sigma_w^2 = 2 without
     bias, where every q is a fixed point).
     """
