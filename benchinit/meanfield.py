@@ -159,8 +159,7 @@ def q_star(phi: Phi, sigma_w: float, sigma_b: float = 0.0, q0: float = 1.0) -> f
     the ordered phase without bias, and at sigma_w = 1: a crossing where V(q) exceeds q by
     rounding only, 1e-12 q, is no fixed point), ``inf`` when it grows past 1e12 (ReLU with
     sigma_w^2 > 2), and ``q0`` itself when V(q0) = q0 to 1e-12 (ReLU at sigma_w^2 = 2 without
-    bias, where every q is a fixed point).
-    """
+    bias, where every q is a fixed point)."""
 
     def g(q: float) -> float:
         return variance_map(phi, q, sigma_w, sigma_b) - q
