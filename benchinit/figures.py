@@ -82,7 +82,7 @@ __all__ = [
 
 MAX_LAYERS = 6  # histogram columns: first, last and evenly spaced ones between
 DPI = 96  # CSS pixels per inch: a figure's size on the page
-SHARP = 2  # device pixels per CSS pixel in report figures (hi-DPI screens, zoom)
+SHARP = 1.5  # device pixels per CSS pixel in report figures (hi-DPI screens, zoom)
 SVG_TRY_BYTES = 150_000
 
 
@@ -109,7 +109,7 @@ def style() -> Iterator[None]:
 def _save(fig: Figure, fmt: str, dpi: int) -> bytes:
     buffer = io.BytesIO()
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
-    fig.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
+    fig.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata)  # laid out: no "tight" pass
     return buffer.getvalue()
 
 
@@ -176,6 +176,18 @@ def interval_plot(summary: pd.DataFrame, name: str, metric: Metric, limit: int =
     return fig
 
 
+def number(value: float) -> str:
+    """3 significant digits, never ``-0``: a value that rounds to zero is ``0``."""
+    if not np.isfinite(value):
+        return ""
+    text = f"{value:.3g}"
+    return "0" if float(text) == 0 else text
+
+
+def annotations(table: pd.DataFrame) -> np.ndarray:
+    return np.vectorize(number, otypes=[object])(table.to_numpy(dtype=float))
+
+
 def heatmap(
     summary: pd.DataFrame,
     x: str,
@@ -206,8 +218,8 @@ def heatmap(
         sns.heatmap(
             table,
             ax=ax,
-            annot=table.size <= 64,
-            fmt=".3g",
+            annot=annotations(table) if table.size <= 64 else False,
+            fmt="",
             cmap=cmap,
             vmin=vmin,
             vmax=vmax,
