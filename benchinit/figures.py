@@ -53,6 +53,7 @@ from benchinit.figure_layout import (
     MAX_PANELS,
     SEPARATOR,
     WIDE,
+    fit_ticks,
     grid_of,
     label,
     note_panels,
@@ -128,7 +129,9 @@ def render(draw: Callable[..., Figure], *args: Any, **kwargs: Any) -> str:
     the report uses :func:`render_image`.
     """
     with style():
-        png = _save(draw(*args, **kwargs), "png", DPI)
+        fig = draw(*args, **kwargs)
+        fit_ticks(fig)
+        png = _save(fig, "png", DPI)
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
@@ -136,6 +139,7 @@ def render_image(draw: Callable[..., Figure], *args: Any, **kwargs: Any) -> Imag
     """Draw in seaborn's style; the smaller of a sharp PNG and an SVG (module docstring)."""
     with style():
         fig = draw(*args, **kwargs)
+        fit_ticks(fig)
         data, (width, height) = _palette_png(_save(fig, "png", DPI * SHARP))
         fmt, mime = "png", "image/png"
         if len(data) > SVG_TRY_BYTES:
