@@ -244,6 +244,20 @@ def _every(positions: list[float], needed: float) -> int:
     return max(1, math.ceil(needed / max(step, 1e-9)))
 
 
+def _may_crowd(ax: Any, name: str, renderer: Any) -> bool:
+    """Whether an axis's labels could touch: together, with their gaps, they take more than
+    half its length before layout (layout takes at most that much away for margins). Text
+    extents need no layout, so a figure whose labels are short is never laid out twice."""
+    axis = getattr(ax, f"{name}axis")
+    labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+    if len(labels) < 2:
+        return False
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    room = ax.get_window_extent(renderer)
+    used = sum(b.width if name == "x" else b.height for b in boxes) + GAP * len(boxes)
+    return used > 0.5 * (room.width if name == "x" else room.height)
+
+
 def fit_ticks(fig: Figure) -> None:
     """Tick labels that do not run together, decided by their measured extents on the laid
     out figure: crowded x labels are slanted, and where even slanted ones would touch (or y
@@ -257,9 +271,10 @@ def fit_ticks(fig: Figure) -> None:
         for name in ("x", "y")
         if isinstance(getattr(ax, f"{name}axis").get_major_locator(), fixed)
     ]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    axes = [(ax, name) for ax, name in axes if _may_crowd(ax, name, renderer)]
     if not axes:
         return
-    renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw_without_rendering()
     for ax, name in axes:
         axis = getattr(ax, f"{name}axis")

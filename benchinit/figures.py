@@ -281,5 +281,6 @@ def difference_plot(frame: pd.DataFrame, limit: int = 40) -> Figure:
     ax.axvline(0, color="0.3", linewidth=0.8)
     ax.set_yticks(y, [label(v, 60, 1) for v in rows["configuration"]])
     ax.set_xlabel("difference, NEW - BASE (positive: better)")
-    ax.legend(loc="lower right", fontsize="small", frameon=False)
+    handles, labels = ax.get_legend_handles_labels()  # below the axes: never on an interval
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
     return fig

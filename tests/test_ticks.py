@@ -128,3 +128,21 @@ def test_configuration_labels_never_overlap(rows):
         verdict="unchanged",
     )
     assert overlapping(_drawn(figures.difference_plot, diff, limit=rows)) == []
+
+
+def test_the_compare_legend_sits_outside_the_intervals():
+    frame = pd.DataFrame(
+        {
+            "configuration": [f"config {i}" for i in range(6)],
+            "diff": np.linspace(-0.02, 0.03, 6),
+            "ci_low": np.linspace(-0.04, 0.01, 6),
+            "ci_high": np.linspace(0.0, 0.05, 6),
+            "tolerance": 0.005,
+            "verdict": ["regressed", "improved", "unchanged"] * 2,
+        }
+    )
+    fig = _drawn(figures.difference_plot, frame)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    (ax,) = fig.axes
+    (legend,) = fig.legends
+    assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
