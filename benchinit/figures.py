@@ -107,7 +107,7 @@ def style() -> Iterator[None]:
         yield
 
 
-def _save(fig: Figure, fmt: str, dpi: int) -> bytes:
+def _save(fig: Figure, fmt: str, dpi: float) -> bytes:
     buffer = io.BytesIO()
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
     fig.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata)  # laid out: no "tight" pass
@@ -188,7 +188,8 @@ def number(value: float) -> str:
     return "0" if float(text) == 0 else text
 
 
-def annotations(table: pd.DataFrame) -> np.ndarray:
+def cell_labels(table: pd.DataFrame) -> np.ndarray:
+    """A heatmap's annotations: :func:`number` of every cell."""
     return np.vectorize(number, otypes=[object])(table.to_numpy(dtype=float))
 
 
@@ -222,7 +223,7 @@ def heatmap(
         sns.heatmap(
             table,
             ax=ax,
-            annot=annotations(table) if table.size <= 64 else False,
+            annot=cell_labels(table) if table.size <= 64 else False,
             fmt="",
             cmap=cmap,
             vmin=vmin,
