@@ -42,8 +42,12 @@ def _timed(args: list[str], source: Path) -> tuple[float, float]:
     env = dict(os.environ, PYTHONPATH=str(source), BENCHINIT_DISABLE_PLUGIN_AUTOLOAD="1")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "benchinit", *args], check=True, capture_output=True, env=env
+    subprocess.run(  # run from the checkout: `-m` imports from the working folder first
+        [sys.executable, "-m", "benchinit", *args],
+        check=True,
+        capture_output=True,
+        env=env,
+        cwd=source,
     )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
