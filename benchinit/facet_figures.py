@@ -40,8 +40,8 @@ PANEL_HEIGHT = 2.2  # inches: short panels keep a section's figures on a screen 
 
 def _columns(frame: pd.DataFrame, facets: Sequence[str]) -> int:
     """Panels per row: the last facet's values across, one row per value of the others
-    (``relu: init, adam · final, sgd · final``), when it has 2 to 4; else rows of 4."""
-    if len(facets) > 1 and 2 <= frame[facets[-1]].nunique() <= 4:
+    (``relu: init, adam · final, sgd · final``), when it has 3 or 4; else rows of 4."""
+    if len(facets) > 1 and 3 <= frame[facets[-1]].nunique() <= 4:
         return int(frame[facets[-1]].nunique())
     return 4
 
