@@ -23,6 +23,7 @@ import pytest
 from reportdata import write_runs_tree
 
 from benchinit import load_study, run
+from benchinit.figures.drawing import SHARP
 from benchinit.gate.index import write_index
 from benchinit.report.page import figure_jobs
 from benchinit.report.sections import ranked
@@ -135,7 +136,7 @@ def test_report_in_headless_chromium(seed_report, artifacts, browser):
     )
     assert len(images) >= 8
     assert all(done and natural > 0 for done, natural, _, _ in images), images
-    assert all(natural >= 2 * shown - 2 for _, natural, shown, _ in images), "sharp when zoomed"
+    assert all(natural >= SHARP * shown - 2 for _, natural, shown, _ in images), "sharp when zoomed"
 
     table = "leaderboard-table"
     headers = b.headers(table)

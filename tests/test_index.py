@@ -4,6 +4,8 @@ healthy folders, honest about damaged ones, escaping every study-supplied string
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,17 @@ def test_a_results_folder_meta_file_with_keys_missing(tmp_path):
     (folder / "meta.json").write_text(json.dumps(meta))
     html = write_index(tmp_path).read_text()
     assert "key &#39;study.title&#39; is missing" in html
+
+
+def test_rows_are_one_line_with_the_main_metric_first_and_no_empty_column(tmp_path):
+    write_results(tmp_path / "one", {"initializer": ["a", "b"]})
+    html = write_index(tmp_path).read_text()
+    headers = re.findall(r"<th[^>]*>([^<]*)</th>", html)
+    assert "problem" not in headers, "no folder is damaged: no problem column"
+    assert headers.index("best (95% CI)") < headers.index("title") < len(headers)
+    assert headers[:4] == ["folder", "study", "main metric", "best (95% CI)"]
+    assert 'class="sortable one-line"' in html
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    (tmp_path / "two" / "meta.json").write_text("[]")
+    damaged = re.findall(r"<th[^>]*>([^<]*)</th>", write_index(tmp_path).read_text())
+    assert damaged[-1] == "problem"

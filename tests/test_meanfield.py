@@ -54,8 +54,16 @@ def test_pair_quadrature_matches_the_arc_cosine_kernel(q, c):
 
 
 def test_chi_1_of_tanh_is_1_at_sigma_w_1():
-    assert mf.q_star(tanh, 1.0, 0.0) < 1e-12  # the ordered fixed point q* = 0
+    assert mf.q_star(tanh, 1.0, 0.0) == 0.0  # exactly the fixed point 0, not a rounding error
     assert mf.chi_1(tanh, 1.0, 0.0) == pytest.approx(1.0, abs=1e-6)
+    assert mf.q_star(tanh, 1.0 + 1e-6, 0.0) == pytest.approx(1e-6, rel=1e-3)  # just past it
+
+
+@pytest.mark.parametrize("phi, sigma_w", [(tanh, 1.0), (relu, math.sqrt(2.0))])
+def test_depth_scales_are_exactly_inf_at_the_critical_point(phi, sigma_w):
+    field = mf.mean_field(phi, sigma_w, 0.0)
+    assert field.xi_c == math.inf and field.trainable_depth == math.inf
+    assert field.xi_q == math.inf
 
 
 def test_relu_is_critical_at_sigma_w_squared_2():

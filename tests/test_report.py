@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from benchinit import load_results, load_study, run
 from benchinit.cli import main
-from benchinit.figures.drawing import style
+from benchinit.figures.drawing import SHARP, style
 from benchinit.metrics import metric_info
 from benchinit.plugins.registry import Registry
 from benchinit.report.page import figure_jobs
@@ -267,8 +267,8 @@ def test_figures_are_sharp_and_carry_their_numbers(small, page, jobs):
     for image in figures:
         if image["src"].startswith("data:image/png"):
             width, height = _png_size(image["src"])
-            assert width >= 2 * int(image["width"]) - 2, "2 device pixels per CSS pixel"
-            assert height >= 2 * int(image["height"]) - 2
+            assert width >= SHARP * int(image["width"]) - 2, "SHARP device pixels per CSS pixel"
+            assert height >= SHARP * int(image["height"]) - 2
     for job, link in zip(jobs, links, strict=True):
         assert link["href"].startswith("data:text/csv;charset=utf-8;base64,")
         assert link["download"].endswith(".csv")

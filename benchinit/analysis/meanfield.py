@@ -19,8 +19,7 @@ chaotic one (c* < 1, gradients explode), chi_1 = 1 the critical line where xi_c 
 Expectations are quadratures: the trapezoid rule on a sinh-mapped grid, which resolves
 tanh'(u)^2 at q = 400 where Gauss-Hermite nodes are too far apart, and a 2-D rule for pairs
 (see ``_rule`` and ``_pair_rule``). phi' comes from autograd, so plugin activations work.
-V'(q) uses Stein's identity, d/dq E[f(sqrt(q) z)] = E[f(sqrt(q) z) (z^2 - 1)] / (2q), which
-needs no phi''.
+V'(q) uses Stein's identity, d/dq E[f(sqrt(q) z)] = E[f(sqrt(q) z) (z^2 - 1)] / (2q).
 
 The Jacobian J_l = dh_l/dx (Saxe et al. 2014; Pennington, Schoenholz & Ganguli 2017,
 "Resurrecting the sigmoid"). Its spectrum here is the n_l eigenvalues lambda of J_l J_l^T,
@@ -38,10 +37,10 @@ variance L mu2/mu1^2 (Gaussian) and L (mu2/mu1^2 - 1) (orthogonal), as in Pennin
 
 Where it applies: infinitely wide layers with i.i.d. zero-mean weights (the Jacobian's
 variance also for rotation-invariant ones such as orthogonal), inputs of a given second
-moment; at finite width it holds on average, with O(depth / width) corrections. Where it
-does not: residual networks (h + alpha phi(W h + b)) and layer- or batch-normalized ones,
-whose recursions differ (Yang & Schoenholz 2017; He et al. 2016 is the architecture);
-benchinit gives no prediction for them. Trained weights are not i.i.d. either.
+moment; at finite width on average, with O(depth / width) corrections. Where it does not:
+residual networks (h + alpha phi(W h + b)) and layer- or batch-normalized ones, whose
+recursions differ (Yang & Schoenholz 2017; He et al. 2016 is the architecture); benchinit
+gives no prediction for them. Trained weights are not i.i.d. either.
 """
 
 from __future__ import annotations
@@ -58,6 +57,7 @@ Phi = Callable[[torch.Tensor], torch.Tensor]
 _NODES = 256  # per axis; even, so no node sits on the kink u = 0 of ReLU-like activations
 _Q_MAX = 1e12  # beyond this q, the variance grows without bound: q* = inf
 _Q_TINY = 1e-30  # below this, q* is the fixed point 0
+_ROUNDING = 1e-12  # relative: a slope within this of 1, or V(q) - q of 0, is rounding
 TRAINABLE_DEPTHS = 6.0  # Schoenholz et al. 2017: networks deeper than ~6 xi_c do not train
 
 
@@ -156,10 +156,10 @@ def q_star(phi: Phi, sigma_w: float, sigma_b: float = 0.0, q0: float = 1.0) -> f
 
     Bisection on g(q) = V(q) - q, bracketed by halving (or doubling) q from ``q0`` until g
     changes sign: a + to - crossing, so V'(q*) <= 1. Returns 0.0 when q shrinks to 0 (tanh in
-    the ordered phase without bias), ``inf`` when it grows past 1e12 (ReLU with
+    the ordered phase without bias, and at sigma_w = 1: a crossing where V(q) exceeds q by
+    rounding only, 1e-12 q, is no fixed point), ``inf`` when it grows past 1e12 (ReLU with
     sigma_w^2 > 2), and ``q0`` itself when V(q0) = q0 to 1e-12 (ReLU at sigma_w^2 = 2 without
-    bias, where every q is a fixed point).
-    """
+    bias, where every q is a fixed point)."""
 
     def g(q: float) -> float:
         return variance_map(phi, q, sigma_w, sigma_b) - q
@@ -173,6 +173,8 @@ def q_star(phi: Phi, sigma_w: float, sigma_b: float = 0.0, q0: float = 1.0) -> f
             hi, lo = lo, lo / 2
             if lo < _Q_TINY:
                 return 0.0
+        if g(lo) <= _ROUNDING * lo:
+            return 0.0  # V(q) = q to rounding only: q shrank to 0
     else:  # growing: find the smallest q0 * 2^k with g < 0
         while g(hi) >= 0:
             lo, hi = hi, hi * 2
@@ -293,9 +295,12 @@ def chi_c(phi: Phi, sigma_w: float, sigma_b: float = 0.0) -> float:
 
 
 def _depth(slope: float) -> float:
-    """-1 / ln(slope): inf at or beyond 1, 0 at 0, nan for nan."""
+    """-1 / ln(slope): inf at or beyond 1 (within rounding: the critical point's quadrature
+    gives 1 - 2e-16, not a depth of 4e15 layers), 0 at 0, nan for nan."""
     if math.isnan(slope):
         return math.nan
+    if abs(slope - 1.0) <= _ROUNDING:
+        return math.inf
     return -1.0 / math.log(slope) if 0.0 < slope < 1.0 else (0.0 if slope <= 0 else math.inf)
 
 
@@ -317,7 +322,6 @@ class MeanField:
 
 def mean_field(phi: Phi, sigma_w: float, sigma_b: float = 0.0) -> MeanField:
     """q*, chi_1, c*, chi_c, the depth scales xi_q and xi_c and the trainable depth 6 xi_c.
-
     Without a finite q* (ReLU with sigma_w^2 > 2), chi_1 and V'(q*) are their limits as
     q -> inf (exact for positively homogeneous phi, where they do not depend on q) and the
     correlation quantities are nan.

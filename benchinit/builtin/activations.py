@@ -10,7 +10,7 @@ deviations (ReLU [0, 3], ...), so a unit-variance layer fills the plot and an ex
 piles up in the edge bin.
 
 Saturation (the ``saturated_frac`` statistic) is where phi'(z) < 10% of max phi': sigmoid
-and tanh in their flat tails (|z| > 3.6 for sigmoid, |z| > 2.2 for tanh), ReLU for z < 0
+and tanh in their flat tails (|z| > 3.64 for sigmoid, |z| > 1.82 for tanh), ReLU for z < 0
 (the same entries as dead ones), ELU for z < ln 0.1, identity never.
 """
 

@@ -53,6 +53,7 @@ from benchinit.figures.layout import (
     MAX_PANELS,
     SEPARATOR,
     WIDE,
+    fit_ticks,
     grid_of,
     label,
     note_panels,
@@ -82,7 +83,7 @@ __all__ = [
 
 MAX_LAYERS = 6  # histogram columns: first, last and evenly spaced ones between
 DPI = 96  # CSS pixels per inch: a figure's size on the page
-SHARP = 2  # device pixels per CSS pixel in report figures (hi-DPI screens, zoom)
+SHARP = 1.5  # device pixels per CSS pixel in report figures (hi-DPI screens, zoom)
 SVG_TRY_BYTES = 150_000
 
 
@@ -106,10 +107,10 @@ def style() -> Iterator[None]:
         yield
 
 
-def _save(fig: Figure, fmt: str, dpi: int) -> bytes:
+def _save(fig: Figure, fmt: str, dpi: float) -> bytes:
     buffer = io.BytesIO()
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
-    fig.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
+    fig.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata)  # laid out: no "tight" pass
     return buffer.getvalue()
 
 
@@ -128,7 +129,9 @@ def render(draw: Callable[..., Figure], *args: Any, **kwargs: Any) -> str:
     the report uses :func:`render_image`.
     """
     with style():
-        png = _save(draw(*args, **kwargs), "png", DPI)
+        fig = draw(*args, **kwargs)
+        fit_ticks(fig)
+        png = _save(fig, "png", DPI)
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
@@ -136,6 +139,7 @@ def render_image(draw: Callable[..., Figure], *args: Any, **kwargs: Any) -> Imag
     """Draw in seaborn's style; the smaller of a sharp PNG and an SVG (module docstring)."""
     with style():
         fig = draw(*args, **kwargs)
+        fit_ticks(fig)
         data, (width, height) = _palette_png(_save(fig, "png", DPI * SHARP))
         fmt, mime = "png", "image/png"
         if len(data) > SVG_TRY_BYTES:
@@ -176,6 +180,19 @@ def interval_plot(summary: pd.DataFrame, name: str, metric: Metric, limit: int =
     return fig
 
 
+def number(value: float) -> str:
+    """3 significant digits, never ``-0``: a value that rounds to zero is ``0``."""
+    if not np.isfinite(value):
+        return ""
+    text = f"{value:.3g}"
+    return "0" if float(text) == 0 else text
+
+
+def cell_labels(table: pd.DataFrame) -> np.ndarray:
+    """A heatmap's annotations: :func:`number` of every cell."""
+    return np.vectorize(number, otypes=[object])(table.to_numpy(dtype=float))
+
+
 def heatmap(
     summary: pd.DataFrame,
     x: str,
@@ -206,8 +223,8 @@ def heatmap(
         sns.heatmap(
             table,
             ax=ax,
-            annot=table.size <= 64,
-            fmt=".3g",
+            annot=cell_labels(table) if table.size <= 64 else False,
+            fmt="",
             cmap=cmap,
             vmin=vmin,
             vmax=vmax,
@@ -265,5 +282,6 @@ def difference_plot(frame: pd.DataFrame, limit: int = 40) -> Figure:
     ax.axvline(0, color="0.3", linewidth=0.8)
     ax.set_yticks(y, [label(v, 60, 1) for v in rows["configuration"]])
     ax.set_xlabel("difference, NEW - BASE (positive: better)")
-    ax.legend(loc="lower right", fontsize="small", frameon=False)
+    handles, labels = ax.get_legend_handles_labels()  # below the axes: never on an interval
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
     return fig

@@ -35,6 +35,17 @@ from benchinit.figures.layout import (
 from benchinit.metrics import Metric
 
 PANEL_WIDTH = 3.4  # inches
+PANEL_HEIGHT = 2.2  # inches: short panels keep a section's figures on a screen or a page
+
+
+def _columns(frame: pd.DataFrame, facets: Sequence[str]) -> int:
+    """Panels per row: the last facet's values across, one row per value of the others
+    (``relu: init, adam · final, sgd · final``), when it has 3 or 4; else rows of 4."""
+    if len(facets) > 1 and 3 <= frame[facets[-1]].nunique() <= 4:
+        return int(frame[facets[-1]].nunique())
+    return 4
+
+
 MAX_COLUMNS = 6  # columns of a density grid
 
 
@@ -88,7 +99,7 @@ def band_plot(
     panels = panels_of(frame, facets)
     hues = _hues(frame, hue)
     colors = palette(hues)
-    fig, axes = grid_of(len(panels))
+    fig, axes = grid_of(len(panels), col_wrap=_columns(frame, facets), height=PANEL_HEIGHT)
     for ax, (_, where, panel) in zip(axes, panels, strict=True):
         for value in hues:
             line = _select(panel, hue, value, {}).sort_values(x)
@@ -132,7 +143,7 @@ def dot_plot(
     xs = sorted(frame[x].dropna().unique().tolist())
     position = {v: i for i, v in enumerate(xs)}
     step = 0.7 / max(len(hues), 1)
-    fig, axes = grid_of(len(panels))
+    fig, axes = grid_of(len(panels), col_wrap=_columns(frame, facets), height=PANEL_HEIGHT)
     for ax, (_, where, panel) in zip(axes, panels, strict=True):
         for k, value in enumerate(hues):
             offset = (k - (len(hues) - 1) / 2) * step

@@ -5,6 +5,7 @@ metric's axis scale and limits. Shared by :mod:`benchinit.figures.drawing` and
 
 from __future__ import annotations
 
+import itertools
 import math
 import textwrap
 from collections.abc import Sequence
@@ -221,3 +222,80 @@ def log_ticks(target: Any, low: float, high: float) -> None:
         target.set_minor_formatter(matplotlib.ticker.FuncFormatter(_tick_label))
     else:
         target.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+# --- tick labels that never run together -------------------------------------------------
+
+GAP = 2.0  # pixels between two tick labels
+SLANT = 35.0  # degrees: the rotation of crowded x tick labels
+
+
+def _crowded(boxes: list[Any], axis: str) -> bool:
+    """Whether any two boxes (sorted along ``axis``) touch or overlap along it."""
+    lo, hi = ("x0", "x1") if axis == "x" else ("y0", "y1")
+    spans = sorted((getattr(b, lo), getattr(b, hi)) for b in boxes)
+    return any(start < end + GAP for (_, end), (start, _) in itertools.pairwise(spans))
+
+
+def _every(positions: list[float], needed: float) -> int:
+    """The least k such that every k-th label is ``needed`` pixels from the next one."""
+    gaps = np.diff(sorted(positions))
+    step = float(gaps.min()) if len(gaps) else needed
+    return max(1, math.ceil(needed / max(step, 1e-9)))
+
+
+def _may_crowd(ax: Any, name: str, renderer: Any) -> bool:
+    """Whether an axis's labels could touch: together, with their gaps, they take more than
+    half its length before layout (layout takes at most that much away for margins). Text
+    extents need no layout, so a figure whose labels are short is never laid out twice."""
+    axis = getattr(ax, f"{name}axis")
+    labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+    if len(labels) < 2:
+        return False
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    room = ax.get_window_extent(renderer)
+    used = sum(b.width if name == "x" else b.height for b in boxes) + GAP * len(boxes)
+    return used > 0.5 * (room.width if name == "x" else room.height)
+
+
+def fit_ticks(fig: Figure) -> None:
+    """Tick labels that do not run together, decided by their measured extents on the laid
+    out figure: crowded x labels are slanted, and where even slanted ones would touch (or y
+    labels crowd) only every k-th is kept. Only axes with labels set by hand (categories,
+    values tried) are checked: matplotlib's own locators already space theirs; a figure with
+    none is not laid out again."""
+    fixed = matplotlib.ticker.FixedLocator
+    axes = [
+        (ax, name)
+        for ax in fig.axes
+        for name in ("x", "y")
+        if isinstance(getattr(ax, f"{name}axis").get_major_locator(), fixed)
+    ]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    axes = [(ax, name) for ax, name in axes if _may_crowd(ax, name, renderer)]
+    if not axes:
+        return
+    fig.draw_without_rendering()
+    for ax, name in axes:
+        axis = getattr(ax, f"{name}axis")
+        ticks = [t for t in axis.get_ticklabels() if t.get_visible()]
+        labels = [t for t in ticks if t.get_text()]
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        if len(boxes) < 2 or not _crowded(boxes, name):
+            continue
+        lines = max(t.get_text().count("\n") + 1 for t in labels)
+        height = max(t.get_fontsize() for t in labels) * fig.dpi / 72 * 1.2 * lines
+        centres = [(b.x0 + b.x1) / 2 if name == "x" else (b.y0 + b.y1) / 2 for b in boxes]
+        slant = math.sin(math.radians(SLANT)) if name == "x" else 1.0
+        keep = _every(centres, (height + GAP) / slant)
+        texts = [t.get_text() if i % keep == 0 else "" for i, t in enumerate(ticks)]
+        if name == "y":
+            axis.set_ticks(axis.get_ticklocs()[: len(texts)], texts)
+        else:
+            axis.set_ticks(
+                axis.get_ticklocs()[: len(texts)],
+                texts,
+                rotation=SLANT,
+                horizontalalignment="right",
+                rotation_mode="anchor",
+            )

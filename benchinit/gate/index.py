@@ -155,13 +155,17 @@ def write_index(root: str | os.PathLike[str], *, out: str | os.PathLike[str] | N
 def page_data(root: Path, entries: list[Entry]) -> dict[str, Any]:
     """What the template shows: the rows and which columns filter them."""
     rows = [asdict(e) | {"when": e.started[:16].replace("T", " ")} for e in entries]
+    # One line per run, the main metric where the eye lands first; "problem" only when a
+    # folder has one (an empty column is noise).
+    names = ["folder", "study", "main metric", "best (95% CI)", "best configuration", "ok",
+             "diverged", "failed", "kind", "when", "device", "torch", "title"]  # fmt: skip
+    if any(e.problem for e in entries):
+        names.append("problem")
     filters = []
-    for column, key in ((2, "study"), (4, "kind"), (6, "device")):
+    for key in ("study", "kind", "device"):
         choices = sorted({str(r[key]) for r in rows if r[key]})
         if len(choices) > 1:
-            filters.append({"axis": key, "column": column, "choices": choices})
-    names = ["folder", "problem", "study", "title", "kind", "when", "device", "torch", "ok",
-             "diverged", "failed", "main metric", "best configuration", "best"]  # fmt: skip
+            filters.append({"axis": key, "column": names.index(key), "choices": choices})
     return {
         "root": str(root),
         "rows": rows,

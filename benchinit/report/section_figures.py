@@ -37,6 +37,7 @@ from matplotlib.figure import Figure
 from benchinit.figures import drawing as figures
 from benchinit.figures import facets as facet_figures
 from benchinit.metrics import Metric, curve_info, metric_info
+from benchinit.report.once import STAGE, collapse_init, init_note, invariant, staged
 from benchinit.report.sections import main_metric
 from benchinit.results.tables import Results, mean_ci_by
 
@@ -56,6 +57,10 @@ SPLITS = {
     "test": "the test split",
 }
 PARAMS = Metric("value", "train", None, "value")
+OUT_OF_RANGE = (
+    "Each histogram spans its activation's histogram range; values beyond the range are "
+    "counted in the edge bins, so an edge bar also holds every value past it."
+)
 
 
 @dataclass(frozen=True)
@@ -265,15 +270,33 @@ def _params_job(
 SIGNAL_FIGURES = [
     ("preact_std", "Pre-activation std per layer", True),
     ("act_std", "Activation std per layer", False),
-    ("grad_norm", "Gradient norm of each layer's weights: vanishing gradients fall toward "
-     "layer 1", False),
+    ("grad_norm", "Gradient norm of each layer's weights", False),
     ("saturated_frac", "Per-layer saturated fraction (phi' < 10% of max)", False),
     ("dead_frac", "Per-layer dead fraction (output exactly 0)", False),
-]  # fmt: skip
+]
+SAME_AS_DEAD = (
+    " Where units die (output exactly 0) the dead fraction is this same number (a dead unit's "
+    "derivative is 0: ReLU): it is not drawn again."
+)
+
+
+def _dead_is_saturated(per_layer: Callable[[str], tuple[pd.DataFrame, bool]]) -> bool:
+    """Every configuration's dead fraction is 0 or its saturated fraction (ReLU's are one
+    and the same): the dead-fraction figure would repeat a panel of the saturated one."""
+    dead, saturated = per_layer("dead_frac")[0], per_layer("saturated_frac")[0]
+    if dead.empty or saturated.empty or len(dead) != len(saturated):
+        return False
+    keys = [c for c in dead.columns if c not in ("mean", "low", "high", "seeds")]
+    pair = dead.merge(saturated, on=keys, how="left", suffixes=("", "_sat"))
+    values = pair[["mean", "low", "high"]].to_numpy(float)
+    equal = np.isclose(values, pair[["mean_sat", "low_sat", "high_sat"]].to_numpy(float))
+    return bool((equal.all(axis=1) | (pair["mean"].fillna(0) == 0)).all())
 
 
 def signal_jobs(results: Results) -> list[FigureJob]:
-    """Per-layer statistics: lines over depth, or dots for shallow models."""
+    """Per-layer statistics: lines over depth, or dots for shallow models; init panels once
+    where they do not vary (:mod:`benchinit.report.once`), the dead fraction only where it is
+    not the saturated fraction."""
     layers = results.labelled("layers")
     layers = layers[layers["status"] != "failed"]
     if layers.empty:
@@ -284,28 +307,40 @@ def signal_jobs(results: Results) -> list[FigureJob]:
     shallow = layers["layer"].nunique() <= SHALLOW
     draw = facet_figures.dot_plot if shallow else facet_figures.band_plot
     order = results.study["values"]
+    cache: dict[str, tuple[pd.DataFrame, bool]] = {}
 
     def per_layer(name: str) -> tuple[pd.DataFrame, bool]:
-        return aggregate(layers[layers["metric"] == name], keys, metric_info(name, "layer"), order)
+        if name not in cache:
+            part = layers[layers["metric"] == name]
+            cache[name] = aggregate(part, keys, metric_info(name, "layer"), order)
+        return cache[name]
 
     theory, _ = per_layer("theory_std")
+    merged = _dead_is_saturated(per_layer)
     jobs = []
     for name, title, with_theory in SIGNAL_FIGURES:
         metric = metric_info(name, "layer")
         table, clipped = per_layer(name)
         if table.empty or (name.endswith("_frac") and not table["mean"].fillna(0).abs().max() > 0):
             continue
+        if name == "dead_frac" and merged:
+            continue
+        table, panels, collapsed = collapse_init(table, facets, keys)
         kwargs: dict[str, Any] = {}
         data = table
         if with_theory and not theory.empty:
-            kwargs["dashed"] = theory
+            dashed = staged(theory, collapsed, [a for a in panels if a != STAGE])
+            kwargs["dashed"] = dashed
             title += f" ({'dashes' if shallow else 'dashed'}: mean-field theory, Poole et al. 2016)"
             data = table.merge(
-                theory[[*keys, "mean"]].rename(columns={"mean": "theory"}), on=keys, how="left"
+                dashed[[*keys, "mean"]].rename(columns={"mean": "theory"}), on=keys, how="left"
             )
         what = "dots and bars" if shallow else "bands"
-        caption = f"{title}; {band_note(table, metric, clipped, what)}." + panels_note(
-            table, facets
+        caption = (
+            f"{title}; {band_note(table, metric, clipped, what)}."
+            + (SAME_AS_DEAD if name == "saturated_frac" and merged else "")
+            + panels_note(table, panels)
+            + init_note(collapsed)
         )
         jobs.append(
             FigureJob(
@@ -313,7 +348,7 @@ def signal_jobs(results: Results) -> list[FigureJob]:
                 caption,
                 slug("signal", name),
                 draw,
-                (table, "layer", hue, facets, metric),
+                (table, "layer", hue, panels, metric),
                 kwargs,
                 data=data,
             )
@@ -321,9 +356,25 @@ def signal_jobs(results: Results) -> list[FigureJob]:
     return jobs
 
 
+def _histogram_stages(
+    summed: pd.DataFrame, rows_axis: str | None, others: list[str]
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Train studies: (counts, figure axes, collapsed axes) with init overlaid once per
+    figure where it does not vary with an axis (the optimizer): that axis's figures become
+    one, its values overlaid as ``stage`` colours (``init``, ``adam · final``, ...)."""
+    init = summed[summed["phase"] == "init"]
+    keys = [*([rows_axis] if rows_axis else []), *others, "phase", "layer", "bin"]
+    collapsed = [a for a in others if invariant(init, a, keys, ["count"])]
+    if not collapsed:
+        return summed, others, []
+    rest = [a for a in others if a not in collapsed]
+    return staged(summed, collapsed, rest), rest, collapsed
+
+
 def histogram_jobs(results: Results) -> list[FigureJob]:
     """The lesson's figure: rows = initializer (or the first varying axis), columns =
-    layers, one figure per combination of the other varying axes."""
+    layers, one figure per combination of the other varying axes (train studies: init
+    drawn once, beside each setting it does not depend on)."""
     hists = results.labelled("histograms")
     hists = hists[hists["status"] != "failed"]
     if hists.empty:
@@ -333,6 +384,11 @@ def histogram_jobs(results: Results) -> list[FigureJob]:
     keys = [*([rows_axis] if rows_axis else []), *others, "phase", "layer", "bin", "left", "right"]
     summed = hists.groupby(keys, sort=False, dropna=False)["count"].sum().reset_index()
     summed = grid_sorted(summed, results.study["values"])
+    collapsed: list[str] = []
+    hue = "phase" if train else None
+    if train:
+        summed, others, collapsed = _histogram_stages(summed, rows_axis, others)
+        hue = STAGE if collapsed else hue
     groups = list(summed.groupby(others, sort=False, dropna=False)) if others else [((), summed)]
     jobs = []
     for key, frame in groups[: figures.MAX_PANELS]:
@@ -342,16 +398,21 @@ def histogram_jobs(results: Results) -> list[FigureJob]:
         caption = f"Activation histograms, {title}: {rows}columns = layers" + (
             " (init and after training)" if train else ""
         )
+        if collapsed:
+            caption += (
+                f"; colours: init (the same for every {' and '.join(collapsed)}) and each "
+                f"{' · '.join(collapsed)} after training"
+            )
         if len(groups) > figures.MAX_PANELS:
             caption += f" ({len(groups)} combinations; the first {figures.MAX_PANELS} drawn)"
         jobs.append(
             FigureJob(
                 "histograms",
-                caption + ".",
+                caption + ". " + OUT_OF_RANGE,
                 slug("histograms", *map(str, key)),
                 facet_figures.histogram_grid,
                 (frame, rows_axis, title),
-                {"hue": "phase" if train else None},
+                {"hue": hue},
                 data=frame,
             )
         )

@@ -32,6 +32,7 @@ import pandas as pd
 
 from benchinit.figures import facets as facet_figures
 from benchinit.metrics import POSITIVE, Metric, metric_info
+from benchinit.report.once import STAGE, collapse_init, distinct_groups, init_note, staged
 from benchinit.report.section_figures import (
     SHALLOW,
     FigureJob,
@@ -121,6 +122,8 @@ def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
         if table.empty:
             continue
         theory, _ = aggregate(wide.assign(value=wide[f"theory_{name}"]), keys, metric, order)
+        table, panels, collapsed = collapse_init(table, facets, keys)
+        theory = staged(theory, collapsed, [a for a in panels if a != STAGE])
         floored = ""
         if name == "jac_spread" and (table[["mean", "low"]] < SPREAD_FLOOR).any().any():
             table, theory = _floor(table), _floor(theory)
@@ -146,7 +149,8 @@ def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
             f"{title}, {where}; log axis; {band_note(table, metric, clipped, what)}."
             + note
             + floored
-            + panels_note(table, facets)
+            + panels_note(table, panels)
+            + init_note(collapsed)
         )
         jobs.append(
             FigureJob(
@@ -154,7 +158,7 @@ def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
                 caption,
                 slug("spectrum", name),
                 facet_figures.dot_plot if dots else facet_figures.band_plot,
-                (table, x, hue, facets, metric),
+                (table, x, hue, panels, metric),
                 kwargs,
                 data=data,
             )
@@ -199,14 +203,15 @@ def density_jobs(results: Results) -> list[FigureJob]:
         if axis
     )
     jobs = []
-    for key, frame in groups[:MAX_FIGURES]:
-        key = key if isinstance(key, tuple) else (key,)
-        title = ", ".join(f"{a} = {v}" for a, v in zip(split, key, strict=True)) or "all cells"
+    for key, frame, same in distinct_groups(groups, split, ["count"])[:MAX_FIGURES]:
+        shown = [v if all(k[i] == v for k in same) else "any" for i, v in enumerate(key)]
+        title = ", ".join(f"{a} = {v}" for a, v in zip(split, shown, strict=True)) or "all cells"
         caption = (
             f"Jacobian spectrum at the last hidden layer, {title}: the share of singular "
             "values per bin of log10, pooled over seeds and probe inputs"
             + (f"; {layout}" if layout else "")
             + "."
+            + (" One figure for every 'any' value: their spectra are the same." if same[1:] else "")
         )
         if len(groups) > MAX_FIGURES:
             caption += f" ({len(groups)} combinations; the first {MAX_FIGURES} drawn.)"
@@ -214,7 +219,7 @@ def density_jobs(results: Results) -> list[FigureJob]:
             FigureJob(
                 "spectrum",
                 caption,
-                slug("spectrum-density", *map(str, key)),
+                slug("spectrum-density", *map(str, shown)),
                 facet_figures.density_grid,
                 (frame, rows, cols, hue, f"Jacobian spectrum, {title}", xlabel),
                 data=frame,

@@ -200,6 +200,8 @@ class Results:
         table["clipped"] = (table["ci_low"] < low) | (table["ci_high"] > high)
         table["ci_low"] = table["ci_low"].clip(lower=low, upper=high)
         table["ci_high"] = table["ci_high"].clip(lower=low, upper=high)
+        for column in ("mean", "ci_low", "ci_high"):  # + 0.0: -0.0 (an entropy of one bin) is 0
+            table[column] = table[column] + 0.0
         ascending = self.direction(metric) == "min"
         return table.sort_values(
             "mean", ascending=ascending, na_position="last", kind="stable"
