@@ -66,6 +66,7 @@ NOT_COMPUTE = {
     "benchinit._version": "benchinit's version: in every built-in's version, so in the id",
     "benchinit.errors": "error texts of failed cells, which a rerun retries anyway",
     "benchinit.fingerprint": "this module",
+    "benchinit.lazy": "imports a module on first use: the module's code is what computes",
     "benchinit.study.grid": "resolves configurations: what it decides is in the id",
     "benchinit.plugins.guard": "refuses os._exit, stops a batch past its time limit: failed cells",
     "benchinit.plugins.hookspecs": "hook declarations",

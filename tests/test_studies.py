@@ -95,7 +95,15 @@ def test_tuned_init_xavier_chooses_a_larger_rate_than_he(tmp_path):
         seeds=1,
     )
     rate = results.runs.set_index("initializer")["tuned.optimizer.lr"]
-    assert rate["xavier_normal"] > rate["kaiming_normal"]
+    assert rate["xavier_normal"] >= rate["kaiming_normal"]
+    # Xavier's smaller weights want a larger rate: what a 3x larger rate buys it is far more
+    # than what it buys He. (Which rate He picks at 2 epochs is a near tie, 88% against 89%
+    # of 400 validation digits, that flips between CPUs: the test does not hang on it.)
+    tried = results.tuning.pivot_table(
+        index="tuned.optimizer.lr", columns="initializer", values="val_accuracy"
+    )
+    gain = tried.loc[0.03] - tried.loc[0.01]
+    assert gain["xavier_normal"] > gain["kaiming_normal"] + 0.1
 
 
 def _last_layer(results, metric):
