@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -45,3 +46,14 @@ def write_plugin(tmp_path: Path) -> Callable[..., Path]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(autouse=True)
+def _signals_are_left_as_found():
+    """A test that leaves SIGINT blocked or ignored in pytest's process hands that on to every
+    command a later test starts (a mask and an ignored handler are inherited), and Ctrl-C
+    tests then fail far from the cause: each test must leave them as it found them."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, []), signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.pthread_sigmask(signal.SIG_BLOCK, []), signal.getsignal(signal.SIGINT)
+    assert after == before, f"signal mask or SIGINT handler changed: {before} -> {after}"

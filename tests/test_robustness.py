@@ -241,6 +241,12 @@ def test_a_worker_hung_past_its_limit_is_stopped_and_the_grid_goes_on(rough, tmp
     assert runs.loc[7, "error"].str.contains("worker was stopped").all()
 
 
+def ctrl_c_as_at_a_terminal() -> None:
+    """For a child that a Ctrl-C test signals: SIGINT at its default. A shell starts a
+    background job (`.ci/run &`) with SIGINT ignored, and the child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args, cwd):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
@@ -251,6 +257,7 @@ def _start(args, cwd):
         text=True,
         env=env,
         start_new_session=True,
+        preexec_fn=ctrl_c_as_at_a_terminal,
     )
 
 

@@ -63,6 +63,12 @@ def slow_study(write_study, write_plugin) -> Path:
     return write_study(SLOW_STUDY)
 
 
+def ctrl_c_as_at_a_terminal() -> None:
+    """For a child that a Ctrl-C test signals: SIGINT at its default. A shell starts a
+    background job (`.ci/run &`) with SIGINT ignored, and the child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(study: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [
@@ -80,6 +86,7 @@ def start(study: Path, out: Path, *extra: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_at_a_terminal,
     )
 
 

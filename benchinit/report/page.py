@@ -183,6 +183,7 @@ def render_report(
     check_output(page, "html", report=path)  # refused before anything is drawn
     settle(path, writable_only=True)  # an older folder's records merged, its summary written
     results = load_results(path)
+    study_toml = store.study_toml()  # a damaged folder is said before any figure is drawn
     if registry is not None:
         sections = call_plugins(registry, results)
         store.write_sections(sections)
@@ -210,7 +211,7 @@ def render_report(
             figures=drawn,
             problems=problems(results),
             plugin_sections=sections,
-            repro=reproducibility(results, store.study_toml()),
+            repro=reproducibility(results, study_toml),
         )
     )
     return write_output(page, html, "html", report=path)
