@@ -153,9 +153,28 @@ def test_report_in_headless_chromium(seed_report, artifacts, browser):
 
     _check_filter_and_columns(b, table, "activation", "tanh")
     _check_csv_links(b, seed_report)
+    _check_figures_pair_up(b)
     b.page.screenshot(path=str(artifacts / "report-full.png"), full_page=True)
     assert b.errors == []
     assert b.outside(url) == [], f"the report fetched {b.outside(url)}"
+
+
+def _check_figures_pair_up(b: Browser) -> None:
+    """The signal section's per-layer figures (each under half the page's width) sit two
+    side by side, never wider than drawn; a wide figure keeps a row of its own."""
+    boxes = b.page.eval_on_selector_all(
+        "#signal figure",
+        "fs => fs.map(f => { const r = f.getBoundingClientRect(), i = f.querySelector('img');"
+        " return [r.top, r.left, r.width, i.width, Number(i.getAttribute('width'))]; })",
+    )
+    assert len(boxes) >= 4
+    tops = [round(top) for top, *_ in boxes]
+    assert tops[0] == tops[1] and tops[2] == tops[3] and tops[1] < tops[2], "two per row"
+    assert all(shown <= drawn for *_, shown, drawn in boxes), "never stretched"
+    wide = b.page.eval_on_selector_all(
+        "#histograms figure", "fs => fs.map(f => Math.round(f.getBoundingClientRect().top))"
+    )
+    assert len(set(wide)) == len(wide), "the seed's wide histogram grids take a row each"
 
 
 def _check_csv_links(b: Browser, report: Path) -> None:

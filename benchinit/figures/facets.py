@@ -26,7 +26,6 @@ from benchinit.figures.layout import (
     add_legend,
     grid_of,
     label,
-    note_panels,
     palette,
     panels_of,
     scale_axes,
@@ -34,14 +33,19 @@ from benchinit.figures.layout import (
 )
 from benchinit.metrics import Metric
 
-PANEL_WIDTH = 3.4  # inches
-PANEL_HEIGHT = 2.2  # inches: short panels keep a section's figures on a screen or a page
+PANEL_WIDTH = 2.7  # inches: two columns of them fit half the page (figures pair up)
+PANEL_HEIGHT = 1.6  # inches of panel: short panels keep a section's figures on a screen
+# per-layer panels (signal, spectrum): three across make a figure under half the page's
+# width, so two figures sit side by side (the report's figures flow) and the section is
+# half as tall; their x axis (layer) is labelled once per column
+SMALL = (1.85, 1.55)
+MIN_WIDTH = 3.6  # inches of panels at least: one or two small panels are made wider
 
 
 def _columns(frame: pd.DataFrame, facets: Sequence[str]) -> int:
     """Panels per row: the last facet's values across, one row per value of the others
-    (``relu: init, adam · final, sgd · final``), when it has 3 or 4; else rows of 4."""
-    if len(facets) > 1 and 3 <= frame[facets[-1]].nunique() <= 4:
+    (``relu: init, adam · final, sgd · final``), when it has 2 to 4; else rows of 4."""
+    if len(facets) > 1 and 2 <= frame[facets[-1]].nunique() <= 4:
         return int(frame[facets[-1]].nunique())
     return 4
 
@@ -90,6 +94,7 @@ def band_plot(
     *,
     dashed: pd.DataFrame | None = None,
     dashed_label: str = "mean-field theory",
+    size: tuple[float, float] = (PANEL_WIDTH, PANEL_HEIGHT),
 ) -> Figure:
     """Lines of ``mean`` over ``x`` with a ``low``-``high`` band, one colour per ``hue``
     value (one line when ``hue`` is None: nothing varies), one panel per facet combination.
@@ -99,7 +104,9 @@ def band_plot(
     panels = panels_of(frame, facets)
     hues = _hues(frame, hue)
     colors = palette(hues)
-    fig, axes = grid_of(len(panels), col_wrap=_columns(frame, facets), height=PANEL_HEIGHT)
+    columns = min(_columns(frame, facets), max(len(panels), 1))
+    width = max(size[0], MIN_WIDTH / columns)
+    fig, axes = grid_of(len(panels), col_wrap=columns, width=width, height=size[1])
     for ax, (_, where, panel) in zip(axes, panels, strict=True):
         for value in hues:
             line = _select(panel, hue, value, {}).sort_values(x)
@@ -111,13 +118,12 @@ def band_plot(
             if dashed is not None:
                 theory = _select(dashed, hue, value, where).sort_values(x)
                 ax.plot(theory[x], theory["mean"], linestyle="--", color=color, linewidth=1.2)
-        ax.set_xlabel(x)
-        ax.set_ylabel(metric.label if ax.get_subplotspec().is_first_col() else "")
         ax.xaxis.get_major_locator().set_params(integer=True)
+    _label_axes(axes, x, metric, columns)
     scale_axes(axes, metric, frame)
-    set_titles(fig, axes, [title for title, _, _ in panels], PANEL_WIDTH)
-    add_legend(fig, hue, _handles(hue, hues, colors, dashed_label if dashed is not None else ""))
-    note_panels(fig, facets)
+    _note(fig, _titles(fig, axes, [where for _, where, _ in panels], facets, columns, width))
+    extra = dashed_label if dashed is not None else ""
+    _decorate(fig, hue, _handles(hue, hues, colors, extra), width * columns)
     return fig
 
 
@@ -130,6 +136,7 @@ def dot_plot(
     *,
     dashed: pd.DataFrame | None = None,
     dashed_label: str = "mean-field theory",
+    size: tuple[float, float] = (PANEL_WIDTH, PANEL_HEIGHT),
 ) -> Figure:
     """For a few ``x`` values (shallow models' layers): a dot and its interval per hue,
     side by side at each ``x``; ``dashed`` values as short dashes beside them.
@@ -143,7 +150,9 @@ def dot_plot(
     xs = sorted(frame[x].dropna().unique().tolist())
     position = {v: i for i, v in enumerate(xs)}
     step = 0.7 / max(len(hues), 1)
-    fig, axes = grid_of(len(panels), col_wrap=_columns(frame, facets), height=PANEL_HEIGHT)
+    columns = min(_columns(frame, facets), max(len(panels), 1))
+    width = max(size[0], MIN_WIDTH / columns)
+    fig, axes = grid_of(len(panels), col_wrap=columns, width=width, height=size[1])
     for ax, (_, where, panel) in zip(axes, panels, strict=True):
         for k, value in enumerate(hues):
             offset = (k - (len(hues) - 1) / 2) * step
@@ -171,14 +180,71 @@ def dot_plot(
                 )
         ax.set_xticks(range(len(xs)), [label(v) for v in xs])
         ax.set_xlim(-0.6, len(xs) - 0.4)
-        ax.set_xlabel(x)
-        ax.set_ylabel(metric.label if ax.get_subplotspec().is_first_col() else "")
+    _label_axes(axes, x, metric, columns)
     scale_axes(axes, metric, frame)
-    set_titles(fig, axes, [title for title, _, _ in panels], PANEL_WIDTH)
+    _note(fig, _titles(fig, axes, [where for _, where, _ in panels], facets, columns, width))
     extra = dashed_label if dashed is not None else ""
-    add_legend(fig, hue, _handles(hue, hues, colors, extra, dots=True))
-    note_panels(fig, facets)
+    _decorate(fig, hue, _handles(hue, hues, colors, extra, dots=True), width * columns)
     return fig
+
+
+def _decorate(fig: Figure, hue: str | None, handles: list[Any], width: float) -> None:
+    """The legend under the panels, and the figure made taller by what the panels' own
+    height leaves out: the note above, the x label and the legend's rows below."""
+    rows = add_legend(fig, hue, handles, width=width)
+    fig.set_figheight(fig.get_figheight() + 0.45 + 0.22 * rows)
+
+
+def _note(fig: Figure, note: str) -> None:
+    if note:
+        fig.suptitle(note, fontsize="small", color="0.3", x=0.01, ha="left")
+
+
+def _titles(
+    fig: Figure,
+    axes: Sequence[Any],
+    panels: Sequence[dict[str, Any]],
+    facets: Sequence[str],
+    columns: int,
+    width: float,
+) -> str:
+    """Panel titles, and the note that says what the panels are. A full grid, one row per
+    value of the leading facets and the last facet's values across, is titled like a
+    table: the last facet's values over the top row and each row's values down its right
+    edge, so no title repeats its row's or its column's; any other set of panels has each
+    panel titled with its values."""
+    keys = [tuple(where[f] for f in facets) for where in panels]
+    grid = (
+        len(facets) > 1
+        and columns > 1
+        and len(keys) % columns == 0
+        and all(k[:-1] == keys[i - i % columns][:-1] for i, k in enumerate(keys))
+        and all(k[-1] == keys[i % columns][-1] for i, k in enumerate(keys))
+    )
+    if not grid:
+        set_titles(fig, axes, [SEPARATOR.join(str(v) for v in k) for k in keys], width)
+        return "panels: " + SEPARATOR.join(facets) if facets else ""
+    set_titles(fig, axes[:columns], [str(k[-1]) for k in keys[:columns]], width)
+    for row in range(len(keys) // columns):
+        value = SEPARATOR.join(str(v) for v in keys[row * columns][:-1])
+        axes[row * columns + columns - 1].annotate(
+            "\n".join(textwrap.wrap(value, 22, break_on_hyphens=False)[:2]) or value,
+            xy=(1.04, 0.5),
+            xycoords="axes fraction",
+            rotation=-90,
+            va="center",
+            ha="left",
+            fontsize="small",
+        )
+    return f"rows: {SEPARATOR.join(facets[:-1])}, columns: {facets[-1]}"
+
+
+def _label_axes(axes: Sequence[Any], x: str, metric: Metric, columns: int) -> None:
+    """The metric once, left of the panels; ``x`` under the lowest panel of each column."""
+    for i, ax in enumerate(axes):
+        ax.set_ylabel("")
+        ax.set_xlabel(x if i + columns >= len(axes) else "")
+    axes[0].figure.supylabel(metric.label, fontsize=matplotlib.rcParams["axes.labelsize"])
 
 
 def pick_layers(layers: Sequence[int], limit: int = MAX_LAYERS) -> list[int]:
@@ -202,7 +268,7 @@ def histogram_grid(
     row_values = list(dict.fromkeys(frame[rows]))[: MAX_PANELS // 2] if rows else [None]
     layers = pick_layers(frame["layer"].tolist())
     fig = Figure(
-        figsize=(2.2 * len(layers) + 1.2, 1.5 * len(row_values) + 0.9), layout="constrained"
+        figsize=(2.2 * len(layers) + 1.2, 1.3 * len(row_values) + 0.9), layout="constrained"
     )
     axes = fig.subplots(len(row_values), len(layers), squeeze=False, sharex=True, sharey="row")
     hue_values = list(dict.fromkeys(frame[hue])) if hue else [None]
@@ -246,7 +312,7 @@ def density_grid(
     col_values = list(dict.fromkeys(frame[cols]))[:MAX_COLUMNS] if cols else [None]
     pairs = [(r, c) for r in row_values for c in col_values][:MAX_PANELS]
     wrap = len(col_values) if cols else min(len(pairs), 4)
-    fig, axes = grid_of(len(pairs), col_wrap=wrap, width=2.6, height=1.9, sharey=False)
+    fig, axes = grid_of(len(pairs), col_wrap=wrap, width=2.6, height=1.55, sharey=False)
     hue_values = list(dict.fromkeys(frame[hue]))[:MAX_HUES] if hue else [None]
     colors = palette(hue_values)
     for ax, (row_value, col_value) in zip(axes, pairs, strict=True):
@@ -257,11 +323,13 @@ def density_grid(
             if not part.empty:
                 _bars(ax, part.sort_values("bin"), colors[value], hue, value == hue_values[0])
         ax.set_ylabel("share" if ax.get_subplotspec().is_first_col() else "")
-    titles = [SEPARATOR.join(str(v) for v in pair if v is not None) for pair in pairs]
-    set_titles(fig, axes, titles, 2.6)
-    named = SEPARATOR.join(a for a in (rows, cols) if a)
-    fig.suptitle(title + (f" (panels: {named})" if named else ""))
-    fig.supxlabel(textwrap.fill(xlabel, 30 * wrap), fontsize="small")
+    named = [a for a in (rows, cols) if a]
+    where = [{a: v for a, v in zip((rows, cols), pair, strict=True) if a} for pair in pairs]
+    note = _titles(fig, axes, where, named, wrap, 2.6)
+    fig.suptitle(title + (f" ({note})" if note else ""))
+    lines = textwrap.wrap(xlabel, 34 * wrap)
+    fig.supxlabel("\n".join(lines), fontsize="small")
+    fig.set_figheight(fig.get_figheight() + 0.5 + 0.16 * len(lines))  # titles, the x label
     if hue:
         handles = [
             matplotlib.patches.Patch(facecolor="none", edgecolor=colors[v], label=label(v))

@@ -149,15 +149,22 @@ def note_panels(fig: Figure, facets: Sequence[str]) -> None:
         )
 
 
-def add_legend(fig: Figure, title: str | None, handles: list[Any]) -> None:
-    if handles:
-        fig.legend(
-            handles=handles,
-            loc="outside lower center",
-            ncols=min(len(handles), 5),
-            title=title,
-            frameon=False,
-        )
+def add_legend(
+    fig: Figure, title: str | None, handles: list[Any], width: float | None = None
+) -> int:
+    """A legend under the panels, in as many columns as fit ``width`` inches (about 1.8
+    inches an entry; 5 at most); returns its rows of text (its title's included)."""
+    if not handles:
+        return 0
+    fit = 5 if width is None else max(1, int(width / 1.8))
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(len(handles), fit),
+        title=title,
+        frameon=False,
+    )
+    return math.ceil(len(handles) / min(len(handles), fit)) + (1 if title else 0)
 
 
 def _finite(*columns: pd.Series) -> np.ndarray:

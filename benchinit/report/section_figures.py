@@ -322,7 +322,7 @@ def signal_jobs(results: Results) -> list[FigureJob]:
         if name == "dead_frac" and merged:
             continue
         table, panels, collapsed = collapse_init(table, facets, keys)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"size": facet_figures.SMALL}
         data = table
         if with_theory and not theory.empty:
             dashed = staged(theory, collapsed, [a for a in panels if a != STAGE])

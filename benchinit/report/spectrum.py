@@ -132,10 +132,10 @@ def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
                 f"are drawn at {SPREAD_FLOOR:g}."
             )
         dots = table[x].nunique() <= SHALLOW
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"size": facet_figures.SMALL}
         data, note = table, ""
         if not theory.empty:
-            kwargs = {"dashed": theory, "dashed_label": "free-probability theory"}
+            kwargs |= {"dashed": theory, "dashed_label": "free-probability theory"}
             data = table.merge(
                 theory[[*keys, "mean"]].rename(columns={"mean": "theory"}), on=keys, how="left"
             )

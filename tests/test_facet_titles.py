@@ -1,0 +1,54 @@
+"""Per-layer figures: small panels titled like a table, labelled once, narrow enough to pair."""
+
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+
+from benchinit.figures import facets
+from benchinit.figures.drawing import style
+from benchinit.metrics import metric_info
+
+
+def _frame(stages: list[str]) -> pd.DataFrame:
+    rows = [
+        {"activation": a, "stage": s, "initializer": i, "layer": layer, "mean": 1.0}
+        for a, s, i, layer in itertools.product(["relu", "tanh"], stages, ["he", "xavier"], [1, 2])
+    ]
+    frame = pd.DataFrame(rows)
+    return frame.assign(low=frame["mean"] - 0.1, high=frame["mean"] + 0.1)
+
+
+def _texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def test_a_full_grid_is_titled_like_a_table():
+    frame = _frame(["init", "adam · final", "sgd · final"])
+    metric = metric_info("act_std", "layer")
+    with style():
+        fig = facets.dot_plot(
+            frame, "layer", "initializer", ["activation", "stage"], metric, size=facets.SMALL
+        )
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes[:3]] == ["init", "adam · final", "sgd · final"]
+    assert not any(ax.get_title() for ax in axes[3:]), "columns are named once, on top"
+    assert _texts(axes[2]) == ["relu"] and _texts(axes[5]) == ["tanh"], "rows on the right"
+    assert fig.get_suptitle() == "rows: activation, columns: stage"
+    assert fig.get_supylabel() == metric.label and not any(ax.get_ylabel() for ax in axes)
+    assert [bool(ax.get_xlabel()) for ax in axes] == [False] * 3 + [True] * 3
+    assert fig.get_figwidth() * 96 < 600, "two such figures fit side by side on the page"
+
+
+def test_panels_that_are_no_full_grid_keep_their_own_titles():
+    frame = _frame(["init", "adam · final", "sgd · final"])
+    frame = frame[~((frame["activation"] == "tanh") & (frame["stage"] == "init"))]
+    with style():
+        fig = facets.band_plot(
+            frame, "layer", "initializer", ["activation", "stage"], metric_info("act_std", "layer")
+        )
+    titles = [ax.get_title().replace("\n", " ") for ax in fig.axes if ax.get_visible()]
+    assert titles[0] == "relu · init" and titles[-1] == "tanh · sgd · final"
+    assert fig.get_suptitle() == "panels: activation · stage"
+    assert not any(_texts(ax) for ax in fig.axes)
