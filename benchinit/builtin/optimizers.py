@@ -131,4 +131,5 @@ def adagrad(
 
 @hookimpl
 def benchinit_optimizers() -> list[Optimizer]:
-    return [Optimizer(fn.__name__, fn) for fn in (sgd, adam, adamw, rmsprop, adagrad)]
+    rules = {sgd: "sgd", adam: "adam", adamw: "adam", rmsprop: "adam", adagrad: "adam"}
+    return [Optimizer(fn.__name__, fn, lr_scaling=rule) for fn, rule in rules.items()]

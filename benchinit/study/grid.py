@@ -21,6 +21,7 @@ from benchinit.plugins.registry import Registry
 from benchinit.plugins.specs import SpecError
 from benchinit.study import inert, settings
 from benchinit.study.cells import CELL_FORMAT, Cell, canonical_json
+from benchinit.study.parametrization import needs_rule
 from benchinit.study.validation import validation_fraction
 
 PLUGIN_AXES = ("initializer", "activation", "loss", "optimizer")
@@ -162,6 +163,7 @@ class Resolver:
         if self.kind == "train":
             config["train"] = sections["train"]
             self._check_batch_norm(sections, combo)
+            self._check_lr_scaling(model, plugins["optimizer"], combo)
             loss = plugins["loss"].descriptor
             if self.task not in loss.tasks:
                 raise self.fail(
@@ -213,6 +215,27 @@ class Resolver:
         if kind is None:
             return bool(value != default)
         return self.bind(kind, value, key) != self.bind(kind, default, key)
+
+    def _check_lr_scaling(
+        self, model: Mapping[str, Any], optimizer: Bound[Any], combo: Any
+    ) -> None:
+        """muP scales learning rates per layer: the optimizer must declare how
+        (``Optimizer(lr_scaling=...)``, benchinit.plugins.descriptors)."""
+        kind = model.get("parametrization", "standard")
+        if not needs_rule(kind) or optimizer.descriptor.lr_scaling is not None:
+            return
+        optimizers = self.registry.names("optimizer")
+        able = [n for n in optimizers if self.registry.get("optimizer", n).descriptor.lr_scaling]
+        key = "grid.model.parametrization" if "model.parametrization" in combo else "grid.optimizer"
+        source = self.registry.get("optimizer", optimizer.name).plugin.describe()
+        raise self.fail(
+            key,
+            f"optimizer '{optimizer.name}' ({source}) declares no lr_scaling, so it cannot "
+            f"take the per-layer learning rates of model.parametrization = '{kind}'. Use one "
+            f"that does ({', '.join(able)}), or, if its fn accepts torch parameter groups, "
+            'declare Optimizer(..., lr_scaling="sgd") (a step linear in the gradient) or '
+            '"adam" (a step invariant to its scale) in the plugin.',
+        )
 
     def _check_batch_norm(self, sections: Mapping[str, Mapping[str, Any]], combo: Any) -> None:
         """Batch norm normalizes over a batch, in training mode: a minibatch or probe batch

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchinit.errors import did_you_mean
+from benchinit.study import parametrization as pz
 
 
 class Invalid(ValueError):
@@ -286,6 +287,11 @@ class ModelSettings:
     dtype: str = setting("float32", choice("float32", "float64"))  # older spelling of precision
     residual: float | str | bool = setting(False, branch_scale)  # h + alpha phi(W h + b)
     norm: str = setting("none", choice("none", "layer", "batch"))  # normalize pre-activations
+    # how multipliers, initial scales and learning rates scale with width
+    # (benchinit.study.parametrization): standard | ntk | mup
+    parametrization: str = setting("standard", choice(*pz.PARAMETRIZATIONS))
+    base_width: int = setting(pz.DEFAULT_BASE_WIDTH, integer(1))  # ntk/mup equal standard here
+    mup_output: str = setting("initializer", choice(*pz.OUTPUT_INITS))  # muP head: draw or zero
 
 
 @dataclass(frozen=True)
@@ -358,7 +364,14 @@ def parse_section(
 # Keys added to [model] after cell format 1: they enter a cell's configuration (and so its
 # id) only when they differ from these values, so results stored before they existed stay
 # valid and are not computed again.
-LATER_MODEL_KEYS: dict[str, Any] = {"precision": None, "residual": False, "norm": "none"}
+LATER_MODEL_KEYS: dict[str, Any] = {
+    "precision": None,
+    "residual": False,
+    "norm": "none",
+    "parametrization": "standard",
+    "base_width": pz.DEFAULT_BASE_WIDTH,
+    "mup_output": "initializer",
+}
 
 
 def precision_of(model: Mapping[str, Any]) -> str:
