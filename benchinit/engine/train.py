@@ -45,6 +45,8 @@ import torch
 
 from benchinit.engine import jacobian
 from benchinit.engine.atinit import record_spectrum
+from benchinit.engine.coordinates import SPLIT as COORD_SPLIT
+from benchinit.engine.coordinates import CoordinateCheck
 from benchinit.engine.evaluation import Numerics, Task, evaluate, member_losses, probe, wide
 from benchinit.engine.models import StackedMLP
 from benchinit.engine.parametrize import model_scales, param_groups, scale_groups
@@ -180,6 +182,8 @@ class _Run:
         self.scales: dict[str, Any] = init_scales(model) if model.hidden else {}
         self.hist_range = activation.descriptor.range_of(activation.params)
         self.curves: dict[tuple[int, str, str], torch.Tensor] = {}
+        self.step = 0  # optimizer steps so far
+        self.coord: CoordinateCheck | None = None  # the coordinate check, if asked for
 
     def probe_layers(self, phase: str, probe_n: int) -> None:
         """Record every hidden layer's statistics and the Jacobian spectrum on the first
@@ -234,6 +238,12 @@ class _Run:
         model, task, settings = self.model, self.task, self.settings
         epochs, device = settings["epochs"], task.train.x.device
         self.probe_layers("init", probe_n)
+        if settings.get("coord_steps", 0) > 0:
+            x = task.train.x[:probe_n]
+            self.coord = CoordinateCheck(
+                model, self.activation, x, self.numerics, settings["coord_steps"]
+            )
+            self.coord.record(0, self.curves)
         train0 = self.evaluate("train", EPOCH0_SAMPLES)["loss"]
         held0 = self.measure_epoch(0, train0)
         if self.track_params:
@@ -286,6 +296,9 @@ class _Run:
             optimizer.zero_grad(set_to_none=True)
             masked.sum().backward()  # a sum: each member's gradient is its own mean loss's
             optimizer.step()
+            self.step += 1
+            if self.coord is not None and self.coord.wants(self.step):
+                self.coord.record(self.step, self.curves)
             loss_sum += masked.detach().double() * index.shape[1]
         finite = torch.isfinite(self.measure_epoch(epoch, loss_sum / stop))
         diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
@@ -298,7 +311,9 @@ class _Run:
         values = {key: v.double().cpu().tolist() for key, v in self.curves.items()}
         cells, epochs = self.cells, self.settings["epochs"]
         for (epoch, split, metric), column in values.items():
-            keep = [g for g, d in enumerate(diverged_at) if d < 0 or epoch < d]
+            keep = [  # the coordinate check's "epoch" is a step: kept whole
+                g for g, d in enumerate(diverged_at) if d < 0 or epoch < d or split == COORD_SPLIT
+            ]
             self.recorder.curve(
                 [cells[g] for g in keep], epoch, split, metric, [column[g] for g in keep]
             )

@@ -161,7 +161,7 @@ class Resolver:
         for axis, bound in plugins.items():
             config[axis] = self.plugin(axis, bound)
         if self.kind == "train":
-            config["train"] = sections["train"]
+            config["train"] = settings.train_config(sections["train"])
             self._check_batch_norm(sections, combo)
             self._check_lr_scaling(model, plugins["optimizer"], combo)
             loss = plugins["loss"].descriptor

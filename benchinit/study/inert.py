@@ -76,6 +76,7 @@ def setting_rules(
     if train is not None:
         if train["epochs"] == 0:
             yield "train.batch_size", "has no effect at train.epochs = 0 (no training step)"
+            yield "train.coord_steps", "has no effect at train.epochs = 0 (no training step)"
         if task != "classification":
             yield "train.target_accuracy", f"has no effect on {task} data (no accuracy to reach)"
 

@@ -302,6 +302,9 @@ class TrainSettings:
     batch_size: int = setting(128, integer(1))  # samples per step, per member
     target_accuracy: float | None = setting(None, fraction)  # record first epoch reaching it
     probe_samples: int = setting(256, integer(1))  # training samples for layer statistics
+    # coordinate check: mean |activation| per layer and of the logits after each of the
+    # first k steps (benchinit.engine.coordinates); 0: none
+    coord_steps: int = setting(0, integer(0))
 
 
 SECTIONS: dict[str, type] = {
@@ -372,6 +375,15 @@ LATER_MODEL_KEYS: dict[str, Any] = {
     "base_width": pz.DEFAULT_BASE_WIDTH,
     "mup_output": "initializer",
 }
+
+
+# Keys added to [train] later: in a cell's configuration only when not at these values.
+LATER_TRAIN_KEYS: dict[str, Any] = {"coord_steps": 0}
+
+
+def train_config(train: Mapping[str, Any]) -> dict[str, Any]:
+    """A cell's ``train`` configuration: the [train] values but later keys at their default."""
+    return {k: v for k, v in train.items() if LATER_TRAIN_KEYS.get(k, object()) != v}
 
 
 def precision_of(model: Mapping[str, Any]) -> str:
