@@ -1,0 +1,110 @@
+"""Learning rates across width: the best rate per width and how it scales (Yang et al. 2022,
+"Tensor Programs V": under muP the best rate stays put as width grows; under the standard
+parametrization with Adam it falls about as 1/width).
+
+- :func:`best_rates`: per configuration and width, the rate with the best mean metric over
+  seeds, refined between grid points by a parabola through the best point and its two
+  neighbours in log rate (the vertex, kept within half a grid step of the best point; at
+  an edge of the grid the grid point itself, flagged ``edge``);
+- :func:`rate_slopes`: per configuration, the least-squares slope of log(best rate) on
+  log(width), with a 95% t interval (n - 2 degrees of freedom; none with two widths), and
+  the spread of the best rates in grid steps (``steps``: max - min of log rate over the log
+  grid step; "within one grid step" is ``steps <= 1``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from benchinit.analysis.stats import t_quantile
+
+BEST_COLUMNS = ("width", "lr", "grid_lr", "value", "edge", "step")
+SLOPE_COLUMNS = ("slope", "ci_low", "ci_high", "widths", "steps", "edge")
+
+
+def _refined(rates: np.ndarray, values: np.ndarray, best: int, minimize: bool) -> float:
+    """log rate of the parabola's vertex through the best point and its neighbours."""
+    logs = np.log(rates)
+    if not 0 < best < len(rates) - 1:
+        return float(logs[best])
+    x, y = logs[best - 1 : best + 2], values[best - 1 : best + 2]
+    if not np.all(np.isfinite(y)):
+        return float(logs[best])
+    a, b, _ = np.polyfit(x, y, 2)
+    if (a <= 0) if minimize else (a >= 0):
+        return float(logs[best])
+    half = min(x[1] - x[0], x[2] - x[1]) / 2
+    return float(np.clip(-b / (2 * a), logs[best] - half, logs[best] + half))
+
+
+def best_rates(
+    frame: pd.DataFrame,
+    by: Sequence[str],
+    *,
+    width: str = "model.width",
+    lr: str = "tuned.optimizer.lr",
+    metric: str = "val_loss",
+    minimize: bool = True,
+) -> pd.DataFrame:
+    """One row per configuration (``by``) and width: ``lr`` (refined), ``grid_lr`` (the
+    best grid point), ``value`` (its mean metric), ``edge`` (best at the grid's edge) and
+    ``step`` (the grid's log step). A diverged or failed run's metric counts as the worst."""
+    keys = [*by, width]
+    worst = math.inf if minimize else -math.inf
+    values = pd.to_numeric(frame[metric], errors="coerce").where(lambda v: np.isfinite(v), worst)
+    means = frame.assign(_v=values).groupby([*keys, lr], dropna=False)["_v"].mean().reset_index()
+    rows = []
+    for key, group in means.groupby(keys, sort=True, dropna=False):
+        group = group.sort_values(lr)
+        rates = group[lr].to_numpy(float)
+        scores = group["_v"].to_numpy(float)
+        best = int(np.argmin(scores) if minimize else np.argmax(scores))
+        step = float(np.median(np.diff(np.log(rates)))) if len(rates) > 1 else math.nan
+        rows.append(
+            {
+                **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
+                "lr": math.exp(_refined(rates, scores, best, minimize)),
+                "grid_lr": rates[best],
+                "value": scores[best],
+                "edge": not 0 < best < len(rates) - 1,
+                "step": step,
+            }
+        )
+    table = pd.DataFrame(rows, columns=[*keys, *BEST_COLUMNS[1:]])
+    return table.rename(columns={width: "width"})
+
+
+def rate_slopes(best: pd.DataFrame, by: Sequence[str], level: float = 0.95) -> pd.DataFrame:
+    """Per configuration (``by``), the slope of log(best rate) on log(width) and its
+    interval, from :func:`best_rates`' table."""
+    rows = []
+    groups = best.groupby(list(by), sort=False, dropna=False) if by else [((), best)]
+    for key, group in groups:
+        x, y = np.log(group["width"].to_numpy(float)), np.log(group["lr"].to_numpy(float))
+        n = len(x)
+        slope = low = high = math.nan
+        if n >= 2 and np.ptp(x) > 0:
+            slope, intercept = np.polyfit(x, y, 1)
+            if n >= 3:
+                residual = y - (slope * x + intercept)
+                se = math.sqrt(residual @ residual / (n - 2) / ((x - x.mean()) @ (x - x.mean())))
+                half = t_quantile(0.5 + level / 2, n - 2) * se
+                low, high = slope - half, slope + half
+        grid = np.log(group["grid_lr"].to_numpy(float))
+        step = float(group["step"].median())
+        rows.append(
+            {
+                **dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
+                "slope": float(slope),
+                "ci_low": low,
+                "ci_high": high,
+                "widths": n,
+                "steps": float(np.ptp(grid) / step) if n and step > 0 else math.nan,
+                "edge": bool(group["edge"].any()),
+            }
+        )
+    return pd.DataFrame(rows, columns=[*by, *SLOPE_COLUMNS])
