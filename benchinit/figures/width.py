@@ -26,6 +26,9 @@ from matplotlib.figure import Figure
 
 from benchinit.figures.layout import MAX_PANELS, add_legend, grid_of, note_panels, panels_of
 
+DECADES = 2  # the coordinate check's least y range, in decades
+
+
 def _width_colors(widths: list[Any]) -> dict[Any, Any]:
     colors = sns.color_palette("viridis_r", max(len(widths), 1))
     return dict(zip(widths, colors, strict=False))
@@ -84,11 +87,24 @@ def _line(color: Any, label: str) -> Any:
     return matplotlib.lines.Line2D([], [], color=color, marker="o", ms=3, label=label)
 
 
+def _span_decades(ax: Any, values: pd.Series) -> None:
+    """A log y range of at least ``DECADES`` decades around the values: otherwise a flat line
+    with a 10% wiggle fills the panel and looks as steep as a blow-up."""
+    positive = values[(values > 0) & np.isfinite(values)]
+    if positive.empty:
+        return
+    low, high = float(positive.min()), float(positive.max())
+    if high / low < 10**DECADES:
+        centre = math.sqrt(low * high)
+        ax.set_ylim(centre / 10 ** (DECADES / 2), centre * 10 ** (DECADES / 2))
+
+
 def coordinate_plot(table: pd.DataFrame, facets: list[str]) -> Figure:
     """``table``: facets, ``coordinate`` (h1, ..., logits), ``width``, ``step``, ``value``
     (mean over seeds of mean |x|): one panel per facet combination and coordinate."""
     panels = panels_of(table, [*facets, "coordinate"])[:MAX_PANELS]
-    fig, axes = grid_of(len(panels), col_wrap=4, sharey=False)
+    columns = min(max(table["coordinate"].nunique(), 1), 6)  # a row per configuration
+    fig, axes = grid_of(len(panels), col_wrap=columns, sharey=False)
     steps = sorted(table["step"].unique())
     colors = dict(zip(steps, sns.color_palette("rocket_r", max(len(steps), 1)), strict=False))
     for ax, (title, _, rows) in zip(axes, panels, strict=False):
@@ -97,6 +113,7 @@ def coordinate_plot(table: pd.DataFrame, facets: list[str]) -> Figure:
             ax.plot(line["width"], line["value"], "-o", ms=3, color=colors[step], lw=1.2)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _span_decades(ax, rows["value"])
         ax.set_title(title, fontsize="small")
         ax.set_xlabel("width")
         ax.set_ylabel("mean |x|")

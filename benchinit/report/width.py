@@ -105,6 +105,8 @@ def coordinate_jobs(results: Results) -> list[FigureJob]:
     jobs = []
     for prefix, what in (("abs_", "size"), ("delta_", "change")):
         part = coord[coord["metric"].str.startswith(prefix)]
+        if prefix == "delta_":
+            part = part[part["epoch"] > 0]  # no change before the first step
         table = (
             part.assign(coordinate=part["metric"].str.removeprefix(prefix))
             .groupby([*facets, "coordinate", WIDTH, "epoch"], sort=False, dropna=False)["value"]
