@@ -105,10 +105,14 @@ def _hand_mup(study, optimizer, lr, width, base):
     params = [t.requires_grad_() for t in w + b]
     if optimizer == "adam":  # MuAdam: lr / width_mult for matrix-like (hidden) weights
         rates = [lr, lr / n, lr, lr, lr, lr]
-        opt = torch.optim.Adam([{"params": [p], "lr": r} for p, r in zip(params, rates)])
+        opt = torch.optim.Adam(
+            [{"params": [p], "lr": r} for p, r in zip(params, rates, strict=True)]
+        )
     else:  # MuSGD: lr x width_mult for vector-like tensors; the output bias is fixed
         rates = [lr * n, lr, lr * n, lr * n, lr * n, lr]
-        opt = torch.optim.SGD([{"params": [p], "lr": r} for p, r in zip(params, rates)])
+        opt = torch.optim.SGD(
+            [{"params": [p], "lr": r} for p, r in zip(params, rates, strict=True)]
+        )
     x, y = data.x_train.double(), data.y_train
     for _ in range(3):
         h = torch.relu(x @ w[0] + b[0])

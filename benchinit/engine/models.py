@@ -144,7 +144,10 @@ class StackedMLP(nn.Module):
     def weights(self) -> list[torch.Tensor]:
         """Per layer, the effective ``[G, out, in]`` weights (``torch.nn.Linear`` layout):
         views of the kernels, times the layer's multiplier where it is not 1."""
-        return [k.mT if m == 1 else k.mT * m for k, m in zip(self.kernels, self.multipliers, strict=True)]
+        return [
+            k.mT if m == 1 else k.mT * m
+            for k, m in zip(self.kernels, self.multipliers, strict=True)
+        ]
 
     @property
     def layers(self) -> int:

@@ -75,8 +75,7 @@ def rate_jobs(results: Results) -> list[FigureJob]:
         f"(mean over tuning seeds); dotted: each width's best rate, refined between grid "
         f"points. Slope of log(best rate) on log(width): {_slopes_text(slopes, facets)}. "
         "Under muP the best rate should not move with width (slope near 0); under the "
-        "standard parametrization with Adam it falls about as 1/width."
-        + panels_note(table, facets)
+        "standard parametrization with Adam it falls about as 1/width." + panels_note(table, facets)
     )
     data = table.merge(best, on=[*facets, "width"], how="left", suffixes=("", "_best"))
     return [

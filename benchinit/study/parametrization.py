@@ -46,17 +46,22 @@ DEFAULT_BASE_WIDTH = 64
 # (multiplier, init, lr, bias_init, bias_lr) per role.
 Exponents = tuple[float, float, float, float, float]
 _ZERO: Exponents = (0, 0, 0, 0, 0)
+_NTK: Exponents = (-0.5, 0.5, 0, 0, 0)  # multiplier n^-1/2, draw x n^1/2: f(x) as standard
 TABLE: dict[tuple[str, str], dict[str, Exponents]] = {
     ("standard", "sgd"): {"input": _ZERO, "hidden": _ZERO, "output": _ZERO},
     ("standard", "adam"): {"input": _ZERO, "hidden": _ZERO, "output": _ZERO},
-    ("ntk", "sgd"): {"input": _ZERO, "hidden": (-0.5, 0.5, 0, 0, 0), "output": (-0.5, 0.5, 0, 0, 0)},
-    ("ntk", "adam"): {"input": _ZERO, "hidden": (-0.5, 0.5, 0, 0, 0), "output": (-0.5, 0.5, 0, 0, 0)},
+    ("ntk", "sgd"): {"input": _ZERO, "hidden": _NTK, "output": _NTK},
+    ("ntk", "adam"): {"input": _ZERO, "hidden": _NTK, "output": _NTK},
     # TP V Table 3, SGD: input weights and biases lr x fan_out, hidden lr x 1, output the
     # 1/fan_in multiplier (MuReadout) with lr x n on the stored weight: effective lr / n.
-    ("mup", "sgd"): {"input": (0, 0, 1, 0, 1), "hidden": (0, 0, 0, 0, 1), "output": (-1, 0.5, 1, 0.5, 0)},
+    ("mup", "sgd"): {
+        "input": (0, 0, 1, 0, 1),
+        "hidden": (0, 0, 0, 0, 1),
+        "output": (-1, 0.5, 1, 0.5, 0),
+    },
     # TP V Table 3, Adam: hidden lr / fan_in; output effective lr / n through the multiplier.
     ("mup", "adam"): {"input": _ZERO, "hidden": (0, 0, -1, 0, 0), "output": (-1, 0.5, 0, 0.5, 0)},
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)

@@ -287,8 +287,7 @@ class ModelSettings:
     dtype: str = setting("float32", choice("float32", "float64"))  # older spelling of precision
     residual: float | str | bool = setting(False, branch_scale)  # h + alpha phi(W h + b)
     norm: str = setting("none", choice("none", "layer", "batch"))  # normalize pre-activations
-    # how multipliers, initial scales and learning rates scale with width
-    # (benchinit.study.parametrization): standard | ntk | mup
+    # standard | ntk | mup: how layers scale with width (benchinit.study.parametrization)
     parametrization: str = setting("standard", choice(*pz.PARAMETRIZATIONS))
     base_width: int = setting(pz.DEFAULT_BASE_WIDTH, integer(1))  # ntk/mup equal standard here
     mup_output: str = setting("initializer", choice(*pz.OUTPUT_INITS))  # muP head: draw or zero
@@ -302,8 +301,7 @@ class TrainSettings:
     batch_size: int = setting(128, integer(1))  # samples per step, per member
     target_accuracy: float | None = setting(None, fraction)  # record first epoch reaching it
     probe_samples: int = setting(256, integer(1))  # training samples for layer statistics
-    # coordinate check: mean |activation| per layer and of the logits after each of the
-    # first k steps (benchinit.engine.coordinates); 0: none
+    # the coordinate check over the first k steps (benchinit.engine.coordinates); 0: none
     coord_steps: int = setting(0, integer(0))
 
 
@@ -367,18 +365,12 @@ def parse_section(
 # Keys added to [model] after cell format 1: they enter a cell's configuration (and so its
 # id) only when they differ from these values, so results stored before they existed stay
 # valid and are not computed again.
-LATER_MODEL_KEYS: dict[str, Any] = {
-    "precision": None,
-    "residual": False,
-    "norm": "none",
-    "parametrization": "standard",
-    "base_width": pz.DEFAULT_BASE_WIDTH,
-    "mup_output": "initializer",
-}
+LATER_MODEL_KEYS: dict[str, Any] = {"precision": None, "residual": False, "norm": "none"}
+LATER_MODEL_KEYS |= {"parametrization": "standard", "base_width": pz.DEFAULT_BASE_WIDTH}
+LATER_MODEL_KEYS |= {"mup_output": "initializer"}
 
 
-# Keys added to [train] later: in a cell's configuration only when not at these values.
-LATER_TRAIN_KEYS: dict[str, Any] = {"coord_steps": 0}
+LATER_TRAIN_KEYS: dict[str, Any] = {"coord_steps": 0}  # the same for [train]
 
 
 def train_config(train: Mapping[str, Any]) -> dict[str, Any]:
