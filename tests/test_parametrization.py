@@ -223,3 +223,54 @@ def test_coordinate_check_logits_blow_up_under_standard_only(write_study, tmp_pa
     for metric in ("delta_h1", "delta_h2", "delta_logits"):
         assert 0.5 < growth[("mup", metric)] < 2
     assert set(coord["metric"]) >= {"abs_h1", "abs_h2", "delta_h1", "delta_h2"}
+
+
+TRANSFER = """
+    [study]
+    name = "transfer"
+    kind = "train"
+    seeds = 1
+    [data]
+    name = "digits"
+    [model]
+    depth = 2
+    width = 16
+    base_width = 16
+    [train]
+    epochs = 3
+    batch_size = {batch}
+    probe_samples = 8
+    [grid]
+    initializer = "kaiming_normal"
+    activation = "relu"
+    optimizer = "adam"
+    "model.parametrization" = ["standard", "mup"]
+    "model.width" = [16, 256]
+    [tune]
+    "optimizer.lr" = [1e-3, 3e-3, 1e-2, 3e-2, 0.1]
+    select = "val_loss"
+    seeds = 1
+"""
+
+
+def test_best_rate_falls_with_width_under_standard_adam_and_stays_under_mup(
+    write_study, tmp_path
+):
+    """The claim of Tensor Programs V on a shrunk grid (digits, widths 16 and 256, Adam):
+    the standard parametrization's best rate falls with width (slope of log(best rate) on
+    log(width) near -1), muP's stays within one grid step; the report draws it."""
+    from benchinit.analysis.transfer import best_rates, rate_slopes
+    from benchinit.report.width import width_jobs
+
+    study = load_study(write_study(TRANSFER.format(batch=64)))
+    run(study, out=tmp_path / "o", report=False, progress=False)
+    results = load_results(tmp_path / "o")
+    by = ["model.parametrization"]
+    slopes = rate_slopes(best_rates(results.tuning, by), by).set_index(by[0])
+    assert slopes.loc["standard", "slope"] < -0.5
+    assert slopes.loc["standard", "steps"] >= 2  # 3e-2 at width 16, 3e-3 at 256
+    assert abs(slopes.loc["mup", "slope"]) < 0.45  # one grid step over 16x: 0.43
+    assert slopes.loc["mup", "steps"] <= 1
+    jobs = width_jobs(results)
+    assert [job.name for job in jobs] == ["width-rates-val_loss"]
+    assert "standard: -0." in jobs[0].caption

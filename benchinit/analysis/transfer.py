@@ -8,8 +8,8 @@ parametrization with Adam it falls about as 1/width).
   an edge of the grid the grid point itself, flagged ``edge``);
 - :func:`rate_slopes`: per configuration, the least-squares slope of log(best rate) on
   log(width), with a 95% t interval (n - 2 degrees of freedom; none with two widths), and
-  the spread of the best rates in grid steps (``steps``: max - min of log rate over the log
-  grid step; "within one grid step" is ``steps <= 1``).
+  the spread of the best grid points in grid steps (``steps``: how many grid points apart
+  the highest and lowest best rates are; "within one grid step" is ``steps <= 1``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pandas as pd
 
 from benchinit.analysis.stats import t_quantile
 
-BEST_COLUMNS = ("width", "lr", "grid_lr", "value", "edge", "step")
+BEST_COLUMNS = ("width", "lr", "grid_lr", "grid_index", "value", "edge")
 SLOPE_COLUMNS = ("slope", "ci_low", "ci_high", "widths", "steps", "edge")
 
 
@@ -51,8 +51,9 @@ def best_rates(
     minimize: bool = True,
 ) -> pd.DataFrame:
     """One row per configuration (``by``) and width: ``lr`` (refined), ``grid_lr`` (the
-    best grid point), ``value`` (its mean metric), ``edge`` (best at the grid's edge) and
-    ``step`` (the grid's log step). A diverged or failed run's metric counts as the worst."""
+    best grid point) and ``grid_index`` (its place among the rates tried, 0 the lowest),
+    ``value`` (its mean metric), ``edge`` (best at the grid's edge). A diverged or failed
+    run's metric counts as the worst."""
     keys = [*by, width]
     worst = math.inf if minimize else -math.inf
     values = pd.to_numeric(frame[metric], errors="coerce").where(lambda v: np.isfinite(v), worst)
@@ -63,15 +64,14 @@ def best_rates(
         rates = group[lr].to_numpy(float)
         scores = group["_v"].to_numpy(float)
         best = int(np.argmin(scores) if minimize else np.argmax(scores))
-        step = float(np.median(np.diff(np.log(rates)))) if len(rates) > 1 else math.nan
         rows.append(
             {
                 **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
                 "lr": math.exp(_refined(rates, scores, best, minimize)),
                 "grid_lr": rates[best],
+                "grid_index": best,
                 "value": scores[best],
                 "edge": not 0 < best < len(rates) - 1,
-                "step": step,
             }
         )
     table = pd.DataFrame(rows, columns=[*keys, *BEST_COLUMNS[1:]])
@@ -94,8 +94,7 @@ def rate_slopes(best: pd.DataFrame, by: Sequence[str], level: float = 0.95) -> p
                 se = math.sqrt(residual @ residual / (n - 2) / ((x - x.mean()) @ (x - x.mean())))
                 half = t_quantile(0.5 + level / 2, n - 2) * se
                 low, high = slope - half, slope + half
-        grid = np.log(group["grid_lr"].to_numpy(float))
-        step = float(group["step"].median())
+        grid = group["grid_index"].to_numpy(int)
         rows.append(
             {
                 **dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
@@ -103,7 +102,7 @@ def rate_slopes(best: pd.DataFrame, by: Sequence[str], level: float = 0.95) -> p
                 "ci_low": low,
                 "ci_high": high,
                 "widths": n,
-                "steps": float(np.ptp(grid) / step) if n and step > 0 else math.nan,
+                "steps": int(np.ptp(grid)) if n else 0,
                 "edge": bool(group["edge"].any()),
             }
         )

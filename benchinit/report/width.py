@@ -45,7 +45,7 @@ def _slopes_text(slopes: pd.DataFrame, facets: list[str]) -> str:
         edge = "; a best rate at the grid's edge" if row["edge"] else ""
         parts.append(
             f"{name}: {row['slope']:.2f}{interval}, best rates spread over "
-            f"{row['steps']:.0f} grid step{'' if row['steps'] == 1 else 's'}{edge}"
+            f"{row['steps']} grid step{'' if row['steps'] == 1 else 's'}{edge}"
         )
     return "; ".join(parts)
 
