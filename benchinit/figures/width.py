@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from benchinit.figures.layout import MAX_PANELS, add_legend, grid_of, note_panels, panels_of
 
 DECADES = 2  # the coordinate check's least y range, in decades
+CLIP = 4  # rates: the y axis ends at this multiple of the panel's median (divergence is off it)
 
 
 def _width_colors(widths: list[Any]) -> dict[Any, Any]:
@@ -53,7 +54,7 @@ def rate_plot(
     """``table``: facets, ``width``, ``lr``, ``value`` (mean over seeds); ``best`` and
     ``slopes``: benchinit.analysis.transfer's tables over the same facets."""
     panels = panels_of(table, facets)[:MAX_PANELS]
-    fig, axes = grid_of(len(panels), col_wrap=4, sharey=False)
+    fig, axes = grid_of(len(panels), col_wrap=2 if len(panels) == 4 else 3, width=4.6, sharey=False)
     widths = sorted(table["width"].unique())
     colors = _width_colors(widths)
     for ax, (title, where, rows) in zip(axes, panels, strict=False):
@@ -72,6 +73,8 @@ def rate_plot(
         values = rows["value"][np.isfinite(rows["value"])]
         if len(values) and values.min() > 0 and values.max() / values.min() > 10:
             ax.set_yscale("log")
+        if len(values) and values.max() > CLIP * values.median() > 0:  # a blow-up off the top
+            ax.set_ylim(top=CLIP * values.median())
         for _, point in best[mask_best].iterrows():
             ax.axvline(point["lr"], color=colors.get(point["width"], "0.5"), lw=0.8, ls=":")
         slope = slopes[mask_slope].iloc[0] if mask_slope.any() else None
