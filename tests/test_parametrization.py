@@ -253,9 +253,7 @@ TRANSFER = """
 """
 
 
-def test_best_rate_falls_with_width_under_standard_adam_and_stays_under_mup(
-    write_study, tmp_path
-):
+def test_best_rate_falls_with_width_under_standard_adam_and_stays_under_mup(write_study, tmp_path):
     """The claim of Tensor Programs V on a shrunk grid (digits, widths 16 and 256, Adam):
     the standard parametrization's best rate falls with width (slope of log(best rate) on
     log(width) near -1), muP's stays within one grid step; the report draws it."""
@@ -272,5 +270,8 @@ def test_best_rate_falls_with_width_under_standard_adam_and_stays_under_mup(
     assert abs(slopes.loc["mup", "slope"]) < 0.45  # one grid step over 16x: 0.43
     assert slopes.loc["mup", "steps"] <= 1
     jobs = width_jobs(results)
-    assert [job.name for job in jobs] == ["width-rates-val_loss"]
+    assert [job.name for job in jobs] == ["width-rates-val_loss", "width-transfer-val_loss"]
     assert "standard: -0." in jobs[0].caption
+    moved = jobs[1].data.set_index(["model.parametrization", "width"])
+    # tune at 16, train at 256: standard's transferred rate costs loss, muP's costs little
+    assert moved.loc[("standard", 256), "regret"] > moved.loc[("mup", 256), "regret"]

@@ -9,7 +9,9 @@ parametrization with Adam it falls about as 1/width).
 - :func:`rate_slopes`: per configuration, the least-squares slope of log(best rate) on
   log(width), with a 95% t interval (n - 2 degrees of freedom; none with two widths), and
   the spread of the best grid points in grid steps (``steps``: how many grid points apart
-  the highest and lowest best rates are; "within one grid step" is ``steps <= 1``).
+  the highest and lowest best rates are; "within one grid step" is ``steps <= 1``);
+- :func:`transferred`: the rate tuned at the narrowest width used at every width, against
+  each width's own best: what tuning small and training wide costs.
 """
 
 from __future__ import annotations
@@ -27,18 +29,19 @@ SLOPE_COLUMNS = ("slope", "ci_low", "ci_high", "widths", "steps", "edge")
 
 
 def _refined(rates: np.ndarray, values: np.ndarray, best: int, minimize: bool) -> float:
-    """log rate of the parabola's vertex through the best point and its neighbours."""
+    """The rate at the vertex of the parabola (in log rate) through the best point and its
+    neighbours; the best point itself at an edge or where the parabola opens wrong."""
     logs = np.log(rates)
     if not 0 < best < len(rates) - 1:
-        return float(logs[best])
+        return float(rates[best])
     x, y = logs[best - 1 : best + 2], values[best - 1 : best + 2]
     if not np.all(np.isfinite(y)):
-        return float(logs[best])
+        return float(rates[best])
     a, b, _ = np.polyfit(x, y, 2)
     if (a <= 0) if minimize else (a >= 0):
-        return float(logs[best])
+        return float(rates[best])
     half = min(x[1] - x[0], x[2] - x[1]) / 2
-    return float(np.clip(-b / (2 * a), logs[best] - half, logs[best] + half))
+    return math.exp(float(np.clip(-b / (2 * a), logs[best] - half, logs[best] + half)))
 
 
 def best_rates(
@@ -67,7 +70,7 @@ def best_rates(
         rows.append(
             {
                 **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
-                "lr": math.exp(_refined(rates, scores, best, minimize)),
+                "lr": _refined(rates, scores, best, minimize),
                 "grid_lr": rates[best],
                 "grid_index": best,
                 "value": scores[best],
@@ -107,3 +110,33 @@ def rate_slopes(best: pd.DataFrame, by: Sequence[str], level: float = 0.95) -> p
             }
         )
     return pd.DataFrame(rows, columns=[*by, *SLOPE_COLUMNS])
+
+
+def narrowest(best: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """:func:`best_rates`' row of the narrowest width, per configuration."""
+    ordered = best.sort_values("width", kind="stable")
+    return ordered.groupby(list(by), sort=False, dropna=False).head(1) if by else ordered.head(1)
+
+
+def transferred(
+    means: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], *, minimize: bool = True
+) -> pd.DataFrame:
+    """The rate tuned at the narrowest width, used at every width (muP's promise: tune
+    small, train wide). ``means``: ``by``, ``width``, ``lr``, ``value`` (mean over seeds);
+    ``best``: :func:`best_rates`' table. One row per configuration and width: the
+    transferred rate (the narrowest width's best grid point), the metric there, the width's
+    own best grid rate and metric, and ``regret`` (how much worse the transferred rate is;
+    0 where it is the width's own best)."""
+    keys = list(by)
+    source = narrowest(best, keys)[[*keys, "grid_lr"]]
+    source = source.rename(columns={"grid_lr": "transferred_lr"})
+    at = means.merge(source, on=keys, how="inner") if keys else means.merge(source, how="cross")
+    at = at[np.isclose(at["lr"], at["transferred_lr"], rtol=1e-9)]
+    at = at.rename(columns={"value": "transferred_value"}).drop(columns="lr")
+    own = best[[*keys, "width", "grid_lr", "value"]].rename(
+        columns={"grid_lr": "best_lr", "value": "best_value"}
+    )
+    table = at.merge(own, on=[*keys, "width"], how="left")
+    sign = 1.0 if minimize else -1.0
+    table["regret"] = sign * (table["transferred_value"] - table["best_value"])
+    return table.sort_values([*keys, "width"], kind="stable").reset_index(drop=True)

@@ -9,6 +9,8 @@ palette (narrow light, wide dark), so "the curves move left as width grows" read
   x), one line per width; each width's best rate (refined, benchinit.analysis.transfer) a
   dot on its line's colour at the panel's bottom edge; the panel title carries the fitted
   slope of log(best rate) on log(width) with its interval.
+- **Transfer.** Per configuration, the metric against width at the rate tuned at the
+  narrowest width and at each width's own best rate.
 - **Coordinate check.** Per configuration and coordinate (hidden layer outputs, logits), the
   mean |value| against width (log-log), one line per training step t.
 """
@@ -122,4 +124,30 @@ def coordinate_plot(table: pd.DataFrame, facets: list[str]) -> Figure:
         ax.set_ylabel("mean |x|")
     note_panels(fig, [*facets, "coordinate"])
     add_legend(fig, "step t", [_line(colors[s], f"t = {s:g}") for s in steps])
+    return fig
+
+
+def transfer_plot(table: pd.DataFrame, facets: list[str], metric: str) -> Figure:
+    """``table``: benchinit.analysis.transfer.transferred's. Per configuration, the metric
+    against width at the rate tuned at the narrowest width (solid) and at each width's own
+    best rate (dashed): where they part, the small model's rate does not transfer."""
+    panels = panels_of(table, facets)[:MAX_PANELS]
+    fig, axes = grid_of(len(panels), col_wrap=2 if len(panels) == 4 else 3, width=4.0)
+    for ax, (title, _, rows) in zip(axes, panels, strict=False):
+        rows = rows.sort_values("width")
+        rate = rows["transferred_lr"].iloc[0] if len(rows) else math.nan
+        ax.plot(rows["width"], rows["transferred_value"], "-o", ms=3, color="C3", lw=1.4)
+        ax.plot(rows["width"], rows["best_value"], "--o", ms=3, color="C0", lw=1.2)
+        ax.set_xscale("log")
+        ax.set_title("\n".join(t for t in (title, f"transferred rate {rate:.3g}") if t))
+        ax.set_xlabel("width")
+        ax.set_ylabel(metric)
+    note_panels(fig, facets)
+    handles = [
+        matplotlib.lines.Line2D([], [], color="C3", marker="o", ms=3, label="transferred rate"),
+        matplotlib.lines.Line2D(
+            [], [], color="C0", marker="o", ms=3, ls="--", label="each width's own best rate"
+        ),
+    ]
+    add_legend(fig, None, handles)
     return fig
