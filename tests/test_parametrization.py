@@ -78,7 +78,7 @@ def test_mup_table_is_tensor_programs_v_table_3_by_hand():
         assert all(s == Scales() for s in scales(name, "adam", width=64))
 
 
-def _hand_mup(study, optimizer, lr, width, base):
+def _hand_mup(study, optimizer, lr, width, base, draws_only=False):
     """The muP MLP of MuReadout + MuAdam / MuSGD written out: plain tensors, plain torch
     optimizers with the per-tensor rates of microsoft/mup, trained full-batch."""
     standard = study.cells()[0]
@@ -101,6 +101,8 @@ def _hand_mup(study, optimizer, lr, width, base):
     n = width / base
     w = [k.detach()[0].clone() for k in model.kernels]
     b = [p.detach()[0].clone() for p in model.biases]
+    if draws_only:  # the standard parametrization's draws, as [in, out] kernels
+        return list(zip(w, b, strict=True))
     w[2], b[2] = w[2] * math.sqrt(n), b[2] * math.sqrt(n)  # MuReadout's rescale
     params = [t.requires_grad_() for t in w + b]
     if optimizer == "adam":  # MuAdam: lr / width_mult for matrix-like (hidden) weights
@@ -132,6 +134,43 @@ def test_trained_mup_stack_equals_mup_by_hand(write_study, optimizer, lr):
     expected = _hand_mup(study, optimizer, lr, 32, 8)
     for kernel, want in zip(trained.model.kernels, expected, strict=True):
         torch.testing.assert_close(kernel.detach()[0], want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("optimizer", "lr"), [("adam", 0.01), ("sgd", 0.1)])
+def test_trained_mup_stack_equals_microsoft_mup(write_study, optimizer, lr):
+    """The reference implementation itself, where it is installed (it is no dependency):
+    MuReadout, set_base_shapes (base width 8) and MuAdam / MuSGD, from the same draws."""
+    mup = pytest.importorskip("mup")
+    text = STUDY.format(width=32, parametrization="mup", optimizer=f"{optimizer}(lr={lr})")
+    study = load_study(write_study(text))
+    trained = train_stack(study.cells(), study.registry, torch.device("cpu"))
+    standard = _hand_mup(study, optimizer, lr, 32, 8, draws_only=True)
+
+    def mlp(width):
+        return torch.nn.Sequential(
+            torch.nn.Linear(5, width),
+            torch.nn.ReLU(),
+            torch.nn.Linear(width, width),
+            torch.nn.ReLU(),
+            mup.MuReadout(width, 3),
+        ).double()
+
+    model = mlp(32)
+    with torch.no_grad():
+        for layer, (w, b) in zip((0, 2, 4), standard, strict=True):
+            model[layer].weight.copy_(w.mT)
+            model[layer].bias.copy_(b)
+    mup.set_base_shapes(model, mlp(8), delta=mlp(16))  # rescales MuReadout's draw
+    make = mup.MuAdam if optimizer == "adam" else mup.MuSGD
+    opt = make(model.parameters(), lr=lr)
+    data = load_data(study.registry, study.cells()[0].config["data"])
+    for _ in range(3):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(data.x_train.double()), data.y_train)
+        loss.backward()
+        opt.step()
+    for kernel, layer in zip(trained.model.kernels, (0, 2, 4), strict=True):
+        torch.testing.assert_close(kernel.detach()[0].mT, model[layer].weight.detach())
 
 
 def test_mup_at_base_width_trains_as_standard(write_study):
