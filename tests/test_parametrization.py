@@ -314,3 +314,23 @@ def test_best_rate_falls_with_width_under_standard_adam_and_stays_under_mup(writ
     moved = jobs[1].data.set_index(["model.parametrization", "width"])
     # tune at 16, train at 256: standard's transferred rate costs loss, muP's costs little
     assert moved.loc[("standard", 256), "regret"] > moved.loc[("mup", 256), "regret"]
+
+
+def test_a_signal_study_refuses_a_parametrization_axis(write_study, capsys):
+    """At initialization the hidden layers are the same under every parametrization (they
+    differ in the head and the learning rates): one cell under three labels."""
+    path = write_study(
+        """
+        [study]
+        kind = "signal"
+        [data]
+        name = "gaussian"
+        [grid]
+        initializer = "kaiming_normal"
+        activation = "tanh"
+        "model.parametrization" = ["standard", "mup"]
+        """
+    )
+    assert main(["run", str(path), "--no-report", "--out", str(path.parent / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "grid.model.parametrization" in err and "has no effect in a signal study" in err

@@ -163,7 +163,7 @@ class Resolver:
         if self.kind == "train":
             config["train"] = settings.train_config(sections["train"])
             self._check_batch_norm(sections, combo)
-            self._check_lr_scaling(model, plugins["optimizer"], combo)
+            self._check_lr_scaling(model, plugins["optimizer"])
             loss = plugins["loss"].descriptor
             if self.task not in loss.tasks:
                 raise self.fail(
@@ -181,8 +181,9 @@ class Resolver:
         optimizer = plugins.get("optimizer")
         params = dict(optimizer.params) if optimizer is not None else None
         own = optimizer.call_params if optimizer is not None else ()
+        train = sections.get("train") if self.kind == "train" else None  # signal: no [train]
         keys = inert.inert_keys(
-            sections["model"], sections.get("train"), self.task, params, own=own, tuned=self.tuned
+            sections["model"], train, self.task, params, own=own, tuned=self.tuned
         )
         ignored = []
         for key, reason in keys.items():
@@ -216,20 +217,17 @@ class Resolver:
             return bool(value != default)
         return self.bind(kind, value, key) != self.bind(kind, default, key)
 
-    def _check_lr_scaling(
-        self, model: Mapping[str, Any], optimizer: Bound[Any], combo: Any
-    ) -> None:
+    def _check_lr_scaling(self, model: Mapping[str, Any], optimizer: Bound[Any]) -> None:
         """muP scales learning rates per layer: the optimizer must declare how
         (``Optimizer(lr_scaling=...)``, benchinit.plugins.descriptors)."""
         kind = model.get("parametrization", "standard")
         if not needs_rule(kind) or optimizer.descriptor.lr_scaling is not None:
             return
-        optimizers = self.registry.names("optimizer")
-        able = [n for n in optimizers if self.registry.get("optimizer", n).descriptor.lr_scaling]
-        key = "grid.model.parametrization" if "model.parametrization" in combo else "grid.optimizer"
+        names = self.registry.names("optimizer")
+        able = [n for n in names if self.registry.get("optimizer", n).descriptor.lr_scaling]
         source = self.registry.get("optimizer", optimizer.name).plugin.describe()
         raise self.fail(
-            key,
+            "grid.optimizer",
             f"optimizer '{optimizer.name}' ({source}) declares no lr_scaling, so it cannot "
             f"take the per-layer learning rates of model.parametrization = '{kind}'. Use one "
             f"that does ({', '.join(able)}), or, if its fn accepts torch parameter groups, "

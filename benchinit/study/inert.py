@@ -15,8 +15,10 @@ The rules (each holds whatever the value of the setting):
 - ``model.residual`` at depth 0 or 1: residual blocks are layers 2..depth;
 - ``model.norm``, ``model.width`` and ``model.parametrization`` at depth 0: a linear model
   has no hidden layer;
-- ``model.base_width`` under the standard parametrization, ``model.mup_output`` but under
-  muP (benchinit.study.parametrization);
+- ``model.parametrization`` in a signal study (at initialization its hidden layers are the
+  standard ones; it changes the head and the learning rates); ``model.base_width`` under
+  the standard parametrization, ``model.mup_output`` but under muP
+  (benchinit.study.parametrization);
 - ``model.bias_init`` with ``model.bias = false``: no bias to fill;
 - ``train.batch_size`` and the optimizer at ``train.epochs = 0``: no training step (the
   optimizer becomes the default one, benchinit.study.grid.DEFAULT_OPTIMIZER);
@@ -67,9 +69,11 @@ def setting_rules(
         yield "model.norm", "has no effect at depth 0 (no hidden layer to normalize)"
         yield "model.width", "has no effect at depth 0 (a linear model has no hidden layer)"
         yield "model.parametrization", "has no effect at depth 0 (a linear model has no width)"
-    if depth == 0 or model.get("parametrization", "standard") == "standard":
+    if train is None:  # equal hidden layers at init; the head and the rates are training's
+        yield "model.parametrization", "has no effect in a signal study (no head, no training)"
+    if depth == 0 or train is None or model.get("parametrization", "standard") == "standard":
         yield "model.base_width", "has no effect under the standard parametrization"
-    if depth == 0 or model.get("parametrization", "standard") != "mup":
+    if depth == 0 or train is None or model.get("parametrization", "standard") != "mup":
         yield "model.mup_output", "has no effect but under model.parametrization = 'mup'"
     if not model["bias"]:
         yield "model.bias_init", "has no effect with model.bias = false (no bias to fill)"
