@@ -19,8 +19,9 @@ What it checks, for every descriptor the plugin provides:
   activation is elementwise
   and finite with a positive gain and a histogram range; a loss returns one finite value per
   sample, repeatably; an optimizer that declares itself elementwise updates a stack of two
-  parameter vectors exactly as it updates each alone; a dataset returns the same valid data
-  twice;
+  parameter vectors exactly as it updates each alone, and one that declares
+  ``lr_scaling`` takes torch parameter groups and honours each group's ``lr`` (a group at
+  half the rate takes half the first step); a dataset returns the same valid data twice;
 - a tiny CPU smoke study that uses it runs without a failed cell.
 """
 
@@ -279,6 +280,40 @@ def _check_optimizer(d: Optimizer, registry: Registry, problems: _Problems) -> N
             f"{who} declares elementwise=True, but stepping two rows together "
             "differs from stepping each alone; declare elementwise=False",
         )
+    if d.lr_scaling is not None:
+        _check_lr_groups(who, spec, start[0], grads[0][0], problems)
+
+
+def _check_lr_groups(
+    who: str, spec: Any, start: torch.Tensor, grad: torch.Tensor, problems: _Problems
+) -> None:
+    """``lr_scaling``: groups accepted, and a group whose ``lr`` is halved (as
+    benchinit.engine.parametrize does after construction) takes half the first step."""
+    params = [torch.nn.Parameter(start.clone()) for _ in range(2)]
+    groups = [{"params": [params[0]]}, {"params": [params[1]]}]
+    optimizer = problems.run(
+        f"{who} declares lr_scaling, but construction from groups", spec, groups
+    )
+    if optimizer is None:
+        return
+    if len(optimizer.param_groups) != 2:
+        problems.check(
+            False,
+            f"{who} declares lr_scaling, but a parameter group at half the rate cannot be "
+            f"set: two groups given, {len(optimizer.param_groups)} kept (or declare "
+            "lr_scaling=None)",
+        )
+        return
+    optimizer.param_groups[1]["lr"] = optimizer.param_groups[1]["lr"] / 2
+    for param in params:
+        param.grad = grad.clone()
+    optimizer.step()
+    full, half = (p.detach() - start for p in params)
+    problems.check(
+        torch.allclose(half, full / 2, rtol=1e-9, atol=1e-12) and bool(full.abs().sum() > 0),
+        f"{who} declares lr_scaling, but a parameter group at half the rate does not take "
+        "half the step: it must honour each group's lr (or declare lr_scaling=None)",
+    )
 
 
 def _check_dataset(d: Dataset, registry: Registry, problems: _Problems) -> None:

@@ -43,6 +43,7 @@ def test_builtin_studies_are_the_promised_set():
         "isometry",
         "phase",
         "residual",
+        "width-transfer",
     } <= set(builtin_studies())
 
 

@@ -81,6 +81,14 @@ def clipped_sgd(params, *, lr: float = 0.1):
     return Clipped(params, lr=lr)
 
 
+def flat_sgd(params, *, lr: float = 0.1):
+    "Flattens groups into one list: per-group rates are lost."
+    flat = [
+        p for group in params for p in (group["params"] if isinstance(group, dict) else [group])
+    ]
+    return torch.optim.SGD(flat, lr=lr)
+
+
 @pytest.mark.parametrize(
     "hook, descriptor, message",
     [
@@ -100,6 +108,11 @@ def clipped_sgd(params, *, lr: float = 0.1):
             "declares elementwise=True, but stepping two rows together",
         ),
         ("benchinit_initializers", Initializer("xavier_normal", good_init), "does not load"),
+        (
+            "benchinit_optimizers",
+            Optimizer("flat", flat_sgd, lr_scaling="sgd"),
+            "declares lr_scaling, but a parameter group at half the rate",
+        ),
     ],
 )
 def test_mistakes_are_caught_and_named(hook, descriptor, message):
@@ -111,6 +124,16 @@ def test_a_non_elementwise_optimizer_may_say_so():
     assert check_plugin(
         one("benchinit_optimizers", Optimizer("clipped", clipped_sgd, elementwise=False))
     ) == ["optimizer clipped"]
+
+
+def grouped_sgd(params, *, lr: float = 0.1):
+    "SGD over torch parameter groups."
+    return torch.optim.SGD(params, lr=lr)
+
+
+def test_an_optimizer_that_honours_group_rates_may_declare_lr_scaling():
+    declared = Optimizer("grouped", grouped_sgd, lr_scaling="sgd")
+    assert check_plugin(one("benchinit_optimizers", declared)) == ["optimizer grouped"]
 
 
 def test_an_uninstalled_distribution_is_named():

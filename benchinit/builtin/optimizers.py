@@ -131,4 +131,12 @@ def adagrad(
 
 @hookimpl
 def benchinit_optimizers() -> list[Optimizer]:
-    return [Optimizer(fn.__name__, fn) for fn in (sgd, adam, adamw, rmsprop, adagrad)]
+    # lr_scaling: SGD's step is linear in the gradient; the others' invariant to its scale
+    rules: list[tuple[Callable[..., torch.optim.Optimizer], str]] = [
+        (sgd, "sgd"),
+        (adam, "adam"),
+        (adamw, "adam"),
+        (rmsprop, "adam"),
+        (adagrad, "adam"),
+    ]
+    return [Optimizer(fn.__name__, fn, lr_scaling=rule) for fn, rule in rules]

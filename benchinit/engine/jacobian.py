@@ -149,6 +149,8 @@ def _constant_statistics(
 def _through_affine(model: StackedMLP, layer: int, jt: torch.Tensor | None) -> torch.Tensor:
     """d z_l / d x: the kernel itself at layer 1, J_{l-1} W_l^T (one bmm) after."""
     kernel = model.kernels[layer].detach()  # [G, n_{l-1}, n_l]
+    if model.multipliers[layer] != 1:  # benchinit.study.parametrization
+        kernel = kernel * model.multipliers[layer]
     if jt is None:
         return kernel.unsqueeze(1)  # [G, 1, n_0, n_1]: the same for every probe input
     members, probes, inputs, width = jt.shape

@@ -99,9 +99,15 @@ class StackedMLP(nn.Module):
         norm: Norm = "none",
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        multipliers: Sequence[float] | None = None,
     ) -> None:
-        """``sizes`` = [inputs, hidden..., outputs if head]; ``residual`` the branch scale."""
+        """``sizes`` = [inputs, hidden..., outputs if head]; ``residual`` the branch scale;
+        ``multipliers``: per layer, the factor on ``h @ W`` (benchinit.study.parametrization;
+        default 1: the standard parametrization)."""
         super().__init__()
+        self.multipliers = [float(m) for m in multipliers or [1.0] * (len(sizes) - 1)]
+        if len(self.multipliers) != len(sizes) - 1:
+            raise ValueError(f"{len(self.multipliers)} multipliers for {len(sizes) - 1} layers")
         if norm not in NORMS:
             raise ValueError(f"norm {norm!r} is not one of {', '.join(map(repr, NORMS))}")
         self.members = members
@@ -136,8 +142,12 @@ class StackedMLP(nn.Module):
 
     @property
     def weights(self) -> list[torch.Tensor]:
-        """Per layer, ``[G, out, in]`` views of the kernels (``torch.nn.Linear`` layout)."""
-        return [k.mT for k in self.kernels]
+        """Per layer, the effective ``[G, out, in]`` weights (``torch.nn.Linear`` layout):
+        views of the kernels, times the layer's multiplier where it is not 1."""
+        return [
+            k.mT if m == 1 else k.mT * m
+            for k, m in zip(self.kernels, self.multipliers, strict=True)
+        ]
 
     @property
     def layers(self) -> int:
@@ -195,13 +205,13 @@ class StackedMLP(nn.Module):
 
     def affine(self, layer: int, h: torch.Tensor, member: int | None = None) -> torch.Tensor:
         """``h @ W^T + b`` for every member (or one); ``h`` is ``[B, in]`` or ``[G, B, in]``."""
-        k = self._of(self.kernels[layer], member)
+        k, m = self._of(self.kernels[layer], member), self.multipliers[layer]
         if self.biases is None:
-            return torch.matmul(h, k)
+            return torch.matmul(h, k) if m == 1 else torch.matmul(h, k) * m
         b = self._of(self.biases[layer], member).unsqueeze(1)
         if h.dim() == 3:
-            return torch.baddbmm(b, h, k)
-        return torch.matmul(h, k) + b
+            return torch.baddbmm(b, h, k) if m == 1 else torch.baddbmm(b, h, k, alpha=m)
+        return (torch.matmul(h, k) if m == 1 else torch.matmul(h, k) * m) + b
 
     @staticmethod
     def _of(tensor: torch.Tensor, member: int | None) -> torch.Tensor:

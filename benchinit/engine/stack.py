@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from benchinit.engine.models import StackedMLP
+from benchinit.engine.parametrize import model_scales, rescale_init
 from benchinit.engine.splits import split_validation
 from benchinit.errors import BenchinitError, error_text, plugin_failed
 from benchinit.plugins.descriptors import Activation, Bound, Data, Dataset, Initializer
@@ -312,6 +313,7 @@ def build_stack(
     and reported in the returned ``{cell id: error}``.
     """
     model_cfg = cells[0].config["model"]
+    scales = model_scales(model_cfg, len(sizes) - 1, len(sizes) - 1 - int(head))
     model = StackedMLP(
         len(cells),
         sizes,
@@ -320,6 +322,7 @@ def build_stack(
         residual=branch_scale(model_cfg),
         norm=model_cfg.get("norm", "none"),
         dtype=DTYPES[model_cfg["dtype"]],
+        multipliers=[scale.multiplier for scale in scales],
     )
     bias_init = bind(registry, "initializer", model_cfg["bias_init"])
     failures: dict[str, str] = {}
@@ -334,6 +337,7 @@ def build_stack(
             if not plugin_failed(exc):
                 raise
             failures[cell.id] = error_text(exc)
+    rescale_init(model, scales)  # the parametrization's initial scales (1 in standard)
     model.to(device)
     for g, (init, generator) in initializers.items():
         calibrate = init.descriptor.calibrate

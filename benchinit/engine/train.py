@@ -45,8 +45,11 @@ import torch
 
 from benchinit.engine import jacobian
 from benchinit.engine.atinit import record_spectrum
+from benchinit.engine.coordinates import SPLIT as COORD_SPLIT
+from benchinit.engine.coordinates import CoordinateCheck
 from benchinit.engine.evaluation import Numerics, Task, evaluate, member_losses, probe, wide
 from benchinit.engine.models import StackedMLP
+from benchinit.engine.parametrize import model_scales, param_groups, scale_groups
 from benchinit.engine.probes import theory
 from benchinit.engine.recorder import Recorder
 from benchinit.engine.stack import (
@@ -63,6 +66,7 @@ from benchinit.engine.stack import (
 from benchinit.plugins.descriptors import Activation, Bound, Data, Loss, Optimizer
 from benchinit.plugins.registry import Registry
 from benchinit.study.cells import Cell
+from benchinit.study.parametrization import needs_rule
 from benchinit.study.schedules import lr_factor
 from benchinit.study.settings import precision_of
 
@@ -79,10 +83,15 @@ JACOBIAN_PROBES = 2
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, params: Mapping[str, Any], epochs: int
+    optimizer: torch.optim.Optimizer,
+    params: Mapping[str, Any],
+    epochs: int,
+    base_lr: float | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """The optimizer's schedule (benchinit.study.schedules.lr_factor), stepped once per epoch."""
-    base_lr = float(optimizer.param_groups[0]["lr"])
+    """The optimizer's schedule (benchinit.study.schedules.lr_factor), stepped once per epoch;
+    ``base_lr``: the rate before per-layer factors (default: the first group's)."""
+    if base_lr is None:
+        base_lr = float(optimizer.param_groups[0]["lr"])
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(params, base_lr, epochs))
 
 
@@ -173,6 +182,8 @@ class _Run:
         self.scales: dict[str, Any] = init_scales(model) if model.hidden else {}
         self.hist_range = activation.descriptor.range_of(activation.params)
         self.curves: dict[tuple[int, str, str], torch.Tensor] = {}
+        self.step = 0  # optimizer steps so far
+        self.coord: CoordinateCheck | None = None  # the coordinate check, if asked for
 
     def probe_layers(self, phase: str, probe_n: int) -> None:
         """Record every hidden layer's statistics and the Jacobian spectrum on the first
@@ -227,6 +238,12 @@ class _Run:
         model, task, settings = self.model, self.task, self.settings
         epochs, device = settings["epochs"], task.train.x.device
         self.probe_layers("init", probe_n)
+        if settings.get("coord_steps", 0) > 0:
+            x = task.train.x[:probe_n]
+            self.coord = CoordinateCheck(
+                model, self.activation, x, self.numerics, settings["coord_steps"]
+            )
+            self.coord.record(0, self.curves)
         train0 = self.evaluate("train", EPOCH0_SAMPLES)["loss"]
         held0 = self.measure_epoch(0, train0)
         if self.track_params:
@@ -237,8 +254,8 @@ class _Run:
         # alive[g]: member g has not diverged. diverged_at[g]: the epoch it did (-1: never).
         alive = torch.isfinite(train0) & torch.isfinite(held0)
         diverged_at = torch.where(alive, -1, 0).to(device)
-        optimizer = optimizer_spec(list(model.parameters()))
-        scheduler = make_scheduler(optimizer, optimizer_spec.params, epochs)
+        optimizer, base_lr = build_optimizer(optimizer_spec, model, self.cells[0].config["model"])
+        scheduler = make_scheduler(optimizer, optimizer_spec.params, epochs, base_lr)
         generators = [
             torch.Generator().manual_seed(derive_seed(c.seed, "shuffle")) for c in self.cells
         ]
@@ -279,6 +296,9 @@ class _Run:
             optimizer.zero_grad(set_to_none=True)
             masked.sum().backward()  # a sum: each member's gradient is its own mean loss's
             optimizer.step()
+            self.step += 1
+            if self.coord is not None and self.coord.wants(self.step):
+                self.coord.record(self.step, self.curves)
             loss_sum += masked.detach().double() * index.shape[1]
         finite = torch.isfinite(self.measure_epoch(epoch, loss_sum / stop))
         diverged_at = torch.where(alive & ~finite, epoch, diverged_at)
@@ -291,7 +311,9 @@ class _Run:
         values = {key: v.double().cpu().tolist() for key, v in self.curves.items()}
         cells, epochs = self.cells, self.settings["epochs"]
         for (epoch, split, metric), column in values.items():
-            keep = [g for g, d in enumerate(diverged_at) if d < 0 or epoch < d]
+            keep = [  # the coordinate check's "epoch" is a step: kept whole
+                g for g, d in enumerate(diverged_at) if d < 0 or epoch < d or split == COORD_SPLIT
+            ]
             self.recorder.curve(
                 [cells[g] for g in keep], epoch, split, metric, [column[g] for g in keep]
             )
@@ -328,6 +350,25 @@ class _Run:
         epochs = self.settings["epochs"]
         hits = [e for e in range(epochs + 1) if values[(e, held, "accuracy")][g] >= target]
         return float(hits[0]) if hits else math.nan
+
+
+def build_optimizer(
+    spec: Bound[Optimizer], model: StackedMLP, model_cfg: Mapping[str, Any]
+) -> tuple[torch.optim.Optimizer, float]:
+    """The optimizer over the stack and its base rate. A parametrization that scales
+    learning rates (muP) gets one group per layer tensor, its rate scaled after the
+    optimizer is built (benchinit.engine.parametrize); otherwise one plain list, as always."""
+    rule = spec.descriptor.lr_scaling
+    if not needs_rule(model_cfg.get("parametrization", "standard")) or model.hidden == 0:
+        optimizer = spec(list(model.parameters()))
+        return optimizer, float(optimizer.param_groups[0]["lr"])
+    if rule is None:  # the study refuses it (benchinit.study.grid); a direct call, too
+        raise ValueError(f"optimizer '{spec.name}' declares no lr_scaling")
+    scales = model_scales(model_cfg, model.layers, model.hidden, rule)
+    optimizer = spec(param_groups(model, scales))
+    base_lr = float(optimizer.param_groups[0]["lr"])
+    scale_groups(optimizer)
+    return optimizer, base_lr
 
 
 def steps_end(n: int, batch_size: int, norm: str) -> int:

@@ -240,10 +240,29 @@ class Optimizer(Descriptor):
 
     Every optimizer also accepts the schedule parameters ``schedule``, ``step_size``,
     ``gamma`` and ``eta_min`` (benchinit.study.schedules); ``fn`` never sees them.
+
+    ``lr_scaling``: the hook through which a parametrization scales learning rates per
+    layer (``[model] parametrization = "mup"``, benchinit.study.parametrization). ``"sgd"``
+    (the step is linear in the gradient: SGD, momentum) or ``"adam"`` (the step does not
+    change when the gradient is scaled: Adam, AdamW, RMSprop, Adagrad) says which column of
+    the table applies, and promises that ``fn`` accepts ``params`` as torch parameter
+    groups (a list of ``{"params": [...]}`` dicts) as ``torch.optim`` optimizers do; the
+    engine then multiplies each group's ``lr`` by its layer's factor (and divides its
+    ``weight_decay``, if any, by it). None (the default): the optimizer cannot honour
+    per-layer rates, and a muP study refuses it.
     """
 
     kind: ClassVar[str] = "optimizer"
     elementwise: bool = True
+    lr_scaling: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lr_scaling not in (None, "sgd", "adam"):
+            raise ValueError(
+                f"optimizer {self.name!r}: lr_scaling must be None, 'sgd' or 'adam', got "
+                f"{self.lr_scaling!r}"
+            )
 
     def parameters(self) -> dict[str, Param]:
         return {**keyword_parameters(self.fn), **SCHEDULE_PARAMS}

@@ -74,7 +74,9 @@ def benchinit_optimizers() -> list[Optimizer]:
     """Optimizers this plugin provides.
 
     :returns: :class:`~benchinit.plugins.descriptors.Optimizer` descriptors, each declaring whether
-        it is elementwise (safe to train many stacked models with one instance).
+        it is elementwise (safe to train many stacked models with one instance) and its
+        ``lr_scaling`` ("sgd" or "adam": it takes torch parameter groups, so muP can scale
+        each layer's rate; None: a muP study refuses it).
     """
     raise NotImplementedError  # a specification: plugins implement it
 

@@ -44,6 +44,7 @@ from benchinit.report.sections import header, leaderboard, problems, ranked, rep
 from benchinit.report.spectrum import spectrum_jobs
 from benchinit.report.templating import csv_uri, environment, markdown, number
 from benchinit.report.tuning import tuning_report
+from benchinit.report.width import width_jobs
 from benchinit.results.folder_summary import settle
 from benchinit.results.outputs import check_output, write_output
 from benchinit.results.store import Store
@@ -57,6 +58,7 @@ SECTIONS = (
     ("phase", "Phase diagram: order to chaos", "Phase", ""),
     ("effects", "What matters most", "What matters", ""),
     ("tuning", "Tuning", "Tuning", ""),
+    ("width", "Width: learning rates and coordinates", "Width", ""),
     ("curves", "Learning curves", "Curves", ""),
     ("signal", "Signal propagation", "Signal", "Per hidden layer, mean and 95% CI over seeds."),
     (
@@ -116,6 +118,7 @@ def analyses(
         *phase_jobs(results),
         *effects_figures,
         *tuning_figures,
+        *width_jobs(results),
         *curve_jobs(results),
         *signal_jobs(results),
         *spectrum_jobs(results),

@@ -188,7 +188,7 @@ def results_jobs(results: Results, summary: pd.DataFrame) -> list[FigureJob]:
 
 
 def _curve_pairs(curves: pd.DataFrame) -> list[tuple[str, str]]:
-    present = curves[~curves["split"].isin(["params", "truth"])][["split", "metric"]]
+    present = curves[~curves["split"].isin(["params", "truth", "coord"])][["split", "metric"]]
     found = list(dict.fromkeys(map(tuple, present.drop_duplicates().to_numpy().tolist())))
     return [p for p in CURVE_ORDER if p in found] + [p for p in found if p not in CURVE_ORDER]
 

@@ -21,6 +21,7 @@ from benchinit.plugins.registry import Registry
 from benchinit.plugins.specs import SpecError
 from benchinit.study import inert, settings
 from benchinit.study.cells import CELL_FORMAT, Cell, canonical_json
+from benchinit.study.parametrization import needs_rule
 from benchinit.study.validation import validation_fraction
 
 PLUGIN_AXES = ("initializer", "activation", "loss", "optimizer")
@@ -160,8 +161,9 @@ class Resolver:
         for axis, bound in plugins.items():
             config[axis] = self.plugin(axis, bound)
         if self.kind == "train":
-            config["train"] = sections["train"]
+            config["train"] = settings.train_config(sections["train"])
             self._check_batch_norm(sections, combo)
+            self._check_lr_scaling(model, plugins["optimizer"])
             loss = plugins["loss"].descriptor
             if self.task not in loss.tasks:
                 raise self.fail(
@@ -179,8 +181,9 @@ class Resolver:
         optimizer = plugins.get("optimizer")
         params = dict(optimizer.params) if optimizer is not None else None
         own = optimizer.call_params if optimizer is not None else ()
+        train = sections.get("train") if self.kind == "train" else None  # signal: no [train]
         keys = inert.inert_keys(
-            sections["model"], sections.get("train"), self.task, params, own=own, tuned=self.tuned
+            sections["model"], train, self.task, params, own=own, tuned=self.tuned
         )
         ignored = []
         for key, reason in keys.items():
@@ -213,6 +216,24 @@ class Resolver:
         if kind is None:
             return bool(value != default)
         return self.bind(kind, value, key) != self.bind(kind, default, key)
+
+    def _check_lr_scaling(self, model: Mapping[str, Any], optimizer: Bound[Any]) -> None:
+        """muP scales learning rates per layer: the optimizer must declare how
+        (``Optimizer(lr_scaling=...)``, benchinit.plugins.descriptors)."""
+        kind = model.get("parametrization", "standard")
+        if not needs_rule(kind) or optimizer.descriptor.lr_scaling is not None:
+            return
+        names = self.registry.names("optimizer")
+        able = [n for n in names if self.registry.get("optimizer", n).descriptor.lr_scaling]
+        source = self.registry.get("optimizer", optimizer.name).plugin.describe()
+        raise self.fail(
+            "grid.optimizer",
+            f"optimizer '{optimizer.name}' ({source}) declares no lr_scaling, so it cannot "
+            f"take the per-layer learning rates of model.parametrization = '{kind}'. Use one "
+            f"that does ({', '.join(able)}), or, if its fn accepts torch parameter groups, "
+            'declare Optimizer(..., lr_scaling="sgd") (a step linear in the gradient) or '
+            '"adam" (a step invariant to its scale) in the plugin.',
+        )
 
     def _check_batch_norm(self, sections: Mapping[str, Mapping[str, Any]], combo: Any) -> None:
         """Batch norm normalizes over a batch, in training mode: a minibatch or probe batch

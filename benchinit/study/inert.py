@@ -13,7 +13,12 @@ trial would be the same run.
 The rules (each holds whatever the value of the setting):
 
 - ``model.residual`` at depth 0 or 1: residual blocks are layers 2..depth;
-- ``model.norm`` and ``model.width`` at depth 0: a linear model has no hidden layer;
+- ``model.norm``, ``model.width`` and ``model.parametrization`` at depth 0: a linear model
+  has no hidden layer;
+- ``model.parametrization`` in a signal study (at initialization its hidden layers are the
+  standard ones; it changes the head and the learning rates); ``model.base_width`` under
+  the standard parametrization, ``model.mup_output`` but under muP
+  (benchinit.study.parametrization);
 - ``model.bias_init`` with ``model.bias = false``: no bias to fill;
 - ``train.batch_size`` and the optimizer at ``train.epochs = 0``: no training step (the
   optimizer becomes the default one, benchinit.study.grid.DEFAULT_OPTIMIZER);
@@ -63,11 +68,19 @@ def setting_rules(
     if depth == 0:
         yield "model.norm", "has no effect at depth 0 (no hidden layer to normalize)"
         yield "model.width", "has no effect at depth 0 (a linear model has no hidden layer)"
+        yield "model.parametrization", "has no effect at depth 0 (a linear model has no width)"
+    if train is None:  # equal hidden layers at init; the head and the rates are training's
+        yield "model.parametrization", "has no effect in a signal study (no head, no training)"
+    if depth == 0 or train is None or model.get("parametrization", "standard") == "standard":
+        yield "model.base_width", "has no effect under the standard parametrization"
+    if depth == 0 or train is None or model.get("parametrization", "standard") != "mup":
+        yield "model.mup_output", "has no effect but under model.parametrization = 'mup'"
     if not model["bias"]:
         yield "model.bias_init", "has no effect with model.bias = false (no bias to fill)"
     if train is not None:
         if train["epochs"] == 0:
             yield "train.batch_size", "has no effect at train.epochs = 0 (no training step)"
+            yield "train.coord_steps", "has no effect at train.epochs = 0 (no training step)"
         if task != "classification":
             yield "train.target_accuracy", f"has no effect on {task} data (no accuracy to reach)"
 

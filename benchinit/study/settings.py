@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchinit.errors import did_you_mean
+from benchinit.study import parametrization as pz
 
 
 class Invalid(ValueError):
@@ -286,6 +287,10 @@ class ModelSettings:
     dtype: str = setting("float32", choice("float32", "float64"))  # older spelling of precision
     residual: float | str | bool = setting(False, branch_scale)  # h + alpha phi(W h + b)
     norm: str = setting("none", choice("none", "layer", "batch"))  # normalize pre-activations
+    # standard | ntk | mup: how layers scale with width (benchinit.study.parametrization)
+    parametrization: str = setting("standard", choice(*pz.PARAMETRIZATIONS))
+    base_width: int = setting(pz.DEFAULT_BASE_WIDTH, integer(1))  # ntk/mup equal standard here
+    mup_output: str = setting("initializer", choice(*pz.OUTPUT_INITS))  # muP head: draw or zero
 
 
 @dataclass(frozen=True)
@@ -296,6 +301,8 @@ class TrainSettings:
     batch_size: int = setting(128, integer(1))  # samples per step, per member
     target_accuracy: float | None = setting(None, fraction)  # record first epoch reaching it
     probe_samples: int = setting(256, integer(1))  # training samples for layer statistics
+    # the coordinate check over the first k steps (benchinit.engine.coordinates); 0: none
+    coord_steps: int = setting(0, integer(0))
 
 
 SECTIONS: dict[str, type] = {
@@ -359,6 +366,16 @@ def parse_section(
 # id) only when they differ from these values, so results stored before they existed stay
 # valid and are not computed again.
 LATER_MODEL_KEYS: dict[str, Any] = {"precision": None, "residual": False, "norm": "none"}
+LATER_MODEL_KEYS |= {"parametrization": "standard", "base_width": pz.DEFAULT_BASE_WIDTH}
+LATER_MODEL_KEYS |= {"mup_output": "initializer"}
+
+
+LATER_TRAIN_KEYS: dict[str, Any] = {"coord_steps": 0}  # the same for [train]
+
+
+def train_config(train: Mapping[str, Any]) -> dict[str, Any]:
+    """A cell's ``train`` configuration: the [train] values but later keys at their default."""
+    return {k: v for k, v in train.items() if LATER_TRAIN_KEYS.get(k, object()) != v}
 
 
 def precision_of(model: Mapping[str, Any]) -> str:
