@@ -4,7 +4,8 @@ Public API (everything else is internal)::
 
     hookimpl                          decorate a plugin's hook functions
     Initializer, Activation, Loss,    descriptors a plugin returns
-    Optimizer, Dataset, Data, ReportSection
+    Optimizer, Dataset, Data, Model,
+    Layer, ModelShape, ReportSection
     load_study(path_or_name, ...)     a validated Study
     run(study, out=..., ...)          run its cells, store records, render the report
     load_results(dir)                 the stored tables as pandas DataFrames
@@ -25,7 +26,10 @@ from benchinit.plugins.descriptors import (
     Data,
     Dataset,
     Initializer,
+    Layer,
     Loss,
+    Model,
+    ModelShape,
     Optimizer,
     ReportSection,
 )
@@ -46,7 +50,10 @@ __all__ = [
     "Data",
     "Dataset",
     "Initializer",
+    "Layer",
     "Loss",
+    "Model",
+    "ModelShape",
     "Optimizer",
     "PluginError",
     "ReportSection",

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import math
 import numbers
@@ -26,10 +27,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchinit.engine.models import StackedMLP
+from benchinit.engine.models import StackedMLP, mlp_size
 from benchinit.engine.splits import split_validation
 from benchinit.errors import BenchinitError, error_text, plugin_failed
-from benchinit.plugins.descriptors import Activation, Bound, Data, Dataset, Initializer
+from benchinit.plugins.descriptors import (
+    Activation,
+    Bound,
+    Data,
+    Dataset,
+    Initializer,
+    Model,
+    ModelShape,
+    ModelSize,
+)
 from benchinit.plugins.registry import Registry
 from benchinit.study.cells import Cell, canonical_json
 from benchinit.study.settings import SQRT_DEPTH, precision_of
@@ -166,6 +176,11 @@ def check_data(data: Any, bound: Bound[Any]) -> Data:
             raise ValueError(f"dataset '{name}': y_{split} holds NaN or infinite values")
     if data.x_train.shape[1] != data.x_test.shape[1]:
         raise ValueError(f"dataset '{name}': train and test inputs differ in features")
+    if data.shape is not None and math.prod(data.shape) != data.x_train.shape[1]:
+        raise ValueError(
+            f"dataset '{name}': shape {tuple(data.shape)} does not hold the "
+            f"{data.x_train.shape[1]} features of a sample"
+        )
     if data.task == "classification":
         for y in (data.y_train, data.y_test):
             if y.dtype != torch.int64:
@@ -260,11 +275,14 @@ def fast_bf16(device: str) -> bool:
         return False
 
 
-def init_scales(model: StackedMLP) -> dict[str, list[float]]:
+def init_scales(model: Any) -> dict[str, list[float]]:
     """Per member, the weight and bias scales of its hidden layers at initialization, as
     mean-field theory reads them: ``sigma_w`` = sqrt(fan_in * mean W^2) and ``sigma_b`` =
     sqrt(mean b^2), averaged (in square) over the hidden layers. Measured, so they are
-    right for any initializer plugin; the report places cells on the phase diagram by them."""
+    right for any initializer plugin; the report places cells on the phase diagram by them.
+    MLPs only (a convolution's weights are no mean-field layer): ``{}`` for other models."""
+    if not isinstance(model, StackedMLP):
+        return {}
     hidden = range(model.hidden)
     w2 = torch.stack(
         [
@@ -281,7 +299,7 @@ def init_scales(model: StackedMLP) -> dict[str, list[float]]:
     return {"sigma_w": w2.sqrt().tolist(), "sigma_b": b2.sqrt().tolist()}
 
 
-def fingerprints(model: StackedMLP) -> list[str]:
+def fingerprints(model: Any) -> list[str]:
     """Per member, a short hash of its initial weights and biases (exact bytes).
 
     Stored with each run (``init_hash``), so compare can tell whether the initial weights
@@ -297,6 +315,61 @@ def fingerprints(model: StackedMLP) -> list[str]:
     return [d.hexdigest()[:16] for d in digests]
 
 
+def model_of(registry: Registry, model: Mapping[str, Any]) -> Bound[Model]:
+    """A cell's model plugin, bound (``mlp`` when its configuration names none)."""
+    plugin = model.get("name")
+    return registry.bind("model", "mlp") if plugin is None else bind(registry, "model", plugin)
+
+
+def model_shape(
+    model: Mapping[str, Any],
+    members: int,
+    inputs: tuple[int, ...],
+    outputs: int,
+) -> ModelShape:
+    """What a model plugin builds: ``members`` models of a cell's [model] settings."""
+    return ModelShape(
+        members=members,
+        inputs=tuple(inputs),
+        outputs=outputs,
+        depth=int(model["depth"]),
+        width=int(model["width"]),
+        bias=bool(model["bias"]),
+        residual=branch_scale(model),
+        norm=str(model.get("norm", "none")),
+        dtype=str(model["dtype"]),
+    )
+
+
+def inputs_of(plugin: Bound[Model], features: int, shape: Sequence[int] | None) -> tuple[int, ...]:
+    """One sample's shape as the model sees it: the image shape where the model asks for
+    one and the dataset gives it, else flat features."""
+    return tuple(shape) if plugin.descriptor.image and shape else (features,)
+
+
+def member_size(
+    registry: Registry,
+    model: Mapping[str, Any],
+    features: int,
+    shape: Sequence[int] | None,
+    outputs: int,
+) -> ModelSize:
+    """(parameters, hidden units, multiply-adds per sample) of one member of a cell's model,
+    by arithmetic (the plugin's ``size``; without one, the MLP's of the same settings)."""
+    plugin = model_of(registry, model)
+    size = plugin.descriptor.size
+    if size is None:
+        weights, biases = mlp_size(features, int(model["width"]), int(model["depth"]), outputs)
+        return weights + biases, int(model["depth"]) * int(model["width"]) + outputs, weights
+    inputs = inputs_of(plugin, features, shape)
+    params = {k: v for k, v in plugin.call_params.items() if k in _keywords(size)}
+    return size(model_shape(model, 1, inputs, outputs), **params)
+
+
+def _keywords(fn: Any) -> set[str]:
+    return set(inspect.signature(fn).parameters) - {"shape"}
+
+
 def build_stack(
     cells: Sequence[Cell],
     registry: Registry,
@@ -306,21 +379,17 @@ def build_stack(
     activation: Bound[Activation],
     device: torch.device,
     calibration_x: torch.Tensor,
-) -> tuple[StackedMLP, list[Cell], dict[str, str]]:
-    """A stacked model with one member per cell, each initialized by its own initializer
-    from a generator seeded by its own seed. Members whose initializer raised are dropped
-    and reported in the returned ``{cell id: error}``.
+    shape: Sequence[int] | None = None,
+) -> tuple[Any, list[Cell], dict[str, str]]:
+    """A stacked model (the cells' model plugin) with one member per cell, each initialized
+    by its own initializer from a generator seeded by its own seed. Members whose
+    initializer raised are dropped and reported in the returned ``{cell id: error}``.
+    ``sizes``: [features, ..., outputs if head]; ``shape``: one sample's (image) shape.
     """
     model_cfg = cells[0].config["model"]
-    model = StackedMLP(
-        len(cells),
-        sizes,
-        head=head,
-        bias=model_cfg["bias"],
-        residual=branch_scale(model_cfg),
-        norm=model_cfg.get("norm", "none"),
-        dtype=DTYPES[model_cfg["dtype"]],
-    )
+    plugin = model_of(registry, model_cfg)
+    inputs = inputs_of(plugin, sizes[0], shape)
+    model = plugin(model_shape(model_cfg, len(cells), inputs, sizes[-1] if head else 0))
     bias_init = bind(registry, "initializer", model_cfg["bias_init"])
     failures: dict[str, str] = {}
     initializers: dict[int, tuple[Bound[Initializer], torch.Generator]] = {}

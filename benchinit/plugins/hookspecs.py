@@ -24,6 +24,7 @@ from benchinit.plugins.descriptors import (
     Dataset,
     Initializer,
     Loss,
+    Model,
     Optimizer,
     ReportSection,
 )
@@ -79,6 +80,16 @@ def benchinit_optimizers() -> list[Optimizer]:
     raise NotImplementedError  # a specification: plugins implement it
 
 
+@hookspec
+def benchinit_models() -> list[Model]:
+    """Models this plugin provides (``[model] name``; ``mlp`` is the default).
+
+    :returns: :class:`~benchinit.plugins.descriptors.Model` descriptors; each ``fn(shape)``
+        builds ``shape.members`` models as one stacked module and declares its layers.
+    """
+    raise NotImplementedError  # a specification: plugins implement it
+
+
 # -------------------------------------------------------------------------------------------
 # Data
 # -------------------------------------------------------------------------------------------
@@ -119,4 +130,5 @@ HOOKS_BY_KIND = {
     "loss": "benchinit_losses",
     "optimizer": "benchinit_optimizers",
     "dataset": "benchinit_datasets",
+    "model": "benchinit_models",
 }

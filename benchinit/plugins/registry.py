@@ -67,6 +67,7 @@ BUILTIN_PLUGINS = (
     "benchinit.builtin.losses",
     "benchinit.builtin.optimizers",
     "benchinit.builtin.datasets",
+    "benchinit.engine.zoo",  # the built-in models (mlp, cnn): they are the engine's
 )
 
 

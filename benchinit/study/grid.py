@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from benchinit.errors import did_you_mean
-from benchinit.plugins.descriptors import SCHEDULE_PARAMS, Bound
+from benchinit.plugins.descriptors import MODEL_SETTINGS, SCHEDULE_PARAMS, Bound, Model
 from benchinit.plugins.registry import Registry
 from benchinit.plugins.specs import SpecError
 from benchinit.study import inert, settings
@@ -138,11 +138,15 @@ class Resolver:
             for axis in PLUGIN_AXES
             if axis in combo
         }
+        model_plugin = self._model(sections, combo)
         ignored = self._reset(sections, plugins)
         try:
             model = settings.model_config(sections["model"])
         except settings.Invalid as exc:
             raise self.fail("model.precision", str(exc)) from None
+        model.pop("name", None)  # the default model stays out of the id (LATER_MODEL_KEYS)
+        if model_plugin != self.bind("model", "mlp", "model.name"):
+            model["name"] = self.plugin("model", model_plugin)
         if self.kind == "signal" and model["depth"] < 1:
             raise self.fail("model.depth", "a signal study needs at least one hidden layer")
         where = "grid.model.bias_init" if "model.bias_init" in combo else "model.bias_init"
@@ -170,6 +174,26 @@ class Resolver:
                     f"'{data.name}'); it fits {', '.join(loss.tasks)}.",
                 )
         return config, ignored
+
+    def _model(self, sections: Mapping[str, Mapping[str, Any]], combo: Any) -> Bound[Model]:
+        """The configuration's model plugin, bound; a [model] setting it does not honour,
+        set to anything but its default, is refused (it would change nothing)."""
+        where = "grid.model.name" if "model.name" in combo else "model.name"
+        plugin: Bound[Model] = self.bind("model", sections["model"]["name"], where)
+        honours = plugin.descriptor.honours
+        for key in MODEL_SETTINGS:
+            value = sections["model"][key]
+            if key in honours or not self._differs(
+                f"model.{key}", value, settings.default("model", key)
+            ):
+                continue
+            raise self.fail(
+                f"grid.model.{key}" if f"model.{key}" in combo else f"model.{key}",
+                f"model '{plugin.name}' does not use it (it honours "
+                f"{', '.join(honours) or 'none of the [model] settings'}); remove the setting, "
+                "or choose a model that reads it (benchinit list models)",
+            )
+        return plugin
 
     def _reset(
         self, sections: dict[str, dict[str, Any]], plugins: dict[str, Bound[Any]]

@@ -274,7 +274,8 @@ class StudySettings:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """``[model]``: the MLP every cell builds (depth x (Linear -> activation) [-> head])."""
+    """``[model]``: the model every cell builds (``name``; the MLP by default: depth x
+    (Linear -> activation) [-> head]). A model plugin reads the settings it honours."""
 
     depth: int = setting(2, integer(0))  # hidden layers (0: a linear model)
     width: int = setting(100, integer(1))  # units per hidden layer
@@ -286,6 +287,8 @@ class ModelSettings:
     dtype: str = setting("float32", choice("float32", "float64"))  # older spelling of precision
     residual: float | str | bool = setting(False, branch_scale)  # h + alpha phi(W h + b)
     norm: str = setting("none", choice("none", "layer", "batch"))  # normalize pre-activations
+    # the model plugin (benchinit list models): mlp, cnn, or a spec such as "cnn(kernel=5)"
+    name: Any = setting("mlp", spec, plugin="model")
 
 
 @dataclass(frozen=True)
@@ -358,7 +361,12 @@ def parse_section(
 # Keys added to [model] after cell format 1: they enter a cell's configuration (and so its
 # id) only when they differ from these values, so results stored before they existed stay
 # valid and are not computed again.
-LATER_MODEL_KEYS: dict[str, Any] = {"precision": None, "residual": False, "norm": "none"}
+LATER_MODEL_KEYS: dict[str, Any] = {
+    "precision": None,
+    "residual": False,
+    "norm": "none",
+    "name": "mlp",
+}
 
 
 def precision_of(model: Mapping[str, Any]) -> str:

@@ -1,0 +1,49 @@
+"""The built-in models, registered like any third-party model plugin (``[model] name``).
+
+- ``mlp`` (the default): benchinit.engine.models.StackedMLP, every [model] setting;
+- ``cnn``: benchinit.engine.convnets.StackedCNN, a LeNet-style convolutional network for
+  image datasets (``digits`` 8x8, ``mnist_5k`` and ``mnist`` 28x28).
+"""
+
+from __future__ import annotations
+
+import math
+
+from benchinit.engine.convnets import DTYPES, StackedCNN, cnn_size
+from benchinit.engine.models import StackedMLP, mlp_size
+from benchinit.plugins.descriptors import MODEL_SETTINGS, Model, ModelShape, ModelSize
+from benchinit.plugins.hookspecs import hookimpl
+
+
+def mlp(shape: ModelShape) -> StackedMLP:
+    """Multilayer perceptron: depth x (Linear -> [norm] -> activation [+ skip]) -> Linear."""
+    features = math.prod(shape.inputs)
+    head = [shape.outputs] if shape.outputs else []
+    return StackedMLP(
+        shape.members,
+        [features] + [shape.width] * shape.depth + head,
+        head=bool(shape.outputs),
+        bias=shape.bias,
+        residual=shape.residual,
+        norm=shape.norm,  # type: ignore[arg-type]
+        dtype=DTYPES[shape.dtype],
+    )
+
+
+def mlp_sizes(shape: ModelShape) -> ModelSize:
+    weights, biases = mlp_size(math.prod(shape.inputs), shape.width, shape.depth, shape.outputs)
+    units = shape.depth * shape.width + shape.outputs
+    return weights + biases, units, weights
+
+
+def cnn(shape: ModelShape, *, kernel: int = 3) -> StackedCNN:
+    """LeNet-style CNN: depth x (Conv2d(width, k x k) -> activation), 2 average pools, Linear."""
+    return StackedCNN(shape, kernel=kernel)
+
+
+@hookimpl
+def benchinit_models() -> list[Model]:
+    return [
+        Model("mlp", mlp, honours=MODEL_SETTINGS, size=mlp_sizes),
+        Model("cnn", cnn, honours=("depth", "width", "bias", "bias_init"), image=True, size=cnn_size),
+    ]
