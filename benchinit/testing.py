@@ -20,7 +20,8 @@ What it checks, for every descriptor the plugin provides:
   and finite with a positive gain and a histogram range; a loss returns one finite value per
   sample, repeatably; an optimizer that declares itself elementwise updates a stack of two
   parameter vectors exactly as it updates each alone; a dataset returns the same valid data
-  twice;
+  twice; a model builds a stack of two whose members never mix (changing one member's
+  weights changes no other member's outputs), declares its layers and traces each hidden one;
 - a tiny CPU smoke study that uses it runs without a failed cell.
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import math
 import tempfile
 import textwrap
 from collections.abc import Callable
@@ -42,14 +44,24 @@ from benchinit.plugins.descriptors import (
     Dataset,
     Descriptor,
     Initializer,
+    Layer,
     Loss,
+    Model,
+    ModelShape,
     Optimizer,
 )
 from benchinit.plugins.guard import plugin_code
 from benchinit.plugins.registry import ENTRY_POINT_GROUP, Registry
 from benchinit.plugins.specs import SpecError, coerce
 
-POSITIONAL = {"initializer": 3, "activation": 1, "loss": 2, "optimizer": 1, "dataset": 0}
+POSITIONAL = {
+    "initializer": 3,
+    "activation": 1,
+    "loss": 2,
+    "optimizer": 1,
+    "dataset": 0,
+    "model": 1,
+}
 
 
 class _Problems:
@@ -299,12 +311,50 @@ def _check_dataset(d: Dataset, registry: Registry, problems: _Problems) -> None:
     )
 
 
+def _check_model(d: Model, registry: Registry, problems: _Problems) -> None:
+    who = f"model '{d.name}'"
+    inputs = (1, 8, 8) if d.image else (6,)
+    shape = ModelShape(members=2, inputs=inputs, outputs=3, depth=2, width=4, dtype="float64")
+    model = problems.run(f"{who} building {shape}", _default(d, registry), shape)
+    if model is None:
+        return
+    layers = problems.run(f"{who}.layer_specs()", model.layer_specs)
+    if not problems.check(
+        isinstance(layers, list) and all(isinstance(x, Layer) for x in layers),
+        f"{who}.layer_specs() must return a list of benchinit.Layer",
+    ):
+        return
+    init, act = registry.bind("initializer", "kaiming_normal"), registry.bind("activation", "tanh")
+    zeros = registry.bind("initializer", "zeros")
+    for g in range(2):
+        problems.run(
+            f"{who}.initialize_member", model.initialize_member, g, init, zeros, act, _seeded(g)
+        )
+    x = torch.randn(5, math.prod(inputs), generator=_seeded(0), dtype=torch.float64)
+    trace: list[Any] = []
+    out = problems.run(f"{who} forward", lambda: model(x, act, trace).detach().clone())
+    if out is None or not problems.check(
+        tuple(out.shape) == (2, 5, 3), f"{who} returned {tuple(out.shape)}, not [G, B, outputs]"
+    ):
+        return
+    hidden = sum(layer.hidden for layer in layers)
+    problems.check(len(trace) == hidden, f"{who} traced {len(trace)} of {hidden} hidden layers")
+    with torch.no_grad():
+        for p in model.parameters():
+            p[1].add_(1.0)  # member 1 changes; member 0 must not notice
+    problems.check(
+        torch.equal(model(x, act)[0], out[0]), f"{who}: members mix (one member's weights "
+        "changed another's outputs); a stack must be G separate models"
+    )
+
+
 CHECKS: dict[str, Callable[[Any, Registry, _Problems], None]] = {
     "initializer": _check_initializer,
     "activation": _check_activation,
     "loss": _check_loss,
     "optimizer": _check_optimizer,
     "dataset": _check_dataset,
+    "model": _check_model,
 }
 
 
@@ -313,6 +363,7 @@ def _smoke(descriptor: Descriptor, registry: Registry, problems: _Problems) -> N
     from benchinit import load_study, run
 
     grid = {"initializer": '"xavier_normal"', "activation": '"relu"', "optimizer": '"adam"'}
+    model = "depth = 2\nwidth = 8"
     data = 'name = "blobs"\nsamples = 64\nfeatures = 4'
     if descriptor.kind == "dataset":
         data = f'name = "{descriptor.name}"'
@@ -320,6 +371,14 @@ def _smoke(descriptor: Descriptor, registry: Registry, problems: _Problems) -> N
         grid["loss"] = f'"{descriptor.name}"'
         if "classification" not in descriptor.tasks:  # type: ignore[attr-defined]
             data = 'name = "linear"\nsamples = 64'
+    elif descriptor.kind == "model":
+        model = f'name = "{descriptor.name}"\n' + "\n".join(
+            line
+            for key, line in (("depth", "depth = 2"), ("width", "width = 8"))
+            if key in descriptor.honours  # type: ignore[attr-defined]
+        )
+        if descriptor.image:  # type: ignore[attr-defined]
+            data = 'name = "digits"'
     else:
         grid[descriptor.kind] = f'"{descriptor.name}"'
     text = textwrap.dedent("""
@@ -330,15 +389,14 @@ def _smoke(descriptor: Descriptor, registry: Registry, problems: _Problems) -> N
         [data]
         {data}
         [model]
-        depth = 2
-        width = 8
+        {model}
         [train]
         epochs = 1
         batch_size = 16
         probe_samples = 32
         [grid]
         {grid}
-    """).format(data=data, grid="\n".join(f"{k} = {v}" for k, v in grid.items()))
+    """).format(data=data, model=model, grid="\n".join(f"{k} = {v}" for k, v in grid.items()))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "smoke.toml"
         path.write_text(text)
