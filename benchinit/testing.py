@@ -343,8 +343,9 @@ def _check_model(d: Model, registry: Registry, problems: _Problems) -> None:
         for p in model.parameters():
             p[1].add_(1.0)  # member 1 changes; member 0 must not notice
     problems.check(
-        torch.equal(model(x, act)[0], out[0]), f"{who}: members mix (one member's weights "
-        "changed another's outputs); a stack must be G separate models"
+        torch.equal(model(x, act)[0], out[0]),
+        f"{who}: members mix (one member's weights "
+        "changed another's outputs); a stack must be G separate models",
     )
 
 

@@ -81,7 +81,9 @@ def test_the_cnn_is_torchs_conv2d_pool_and_linear():
     h = x.view(B, 2, 8, 8)
     for layer, (_, _, _, pooled) in enumerate(model.plan):
         h = torch.relu(
-            torch.nn.functional.conv2d(h, model.kernels[layer][0], model.biases[layer][0], padding=1)
+            torch.nn.functional.conv2d(
+                h, model.kernels[layer][0], model.biases[layer][0], padding=1
+            )
         )
         h = torch.nn.functional.avg_pool2d(h, 2) if pooled else h
     expected = h.flatten(1) @ model.kernels[-1][0] + model.biases[-1][0]
@@ -94,7 +96,10 @@ def test_the_cnn_is_torchs_conv2d_pool_and_linear():
     "name, torch_init",
     [
         ("kaiming_normal", lambda w, g: init.kaiming_normal_(w, nonlinearity="relu", generator=g)),
-        ("kaiming_uniform", lambda w, g: init.kaiming_uniform_(w, nonlinearity="relu", generator=g)),
+        (
+            "kaiming_uniform",
+            lambda w, g: init.kaiming_uniform_(w, nonlinearity="relu", generator=g),
+        ),
         ("xavier_normal", lambda w, g: init.xavier_normal_(w, generator=g)),
         ("lecun_normal", lambda w, g: init.normal_(w, 0, 1 / math.sqrt(8 * 9), generator=g)),
     ],
@@ -151,7 +156,9 @@ def test_training_a_cnn_stack_is_training_each_member_alone(write_study):
         for group in groups:
             trained = train_stack([cells[i] for i in group], study.registry, torch.device("cpu"))
             for g, cell in enumerate(trained.members):
-                weights.setdefault(cell.id, []).append([w[g].detach() for w in trained.model.weights])
+                weights.setdefault(cell.id, []).append(
+                    [w[g].detach() for w in trained.model.weights]
+                )
     for stacked, single in weights.values():
         for a, b in zip(stacked, single, strict=True):
             assert torch.allclose(a, b, rtol=0, atol=1e-10)
@@ -206,7 +213,9 @@ def test_the_default_model_keeps_every_cell_id(write_study):
         for i, line in enumerate(["", 'name = "mlp"', 'name = "mlp()"', 'name = {name = "mlp"}'])
     ]
     assert ids[0] == ids[1] == ids[2] == ids[3]
-    assert all("name" not in c.config["model"] for c in load_study(write_study(text.format(""))).cells())
+    assert all(
+        "name" not in c.config["model"] for c in load_study(write_study(text.format(""))).cells()
+    )
 
 
 def test_a_cnn_on_flat_data_fails_its_cells_saying_why(write_study, tmp_path):

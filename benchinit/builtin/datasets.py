@@ -8,7 +8,6 @@ Inputs are float32; pixel data is scaled to [0, 1].
 from __future__ import annotations
 
 import dataclasses
-
 import gzip
 import hashlib
 import math

@@ -146,8 +146,10 @@ class StackedCNN(nn.Module):
     def _per_member(self, h: torch.Tensor) -> torch.Tensor:
         """``[B, G * C, H, W]`` -> ``[G, B, C * H * W]`` (each member's flattened map)."""
         b = h.shape[0]
-        return h.reshape(b, self.members, -1, *h.shape[2:]).transpose(0, 1).reshape(
-            self.members, b, -1
+        return (
+            h.reshape(b, self.members, -1, *h.shape[2:])
+            .transpose(0, 1)
+            .reshape(self.members, b, -1)
         )
 
     def conv(self, layer: int, h: torch.Tensor) -> torch.Tensor:

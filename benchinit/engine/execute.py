@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import torch
 
 from benchinit.engine.atinit import run_signal
+from benchinit.engine.model_plugin import member_size
 from benchinit.engine.recorder import Recorder
-from benchinit.engine.stack import bind, dataset_size, device_name, load_data, member_size
+from benchinit.engine.stack import bind, dataset_size, device_name, load_data
 from benchinit.engine.train import run_train
 from benchinit.errors import error_text, plugin_failed
 from benchinit.fingerprint import DIGITS, engine_code

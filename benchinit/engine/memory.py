@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from benchinit.engine.execute import Batch
+from benchinit.engine.model_plugin import member_size
 from benchinit.engine.models import mlp_size
-from benchinit.engine.stack import bind, dataset_size, load_data, member_size
+from benchinit.engine.stack import bind, dataset_size, load_data
 from benchinit.errors import BenchinitError, plugin_failed
 from benchinit.plugins.guard import plugin_code
 from benchinit.plugins.registry import registry_from

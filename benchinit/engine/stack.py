@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import inspect
 import json
 import math
 import numbers
@@ -27,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchinit.engine.models import StackedMLP, mlp_size
+from benchinit.engine.model_plugin import inputs_of, model_of, model_shape
+from benchinit.engine.models import StackedMLP
 from benchinit.engine.splits import split_validation
 from benchinit.errors import BenchinitError, error_text, plugin_failed
 from benchinit.plugins.descriptors import (
@@ -36,9 +36,6 @@ from benchinit.plugins.descriptors import (
     Data,
     Dataset,
     Initializer,
-    Model,
-    ModelShape,
-    ModelSize,
 )
 from benchinit.plugins.registry import Registry
 from benchinit.study.cells import Cell, canonical_json
@@ -315,61 +312,6 @@ def fingerprints(model: Any) -> list[str]:
     return [d.hexdigest()[:16] for d in digests]
 
 
-def model_of(registry: Registry, model: Mapping[str, Any]) -> Bound[Model]:
-    """A cell's model plugin, bound (``mlp`` when its configuration names none)."""
-    plugin = model.get("name")
-    return registry.bind("model", "mlp") if plugin is None else bind(registry, "model", plugin)
-
-
-def model_shape(
-    model: Mapping[str, Any],
-    members: int,
-    inputs: tuple[int, ...],
-    outputs: int,
-) -> ModelShape:
-    """What a model plugin builds: ``members`` models of a cell's [model] settings."""
-    return ModelShape(
-        members=members,
-        inputs=tuple(inputs),
-        outputs=outputs,
-        depth=int(model["depth"]),
-        width=int(model["width"]),
-        bias=bool(model["bias"]),
-        residual=branch_scale(model),
-        norm=str(model.get("norm", "none")),
-        dtype=str(model["dtype"]),
-    )
-
-
-def inputs_of(plugin: Bound[Model], features: int, shape: Sequence[int] | None) -> tuple[int, ...]:
-    """One sample's shape as the model sees it: the image shape where the model asks for
-    one and the dataset gives it, else flat features."""
-    return tuple(shape) if plugin.descriptor.image and shape else (features,)
-
-
-def member_size(
-    registry: Registry,
-    model: Mapping[str, Any],
-    features: int,
-    shape: Sequence[int] | None,
-    outputs: int,
-) -> ModelSize:
-    """(parameters, hidden units, multiply-adds per sample) of one member of a cell's model,
-    by arithmetic (the plugin's ``size``; without one, the MLP's of the same settings)."""
-    plugin = model_of(registry, model)
-    size = plugin.descriptor.size
-    if size is None:
-        weights, biases = mlp_size(features, int(model["width"]), int(model["depth"]), outputs)
-        return weights + biases, int(model["depth"]) * int(model["width"]) + outputs, weights
-    inputs = inputs_of(plugin, features, shape)
-    params = {k: v for k, v in plugin.call_params.items() if k in _keywords(size)}
-    return size(model_shape(model, 1, inputs, outputs), **params)
-
-
-def _keywords(fn: Any) -> set[str]:
-    return set(inspect.signature(fn).parameters) - {"shape"}
-
-
 def build_stack(
     cells: Sequence[Cell],
     registry: Registry,
@@ -389,7 +331,10 @@ def build_stack(
     model_cfg = cells[0].config["model"]
     plugin = model_of(registry, model_cfg)
     inputs = inputs_of(plugin, sizes[0], shape)
-    model = plugin(model_shape(model_cfg, len(cells), inputs, sizes[-1] if head else 0))
+    outputs = sizes[-1] if head else 0
+    model = plugin(
+        model_shape(model_cfg, len(cells), inputs, outputs, residual=branch_scale(model_cfg))
+    )
     bias_init = bind(registry, "initializer", model_cfg["bias_init"])
     failures: dict[str, str] = {}
     initializers: dict[int, tuple[Bound[Initializer], torch.Generator]] = {}

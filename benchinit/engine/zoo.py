@@ -45,5 +45,7 @@ def cnn(shape: ModelShape, *, kernel: int = 3) -> StackedCNN:
 def benchinit_models() -> list[Model]:
     return [
         Model("mlp", mlp, honours=MODEL_SETTINGS, size=mlp_sizes),
-        Model("cnn", cnn, honours=("depth", "width", "bias", "bias_init"), image=True, size=cnn_size),
+        Model(
+            "cnn", cnn, honours=("depth", "width", "bias", "bias_init"), image=True, size=cnn_size
+        ),
     ]
