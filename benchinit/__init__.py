@@ -26,14 +26,12 @@ from benchinit.plugins.descriptors import (
     Data,
     Dataset,
     Initializer,
-    Layer,
     Loss,
-    Model,
-    ModelShape,
     Optimizer,
     ReportSection,
 )
 from benchinit.plugins.hookspecs import hookimpl
+from benchinit.plugins.model_kind import Layer, Model, ModelShape
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers
     from benchinit.gate.compare import compare

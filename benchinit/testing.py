@@ -44,13 +44,11 @@ from benchinit.plugins.descriptors import (
     Dataset,
     Descriptor,
     Initializer,
-    Layer,
     Loss,
-    Model,
-    ModelShape,
     Optimizer,
 )
 from benchinit.plugins.guard import plugin_code
+from benchinit.plugins.model_kind import Layer, Model, ModelShape
 from benchinit.plugins.registry import ENTRY_POINT_GROUP, Registry
 from benchinit.plugins.specs import SpecError, coerce
 

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchinit.engine.models import Trace
-from benchinit.plugins.descriptors import Bound, Layer, ModelShape, ModelSize
+from benchinit.plugins.descriptors import Bound
+from benchinit.plugins.model_kind import Layer, ModelShape, ModelSize
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

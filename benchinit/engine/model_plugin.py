@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from benchinit.engine.models import mlp_size
-from benchinit.plugins.descriptors import Bound, Model, ModelShape, ModelSize
+from benchinit.plugins.descriptors import Bound
+from benchinit.plugins.model_kind import Model, ModelShape, ModelSize
 from benchinit.plugins.registry import Registry
 
 

@@ -11,8 +11,8 @@ import math
 
 from benchinit.engine.convnets import DTYPES, StackedCNN, cnn_size
 from benchinit.engine.models import StackedMLP, mlp_size
-from benchinit.plugins.descriptors import MODEL_SETTINGS, Model, ModelShape, ModelSize
 from benchinit.plugins.hookspecs import hookimpl
+from benchinit.plugins.model_kind import MODEL_SETTINGS, Model, ModelShape, ModelSize
 
 
 def mlp(shape: ModelShape) -> StackedMLP:

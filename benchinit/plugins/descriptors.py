@@ -313,84 +313,9 @@ class ReportSection:
     figure: str = ""
 
 
-@dataclass(frozen=True)
-class Layer:
-    """One layer a model declares, for the probes and for initializers that need structure.
-
-    ``kind``: ``"linear"`` or ``"conv"`` (torch.nn's Linear and Conv2d weights). ``fan_in``
-    and ``fan_out`` as ``torch.nn.init`` computes them for the layer's weight of one member:
-    in (out) features times the kernel's receptive field. ``hidden``: the probes measure it
-    (an activation follows); a model's head is not hidden.
-    """
-
-    name: str  # "conv3", "head": how tables and figures name it
-    kind: str  # "linear" | "conv"
-    fan_in: int
-    fan_out: int
-    hidden: bool = True
-
-
-MODEL_SETTINGS = ("depth", "width", "bias", "bias_init", "residual", "norm")
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What a model builds for one stack: the members, the data's shapes, the [model] settings."""
-
-    members: int  # G: members of the stack, computed as one
-    inputs: tuple[int, ...]  # one sample: (features,) or (channels, height, width)
-    outputs: int  # the head's outputs; 0: no head (a signal study probes the hidden layers)
-    depth: int = 2
-    width: int = 100
-    bias: bool = True
-    residual: float | None = None  # the branch scale alpha; None: a plain network
-    norm: str = "none"  # none | layer | batch
-    dtype: str = "float32"  # float32 | float64: the parameters' dtype
-
-
-ModelSize = tuple[int, int, int]  # (parameters, hidden units, multiply-adds) per member, sample
-
-
-@dataclass(frozen=True)
-class Model(Descriptor):
-    """``fn(shape: ModelShape, **params) -> stacked module``: ``shape.members`` models of one
-    shape, computed as one (``[model] name``; the default ``mlp``).
-
-    The module follows :class:`benchinit.engine.models.StackedMLP`'s contract:
-    ``forward(x, activation, trace=None, *, update=True) -> [G, B, outputs]`` for shared
-    ``[B, features]`` or per-member ``[G, B, features]`` inputs (flat rows; a model that wants
-    images reshapes them to ``shape.inputs``), appending ``(pre-activation, output)`` pairs of
-    ``[G, B, units]`` per hidden layer to ``trace``; ``kernels`` and ``biases`` (parameters
-    with the member first), ``members``, ``hidden``, ``layers``, ``residual``, ``norm``;
-    ``layer_specs()`` (its :class:`Layer` s), ``initialize_member(g, initializer, bias_init,
-    activation, generator)`` (the initializer gets one member's weight, ``[out, in]`` or
-    ``[out, in, kh, kw]``), ``member(g, activation)`` (a view for calibrating initializers) and
-    ``keep(members)``. Subclassing a built-in (benchinit.engine.convnets.StackedCNN) gives all.
-
-    ``honours``: the [model] settings it reads (of ``MODEL_SETTINGS``); a study that sets
-    another one is refused. ``image``: it needs the dataset's image shape (``Data.shape``).
-    ``size(shape, **params)`` (optional): :data:`ModelSize` of one member by arithmetic,
-    for the memory check and the stack size before anything is allocated.
-    """
-
-    kind: ClassVar[str] = "model"
-    honours: tuple[str, ...] = ("depth", "width", "bias", "bias_init")
-    image: bool = False
-    size: Callable[..., ModelSize] | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        unknown = [key for key in self.honours if key not in MODEL_SETTINGS]
-        if unknown:
-            raise ValueError(
-                f"model {self.name!r}: honours {unknown} are not [model] settings; choose "
-                f"from {', '.join(MODEL_SETTINGS)}"
-            )
-
-
 KINDS: dict[str, type[Descriptor]] = {
-    cls.kind: cls for cls in (Initializer, Activation, Loss, Optimizer, Dataset, Model)
-}
+    cls.kind: cls for cls in (Initializer, Activation, Loss, Optimizer, Dataset)
+}  # and "model": benchinit.plugins.model_kind.KINDS holds every kind
 
 
 D = TypeVar("D", bound=Descriptor)

@@ -24,10 +24,10 @@ from benchinit.plugins.descriptors import (
     Dataset,
     Initializer,
     Loss,
-    Model,
     Optimizer,
     ReportSection,
 )
+from benchinit.plugins.model_kind import Model
 
 if TYPE_CHECKING:
     from benchinit.results.tables import Results

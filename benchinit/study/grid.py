@@ -16,7 +16,8 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from benchinit.errors import did_you_mean
-from benchinit.plugins.descriptors import MODEL_SETTINGS, SCHEDULE_PARAMS, Bound, Model
+from benchinit.plugins.descriptors import SCHEDULE_PARAMS, Bound
+from benchinit.plugins.model_kind import MODEL_SETTINGS, Model
 from benchinit.plugins.registry import Registry
 from benchinit.plugins.specs import SpecError
 from benchinit.study import inert, settings
@@ -181,18 +182,16 @@ class Resolver:
         where = "grid.model.name" if "model.name" in combo else "model.name"
         plugin: Bound[Model] = self.bind("model", sections["model"]["name"], where)
         honours = plugin.descriptor.honours
-        for key in MODEL_SETTINGS:
-            value = sections["model"][key]
-            if key in honours or not self._differs(
-                f"model.{key}", value, settings.default("model", key)
+        for key in (k for k in MODEL_SETTINGS if k not in honours):
+            if self._differs(
+                f"model.{key}", sections["model"][key], settings.default("model", key)
             ):
-                continue
-            raise self.fail(
-                f"grid.model.{key}" if f"model.{key}" in combo else f"model.{key}",
-                f"model '{plugin.name}' does not use it (it honours "
-                f"{', '.join(honours) or 'none of the [model] settings'}); remove the setting, "
-                "or choose a model that reads it (benchinit list models)",
-            )
+                raise self.fail(
+                    f"grid.model.{key}" if f"model.{key}" in combo else f"model.{key}",
+                    f"model '{plugin.name}' does not use it (it honours "
+                    f"{', '.join(honours) or 'no [model] setting'}); remove the setting, or "
+                    "choose a model that reads it (benchinit list models)",
+                )
         return plugin
 
     def _reset(

@@ -110,14 +110,16 @@ optimizer = "sgd(lr={lr}, momentum=0.9)"
 """
 
 
-def time_engine(data: str, depth: int, width: int, epochs: int) -> tuple[float, float]:
+def time_engine(
+    data: str, depth: int, width: int, epochs: int, device: str = "cpu"
+) -> tuple[float, float]:
     """(one stack of 12, 12 stacks of 1) seconds of benchinit's training of the grid."""
     text = STUDY.format(data=data, depth=depth, width=width, epochs=epochs, batch=BATCH, lr=LR)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.toml"
         path.write_text(text)
         study = load_study(path)
-    cells, cpu = study.cells(), torch.device("cpu")
+    cells, cpu = study.cells(), torch.device(device)
     assert len(cells) == MEMBERS
     start = time.perf_counter()
     train_stack(cells, study.registry, cpu)
