@@ -2,7 +2,9 @@
 
 - ``mlp`` (the default): benchinit.engine.models.StackedMLP, every [model] setting;
 - ``cnn``: benchinit.engine.convnets.StackedCNN, a LeNet-style convolutional network for
-  image datasets (``digits`` 8x8, ``mnist_5k`` and ``mnist`` 28x28).
+  image datasets (``digits`` 8x8, ``mnist_5k`` and ``mnist`` 28x28);
+- ``resnet``: benchinit.engine.resnets.StackedResNet, a CIFAR-style ResNet of BasicBlocks
+  (depth 8, 14, 20, ...; ``norm`` batch or none).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import math
 
 from benchinit.engine.convnets import DTYPES, StackedCNN, cnn_size
 from benchinit.engine.models import StackedMLP, mlp_size
+from benchinit.engine.resnets import StackedResNet, resnet_size
 from benchinit.plugins.hookspecs import hookimpl
 from benchinit.plugins.model_kind import MODEL_SETTINGS, Model, ModelShape, ModelSize
 
@@ -41,11 +44,23 @@ def cnn(shape: ModelShape, *, kernel: int = 3) -> StackedCNN:
     return StackedCNN(shape, kernel=kernel)
 
 
+def resnet(shape: ModelShape) -> StackedResNet:
+    """CIFAR ResNet (He et al. 2016): depth = 6n + 2, BasicBlocks, option-A shortcuts."""
+    return StackedResNet(shape)
+
+
 @hookimpl
 def benchinit_models() -> list[Model]:
     return [
         Model("mlp", mlp, honours=MODEL_SETTINGS, size=mlp_sizes),
         Model(
             "cnn", cnn, honours=("depth", "width", "bias", "bias_init"), image=True, size=cnn_size
+        ),
+        Model(
+            "resnet",
+            resnet,
+            honours=("depth", "width", "bias", "bias_init", "norm"),
+            image=True,
+            size=resnet_size,
         ),
     ]

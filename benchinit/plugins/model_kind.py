@@ -19,7 +19,8 @@ class Layer:
     ``kind``: ``"linear"`` or ``"conv"`` (torch.nn's Linear and Conv2d weights). ``fan_in``
     and ``fan_out`` as ``torch.nn.init`` computes them for the layer's weight of one member:
     in (out) features times the kernel's receptive field. ``hidden``: the probes measure it
-    (an activation follows); a model's head is not hidden.
+    (an activation follows); a model's head is not hidden. ``block`` and ``last_in_block``
+    give a residual model's structure to initializers that need it (``fixup``).
     """
 
     name: str  # "conv3", "head": how tables and figures name it
@@ -27,6 +28,8 @@ class Layer:
     fan_in: int
     fan_out: int
     hidden: bool = True
+    block: int = 0  # the residual block it belongs to (1, 2, ...); 0: none
+    last_in_block: bool = False  # the last layer of its block's branch (Fixup zeroes it)
 
 
 MODEL_SETTINGS = ("depth", "width", "bias", "bias_init", "residual", "norm")
