@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchinit import ModelShape, load_results
-from benchinit.cli import main
+from benchinit import ModelShape
+from benchinit.engine.convnets import StackedCNN
 from benchinit.engine.resnets import StackedResNet
 from benchinit.plugins.registry import Registry
 
@@ -96,22 +96,10 @@ def test_skipinit_and_rezero_start_every_block_at_the_identity(name):
             assert torch.allclose(trace[layer][1], stem)
 
 
-def test_fixup_on_a_model_without_blocks_fails_its_cells_saying_why(write_study, tmp_path):
-    path = write_study(
-        """
-        [data]
-        name = "digits"
-        [model]
-        name = "cnn"
-        depth = 2
-        width = 4
-        [train]
-        epochs = 1
-        [grid]
-        initializer = "fixup"
-        activation = "relu"
-        """
-    )
-    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet", "--no-report"]) == 1
-    runs = load_results(tmp_path / "o").runs
-    assert runs["error"].str.contains("needs a residual model that declares its blocks").all()
+@pytest.mark.parametrize("name", ["fixup", "skipinit"])
+def test_a_structural_initializer_on_a_model_without_blocks_says_why(name):
+    registry = Registry(autoload=False)
+    cnn = StackedCNN(ModelShape(1, (1, 8, 8), 5, depth=2, width=4))
+    init, act = registry.bind("initializer", name), registry.bind("activation", "relu")
+    with pytest.raises(ValueError, match="needs a residual model that declares its blocks"):
+        init.descriptor.calibrate(cnn.member(0, act), None, None, act)
