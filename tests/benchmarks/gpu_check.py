@@ -15,9 +15,10 @@ Run on a machine with a GPU, from the checkout, without installing anything:
 3. Precision: the same grid with ``model.precision`` = ``bf16`` and ``tf32``: their speed
    against float32 and the matmul throughput of each, and their mean test accuracy against
    float32's (within 2 points).
-4. The CNN (``[model] name = "cnn"``): stacked equals alone in float64 on the device (4
-   CNNs on digits, 1 epoch), and the 12-CNN grid of bench_cnn_stack.py (28x28, depth 4,
-   width 16) as one stack against 12 stacks of 1.
+4. The CNN and the ResNet (``[model] name = "cnn"``, ``"resnet"`` with and without batch
+   norm): stacked equals alone in float64 on the device (4 models on digits, 1 epoch), and
+   the 12-CNN grid of bench_cnn_stack.py (28x28, depth 4, width 16) as one stack against 12
+   stacks of 1.
 
 Prints every figure and a verdict line per check; exits 1 if a correctness check fails.
 """
@@ -163,10 +164,11 @@ seeds = [0, 1]
 [data]
 name = "digits"
 [model]
-name = "cnn"
-depth = 3
+name = "{model}"
+depth = {depth}
 width = 4
 dtype = "float64"
+norm = "{norm}"
 [train]
 epochs = 1
 batch_size = 128
@@ -179,27 +181,30 @@ optimizer = "sgd(lr=0.05, momentum=0.9)"
 
 def check_cnn(device: str, dry_run: bool, folder: Path) -> bool:
     """The CNN: stacked = alone in float64 on the device; the 12-CNN grid's speed-up."""
-    path = folder / "cnn.toml"
-    path.write_text(CNN_EXACT)
-    study = load_study(path)
-    cells = study.cells()
-    stacked = train_stack(cells, study.registry, torch.device(device))
-    worst = 0.0
-    for g, cell in enumerate(cells):
-        alone = train_stack([cell], study.registry, torch.device(device))
-        for a, b in zip(stacked.model.weights, alone.model.weights, strict=True):
-            worst = max(worst, float((a[g] - b[0]).detach().abs().max()))
-    print(
-        f"{'ok  ' if worst < 1e-10 else 'FAIL'} CNN stacked = alone on {device} in float64 "
-        f"(4 CNNs, 1 epoch, SGD): largest weight difference {worst:.1e}"
-    )
+    ok = True
+    for model, depth, norm in (("cnn", 3, "none"), ("resnet", 8, "none"), ("resnet", 8, "batch")):
+        path = folder / "cnn.toml"
+        path.write_text(CNN_EXACT.format(model=model, depth=depth, norm=norm))
+        study = load_study(path)
+        cells = study.cells()
+        stacked = train_stack(cells, study.registry, torch.device(device))
+        worst = 0.0
+        for g, cell in enumerate(cells):
+            alone = train_stack([cell], study.registry, torch.device(device))
+            for a, b in zip(stacked.model.weights, alone.model.weights, strict=True):
+                worst = max(worst, float((a[g] - b[0]).detach().abs().max()))
+        ok &= worst < 1e-10
+        print(
+            f"{'ok  ' if worst < 1e-10 else 'FAIL'} {model} (norm {norm}) stacked = alone on "
+            f"{device} in float64 (4 models, 1 epoch, SGD): largest weight difference {worst:.1e}"
+        )
     data, epochs = ("digits", 1) if dry_run else ("mnist_5k", 1)
     together, loop = bench_cnn_stack.time_engine(data, 4, 16, epochs, device)
     print(
         f"CNN grid (12 x cnn depth 4 width 16, {data}) on {device}: one stack {together:.2f} s, "
         f"one at a time {loop:.2f} s, {loop / together:.2f}x"
     )
-    return worst < 1e-10
+    return ok
 
 
 def _timed(text: str, device: str) -> tuple[float, float]:
