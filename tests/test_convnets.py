@@ -4,6 +4,7 @@ and a third-party model from a plugin file."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -228,6 +229,12 @@ def test_a_cnn_on_flat_data_fails_its_cells_saying_why(write_study, tmp_path):
     runs = load_results(tmp_path / "o").runs
     assert (runs["status"] == "failed").all()
     assert runs["error"].str.contains("needs image inputs").all()
+
+
+def test_the_readme_shows_the_tested_model_plugin():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for line in LENET.strip().splitlines()[1:]:  # every line of code but the docstring
+        assert line.strip() in readme, line
 
 
 def test_a_third_party_model_from_a_plugin_file(write_plugin, write_study, tmp_path, capsys):
