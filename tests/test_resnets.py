@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from benchinit import ModelShape
+from benchinit.cli import main
 from benchinit.engine.convnets import StackedCNN
 from benchinit.engine.resnets import StackedResNet
 from benchinit.plugins.registry import Registry
@@ -103,3 +104,18 @@ def test_a_structural_initializer_on_a_model_without_blocks_says_why(name):
     init, act = registry.bind("initializer", name), registry.bind("activation", "relu")
     with pytest.raises(ValueError, match="needs a residual model that declares its blocks"):
         init.descriptor.calibrate(cnn.member(0, act), None, None, act)
+
+
+@pytest.mark.parametrize(
+    "setting, key, problem",
+    [
+        ("depth = 9", "model.depth", "6n + 2"),
+        ('depth = 8\nnorm = "layer"', "model.norm", "'batch'"),
+    ],
+)
+def test_a_resnet_it_cannot_build_is_exit_2(write_study, capsys, setting, key, problem):
+    text = '[data]\nname = "digits"\n[model]\nname = "resnet"\n{}\n[grid]\ninitializer = "fixup"'
+    path = write_study(text.format(setting) + '\nactivation = "relu"')
+    assert main(["run", str(path), "--out", str(path.parent / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert key in err and problem in err and "model 'resnet'" in err and "Traceback" not in err

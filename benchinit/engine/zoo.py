@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from benchinit.engine.convnets import DTYPES, StackedCNN, cnn_size
 from benchinit.engine.models import StackedMLP, mlp_size
@@ -49,12 +51,32 @@ def resnet(shape: ModelShape) -> StackedResNet:
     return StackedResNet(shape)
 
 
+def cnn_check(settings: Mapping[str, Any]) -> tuple[str, str] | None:
+    if settings["depth"] < 1:
+        return "depth", "needs 1 or more convolutional layers"
+    return None
+
+
+def resnet_check(settings: Mapping[str, Any]) -> tuple[str, str] | None:
+    depth = settings["depth"]
+    if depth < 8 or (depth - 2) % 6:
+        return "depth", f"needs depth = 6n + 2 (8, 14, 20, 32...), got {depth}"
+    if settings["norm"] not in ("none", "batch"):
+        return "norm", f"has norm 'none' or 'batch', not {settings['norm']!r}"
+    return None
+
+
 @hookimpl
 def benchinit_models() -> list[Model]:
     return [
         Model("mlp", mlp, honours=MODEL_SETTINGS, size=mlp_sizes),
         Model(
-            "cnn", cnn, honours=("depth", "width", "bias", "bias_init"), image=True, size=cnn_size
+            "cnn",
+            cnn,
+            honours=("depth", "width", "bias", "bias_init"),
+            image=True,
+            size=cnn_size,
+            check=cnn_check,
         ),
         Model(
             "resnet",
@@ -62,5 +84,6 @@ def benchinit_models() -> list[Model]:
             honours=("depth", "width", "bias", "bias_init", "norm"),
             image=True,
             size=resnet_size,
+            check=resnet_check,
         ),
     ]

@@ -4,9 +4,9 @@ builds and the :class:`Layer` s it declares; :data:`KINDS`, every descriptor kin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from benchinit.plugins.descriptors import KINDS as ELEMENT_KINDS
 from benchinit.plugins.descriptors import Descriptor
@@ -79,6 +79,9 @@ class Model(Descriptor):
     honours: tuple[str, ...] = ("depth", "width", "bias", "bias_init")
     image: bool = False
     size: Callable[..., ModelSize] | None = None
+    # check(settings) -> (key, problem) for [model] settings it cannot build (None: fine),
+    # asked when a study loads, so a depth it has no network for is exit 2, not failed cells
+    check: Callable[[Mapping[str, Any]], tuple[str, str] | None] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -88,6 +91,23 @@ class Model(Descriptor):
                 f"model {self.name!r}: honours {unknown} are not [model] settings; choose "
                 f"from {', '.join(MODEL_SETTINGS)}"
             )
+
+
+def refusal(
+    model: Model, settings: Mapping[str, Any], changed: Callable[[str], bool]
+) -> tuple[str, str] | None:
+    """(key, why) when a study's [model] ``settings`` cannot go to ``model``: a setting it
+    does not honour, ``changed`` from its default (it would change nothing), or one its
+    ``check`` refuses; None when they can."""
+    for key in (k for k in MODEL_SETTINGS if k not in model.honours):
+        if changed(key):
+            return key, (
+                f"model '{model.name}' does not use it (it honours "
+                f"{', '.join(model.honours) or 'no [model] setting'}); remove the setting, or "
+                "choose a model that reads it (benchinit list models)"
+            )
+    found = model.check(settings) if model.check is not None else None
+    return (found[0], f"model '{model.name}': {found[1]}") if found else None
 
 
 KINDS: dict[str, type[Descriptor]] = {**ELEMENT_KINDS, Model.kind: Model}

@@ -17,7 +17,7 @@ from typing import Any
 
 from benchinit.errors import did_you_mean
 from benchinit.plugins.descriptors import SCHEDULE_PARAMS, Bound
-from benchinit.plugins.model_kind import MODEL_SETTINGS, Model
+from benchinit.plugins.model_kind import Model, refusal
 from benchinit.plugins.registry import Registry
 from benchinit.plugins.specs import SpecError
 from benchinit.study import inert, settings
@@ -181,17 +181,17 @@ class Resolver:
         set to anything but its default, is refused (it would change nothing)."""
         where = "grid.model.name" if "model.name" in combo else "model.name"
         plugin: Bound[Model] = self.bind("model", sections["model"]["name"], where)
-        honours = plugin.descriptor.honours
-        for key in (k for k in MODEL_SETTINGS if k not in honours):
-            if self._differs(
-                f"model.{key}", sections["model"][key], settings.default("model", key)
-            ):
-                raise self.fail(
-                    f"grid.model.{key}" if f"model.{key}" in combo else f"model.{key}",
-                    f"model '{plugin.name}' does not use it (it honours "
-                    f"{', '.join(honours) or 'no [model] setting'}); remove the setting, or "
-                    "choose a model that reads it (benchinit list models)",
-                )
+        model = sections["model"]
+        found = refusal(
+            plugin.descriptor,
+            model,
+            lambda key: self._differs(f"model.{key}", model[key], settings.default("model", key)),
+        )
+        if found:
+            key, problem = found
+            raise self.fail(
+                f"grid.model.{key}" if f"model.{key}" in combo else f"model.{key}", problem
+            )
         return plugin
 
     def _reset(
