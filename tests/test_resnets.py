@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchinit import ModelShape
+from benchinit import ModelShape, load_study
 from benchinit.cli import main
 from benchinit.engine.convnets import StackedCNN
 from benchinit.engine.resnets import StackedResNet
+from benchinit.engine.train import train_stack
 from benchinit.plugins.registry import Registry
 
 F64 = torch.float64
@@ -119,3 +120,37 @@ def test_a_resnet_it_cannot_build_is_exit_2(write_study, capsys, setting, key, p
     assert main(["run", str(path), "--out", str(path.parent / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert key in err and problem in err and "model 'resnet'" in err and "Traceback" not in err
+
+
+def test_training_a_batch_norm_resnet_stack_is_training_each_member_alone(write_study):
+    study = load_study(
+        write_study(
+            """
+            [study]
+            seeds = [0]
+            [data]
+            name = "digits"
+            [model]
+            name = "resnet"
+            depth = 8
+            width = 4
+            norm = "batch"
+            dtype = "float64"
+            [train]
+            epochs = 1
+            batch_size = 128
+            [grid]
+            initializer = ["kaiming_normal", "fixup"]
+            activation = "relu"
+            optimizer = "sgd(lr=0.1, momentum=0.9)"
+            """
+        )
+    )
+    cells, cpu = study.cells(), torch.device("cpu")
+    stacked = train_stack(cells, study.registry, cpu).model
+    for g, cell in enumerate(cells):
+        single = train_stack([cell], study.registry, cpu).model
+        for a, b in zip(stacked.parameters(), single.parameters(), strict=True):
+            assert torch.allclose(a[g], b[0], rtol=0, atol=1e-10)
+        for a, b in zip(stacked.buffers(), single.buffers(), strict=True):
+            assert torch.allclose(a.view(len(cells), -1)[g], b, rtol=0, atol=1e-10)
