@@ -10,7 +10,9 @@ training images) and 8x8 (``digits``, 1,437) inputs. Timed in one process, one t
   over the 12 members) against a plain ``torch.nn`` CNN of the same layers (``Conv2d``,
   ``AvgPool2d``, ``Linear``, channels-last like the stack) trained 12 times in turn;
 - ``engine``: benchinit's whole training of the grid (``train_stack``: probes,
-  evaluation every epoch, records) as one stack of 12 against 12 stacks of 1.
+  evaluation every epoch, records) as one stack of 12 (``stack12``), and as the stacks
+  benchinit plans on a CPU (``planned``: members up to about 2^25 multiply-adds per step,
+  benchinit.engine.execute), against 12 stacks of 1.
 
 Prints seconds and ratios (loop / stacked); asserts nothing.
 
@@ -35,6 +37,7 @@ os.environ.setdefault("BENCHINIT_DISABLE_PLUGIN_AUTOLOAD", "1")
 
 from benchinit import ModelShape, load_study
 from benchinit.engine.convnets import StackedCNN
+from benchinit.engine.execute import plan
 from benchinit.engine.stack import load_data
 from benchinit.engine.train import train_stack
 
@@ -111,9 +114,10 @@ optimizer = "sgd(lr={lr}, momentum=0.9)"
 
 
 def time_engine(
-    data: str, depth: int, width: int, epochs: int, device: str = "cpu"
+    data: str, depth: int, width: int, epochs: int, device: str = "cpu", planned: bool = False
 ) -> tuple[float, float]:
-    """(one stack of 12, 12 stacks of 1) seconds of benchinit's training of the grid."""
+    """(one stack of 12, 12 stacks of 1) seconds of benchinit's training of the grid;
+    ``planned``: the stacks benchinit plans for the device instead of one of 12."""
     text = STUDY.format(data=data, depth=depth, width=width, epochs=epochs, batch=BATCH, lr=LR)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.toml"
@@ -121,8 +125,14 @@ def time_engine(
         study = load_study(path)
     cells, cpu = study.cells(), torch.device(device)
     assert len(cells) == MEMBERS
+    groups = [list(cells)]
+    if planned:
+        batches = plan(cells, study.registry, device=device)
+        groups = [list(b.cells) for b in batches]
+        print(f"  planned stacks: {[len(g) for g in groups]}")
     start = time.perf_counter()
-    train_stack(cells, study.registry, cpu)
+    for group in groups:
+        train_stack(group, study.registry, cpu)
     stacked = time.perf_counter() - start
     start = time.perf_counter()
     for cell in cells:
@@ -155,12 +165,17 @@ def main() -> None:
             f"{name:9s} steps : stacked {stacked:6.2f} s, loop {loop:6.2f} s, "
             f"ratio {loop / stacked:4.2f}x"
         )
-        runs = [time_engine(name, args.depth, args.width, epochs) for _ in range(args.repeat)]
-        stacked, loop = min(s for s, _ in runs), min(loop for _, loop in runs)
-        print(
-            f"{name:9s} engine: stacked {stacked:6.2f} s, loop {loop:6.2f} s, "
-            f"ratio {loop / stacked:4.2f}x"
-        )
+        for planned in (False, True):
+            runs = [
+                time_engine(name, args.depth, args.width, epochs, planned=planned)
+                for _ in range(args.repeat)
+            ]
+            stacked, loop = min(s for s, _ in runs), min(loop for _, loop in runs)
+            what = "planned" if planned else "stack12"
+            print(
+                f"{name:9s} engine, {what}: stacked {stacked:6.2f} s, loop {loop:6.2f} s, "
+                f"ratio {loop / stacked:4.2f}x"
+            )
 
 
 if __name__ == "__main__":
