@@ -202,10 +202,11 @@ def test_weight_spread_tells_gaussian_from_orthogonal():
 def test_histogram_of_log10_singular_values():
     values = torch.tensor([[-10.0, -4.0, -3.9, 0.0, 1.99, 5.0, -math.inf, math.nan]])
     counts = log10_sv_histogram(values)
-    assert counts.shape == (1, LOG10_SV_BINS)
+    assert counts.shape == (1, LOG10_SV_BINS + 2)  # below, the bins, above
     assert counts.sum() == 7  # the NaN is not counted
-    assert counts[0, 0] == 4 and counts[0, -1] == 2  # -10, -4, -3.9, -inf; 1.99 and 5
-    assert counts[0, 20] == 1  # 0.0: (0 - -4) / 0.2
+    assert counts[0, 0] == 2 and counts[0, -1] == 1  # below: -10 and -inf; above: 5
+    assert counts[0, 1] == 2 and counts[0, -2] == 1  # -4 and -3.9; 1.99
+    assert counts[0, 21] == 1  # 0.0: (0 - -4) / 0.2 = bin 20, after the "below" column
 
 
 def test_an_exploded_member_gets_nan_and_harms_no_one():
@@ -236,3 +237,18 @@ def test_float32_agrees_with_float64():
     shown = sv > LOG10_SV_RANGE[0]  # below, float32's rounding floor: the edge bin either way
     assert torch.allclose(sv[shown].float(), sv32[shown], atol=1e-3)
     assert torch.equal(log10_sv_histogram(sv), log10_sv_histogram(sv32))
+
+
+def test_activation_histogram_counts_outside_apart_and_folds_for_entropy():
+    from benchinit.engine.probes import entropy_bits, folded, histogram
+
+    values = torch.tensor(
+        [[-0.5, 0.0, 0.05, 0.999, 1.0, 1.5, math.inf, -math.inf, math.nan], [0.5] * 9]
+    )
+    counts = histogram(values, 0.0, 1.0, bins=10)
+    assert counts.shape == (2, 12)
+    assert counts[0].tolist() == [2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2]  # hi is in the last bin
+    assert counts[1, 6] == 9 and counts[1].sum() == 9  # one member never sees another's
+    edges_folded = folded(counts)
+    assert edges_folded[0].tolist() == [4, 0, 0, 0, 0, 0, 0, 0, 0, 4]
+    assert entropy_bits(edges_folded)[0] == 1.0  # two equal bins

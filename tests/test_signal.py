@@ -28,8 +28,8 @@ def test_every_cell_is_stored_ok(seed):
     assert len(seed.runs) == 120 and set(seed.runs["status"]) == {"ok"}
     # 5 layers x (7 statistics + 2 Jacobian moments + their 2 predictions)
     assert len(seed.layers) == 120 * 5 * 11
-    assert len(seed.histograms) == 120 * 5 * 30  # activations, every layer
-    assert len(seed.spectra) == 120 * 30  # the Jacobian's spectrum at the last layer
+    assert len(seed.histograms) == 120 * 5 * 32  # activations, every layer, below + above
+    assert len(seed.spectra) == 120 * 32  # the Jacobian's spectrum at the last layer
     assert set(seed.spectra["layer"]) == {5}
 
 
@@ -57,6 +57,22 @@ def test_relu_kaiming_keeps_its_std_and_xavier_shrinks_it(seed):
     xavier = std.loc[("relu", "xavier_normal")]
     assert all(xavier.diff().dropna() < 0), "xavier+relu shrinks layer by layer"
     assert xavier.loc[5] / xavier.loc[1] < 0.35  # about (1/sqrt 2)^4
+
+
+def test_relu_n01_explodes_past_the_range_not_into_its_edge(seed):
+    """N(0,1) + ReLU grows ~sqrt(width / 2) per layer: layer 5's activations lie far past
+    the histogram's 3.0, counted above the range, not as a spike in its last bin."""
+    h = seed.labelled("histograms")
+    last = h[(h["activation"] == "relu") & (h["initializer"] == N01) & (h["layer"] == 5)]
+    counts = last.groupby("bin")["count"].sum()
+    above = last[last["right"] == float("inf")]
+    assert set(above["bin"]) == {30} and set(above["left"]) == {3.0}
+    assert counts.loc[30] / counts.sum() > 0.4, "most non-zero activations beyond 3"
+    assert counts.loc[29] < 0.01 * counts.loc[30], "the last bin holds only its own values"
+    assert counts.loc[-1] == 0, "ReLU is never below 0"
+    kaiming = h[(h["activation"] == "relu") & (h["initializer"] == "kaiming_normal")]
+    share = kaiming.groupby("bin")["count"].sum()
+    assert share.loc[30] / share.sum() < 0.1, "He keeps the layers within the range"
 
 
 def test_tanh_n001_shrinks_toward_zero(seed):

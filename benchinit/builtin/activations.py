@@ -6,8 +6,8 @@ tanh 5/3, relu sqrt(2), leaky_relu sqrt(2 / (1 + slope^2)), selu 3/4); otherwise
 
 Histogram range: the image for bounded activations (sigmoid [0, 1], tanh and softsign
 [-1, 1]); for unbounded ones, the image of a pre-activation within three unit standard
-deviations (ReLU [0, 3], ...), so a unit-variance layer fills the plot and an exploding one
-piles up in the edge bin.
+deviations (ReLU [0, 3], ...), so a unit-variance layer fills the plot; what an exploding one
+puts beyond the range is counted apart, as the "above" bar.
 
 Saturation (the ``saturated_frac`` statistic) is where phi'(z) < 10% of max phi': sigmoid
 and tanh in their flat tails (|z| > 3.64 for sigmoid, |z| > 1.82 for tanh), ReLU for z < 0

@@ -27,7 +27,13 @@ import torch
 from benchinit.engine import jacobian
 from benchinit.engine.evaluation import wide
 from benchinit.engine.models import StackedMLP
-from benchinit.engine.probes import entropy_bits, layer_statistics, theory, weight_grad_norms
+from benchinit.engine.probes import (
+    entropy_bits,
+    folded,
+    layer_statistics,
+    theory,
+    weight_grad_norms,
+)
 from benchinit.engine.recorder import Recorder
 from benchinit.engine.stack import (
     bind,
@@ -123,7 +129,7 @@ def _measure(
             init_hash=hashes[g],
             sigma_w=scales["sigma_w"][g] if scales else math.nan,
             sigma_b=scales["sigma_b"][g] if scales else math.nan,
-            act_entropy=float(entropy_bits(hists[-1])[g]),
+            act_entropy=float(entropy_bits(folded(hists[-1]))[g]),
             std_drift=_abs_log(last["act_std"][g], first["act_std"][g], 2),
             saturated_frac=float(last["saturated_frac"][g]),
             dead_frac=float(last["dead_frac"][g]),

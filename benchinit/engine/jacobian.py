@@ -61,7 +61,7 @@ from benchinit.engine.probes import derivative, histogram
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 PROBES = 8  # probe inputs per member: the Jacobian is taken at each
-LOG10_SV_RANGE = (-4.0, 2.0)  # singular values 1e-4 .. 1e2; beyond, counted in the edge bins
+LOG10_SV_RANGE = (-4.0, 2.0)  # singular values 1e-4 .. 1e2; beyond, counted apart
 LOG10_SV_BINS = 30  # 0.2 decades per bin
 
 
@@ -190,8 +190,9 @@ def _moments_of(squares: torch.Tensor, units: int) -> dict[str, torch.Tensor]:
 
 
 def log10_sv_histogram(log10_sv: torch.Tensor, bins: int = LOG10_SV_BINS) -> torch.Tensor:
-    """Counts ``[G, bins]`` of log10 singular values over ``LOG10_SV_RANGE``, edges clamped
-    (a zero singular value, -inf, lands in the first bin)."""
+    """Counts ``[G, bins + 2]`` of log10 singular values over ``LOG10_SV_RANGE``, with the
+    values below and above it apart (:func:`benchinit.engine.probes.histogram`; a zero
+    singular value, -inf, counts as below)."""
     return histogram(log10_sv, *LOG10_SV_RANGE, bins)
 
 

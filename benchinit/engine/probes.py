@@ -10,8 +10,11 @@ array the lesson histograms):
 - ``dead_frac``: share of entries that are exactly 0;
 - ``grad_norm``: Frobenius norm of the gradient of the layer's weight (see signal/train for
   the loss that gradient comes from);
-- a histogram of the activations, ``BINS`` bins over the activation's histogram range;
-  values beyond the range are counted in the edge bins, NaNs are not counted.
+- a histogram of the activations, ``BINS`` bins over the activation's histogram range and
+  two more that count the values below and above it (infinities too), so mass beyond the
+  range is never mistaken for mass at its edges; NaNs are not counted. ``act_entropy`` is
+  the entropy of the ``BINS`` bins with the outside counts folded into the edge bins, as it
+  always was (its range stays 0 .. log2(BINS)).
 """
 
 from __future__ import annotations
@@ -89,18 +92,29 @@ def mean_std(values: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, tor
 
 
 def histogram(values: torch.Tensor, lo: float, hi: float, bins: int = BINS) -> torch.Tensor:
-    """Counts ``[G, bins]`` of ``values`` ``[G, ...]`` over [lo, hi], edges clamped.
-
-    Values beyond the range (infinities too) land in the edge bins; NaNs go to an extra bin
-    that is dropped. One ``bincount`` over member-offset indices (7x faster than scattering).
-    """
+    """Counts ``[G, bins + 2]`` of ``values`` ``[G, ...]``: column 0 counts the values below
+    ``lo`` (-inf too), columns 1..bins the ``bins`` equal bins of [lo, hi] (both ends
+    included), column ``bins + 1`` the values above ``hi`` (+inf too). NaNs go to an extra
+    bin that is dropped. One ``bincount`` over member-offset indices (7x faster than
+    scattering)."""
     flat = values.detach().flatten(1)
     members = flat.shape[0]
-    scaled = (flat - lo).mul_(bins / (hi - lo)).clamp_(0, bins - 0.5).nan_to_num_(nan=bins)
-    index = scaled.long()
-    index += torch.arange(members, device=flat.device).unsqueeze(1) * (bins + 1)
-    counts = torch.bincount(index.flatten(), minlength=members * (bins + 1))
-    return counts.view(members, bins + 1)[:, :bins].to(torch.float64)
+    scaled = (flat - lo).mul_(bins / (hi - lo))
+    inside = scaled.clamp(0, bins - 0.5).add_(1)  # [lo, hi] -> bins 1..bins
+    index = torch.where(scaled < 0, 0.0, torch.where(flat > hi, bins + 1.0, inside))
+    index = index.nan_to_num_(nan=bins + 2).long()  # NaN compares false above: caught here
+    index += torch.arange(members, device=flat.device).unsqueeze(1) * (bins + 3)
+    counts = torch.bincount(index.flatten(), minlength=members * (bins + 3))
+    return counts.view(members, bins + 3)[:, : bins + 2].to(torch.float64)
+
+
+def folded(counts: torch.Tensor) -> torch.Tensor:
+    """``[G, bins]`` from :func:`histogram`'s ``[G, bins + 2]``: the values below and above
+    the range counted in the first and last bin."""
+    inner = counts[:, 1:-1].clone()
+    inner[:, 0] += counts[:, 0]
+    inner[:, -1] += counts[:, -1]
+    return inner
 
 
 def entropy_bits(counts: torch.Tensor) -> torch.Tensor:

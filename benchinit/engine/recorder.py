@@ -3,6 +3,7 @@ turned into the result tables (:mod:`benchinit.results.schema` owns their column
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -95,18 +96,23 @@ class Recorder:
         hi: float,
         table_name: str = "histograms",
     ) -> None:
-        """Counts ``[G, bins]`` over [lo, hi], one row per cell and bin, into
-        ``histograms`` (activations) or ``spectra`` (log10 singular values)."""
-        bins = counts.shape[1]
+        """Counts ``[G, bins + 2]`` (below, ``bins`` bins of [lo, hi], above), one row per
+        cell and bin, into ``histograms`` (activations) or ``spectra`` (log10 singular
+        values). The outside counts are rows ``bin = -1`` (``left = -inf``, ``right = lo``)
+        and ``bin = bins`` (``left = hi``, ``right = inf``), stored even when 0: a folder
+        without them was made when they were folded into the edge bins."""
+        bins = counts.shape[1] - 2
         width = (hi - lo) / bins
+        lefts = [-math.inf, *(lo + b * width for b in range(bins)), hi]
+        rights = [lo, *(lo + (b + 1) * width for b in range(bins)), math.inf]
         table = self.columns[table_name]
         for cell, row in zip(cells, counts.cpu().tolist(), strict=True):
-            table["cell"] += [cell.id] * bins
-            table["phase"] += [phase] * bins
-            table["layer"] += [layer] * bins
-            table["bin"] += list(range(bins))
-            table["left"] += [lo + b * width for b in range(bins)]
-            table["right"] += [lo + (b + 1) * width for b in range(bins)]
+            table["cell"] += [cell.id] * (bins + 2)
+            table["phase"] += [phase] * (bins + 2)
+            table["layer"] += [layer] * (bins + 2)
+            table["bin"] += list(range(-1, bins + 1))
+            table["left"] += lefts
+            table["right"] += rights
             table["count"] += [int(c) for c in row]
 
     def _rows(

@@ -222,9 +222,7 @@ def histogram_grid(
             if i == 0:
                 ax.set_title(f"layer {layer}")
     fig.suptitle(title)
-    fig.supxlabel(
-        "activation value (values beyond the range are counted in the edge bins)", fontsize="small"
-    )
+    fig.supxlabel(f"activation value ({outside_text(frame)})", fontsize="small")
     if hue:
         handles = [matplotlib.patches.Patch(color=colors[v], label=label(v)) for v in hue_values]
         fig.legend(handles=handles, loc="outside right upper", frameon=False)
@@ -273,16 +271,54 @@ def density_grid(
     return fig
 
 
+def apart(frame: pd.DataFrame) -> bool:
+    """Whether stored histograms count the values beyond their range apart (``bin`` -1 and
+    ``bins``, infinite outer edges): folders made before they did folded them into the edge
+    bins."""
+    return bool((frame["bin"] < 0).any())
+
+
+def outside_text(frame: pd.DataFrame, span: str = "the range") -> str:
+    """How a histogram figure of ``frame`` shows the values beyond ``span``."""
+    if apart(frame):
+        return f"hatched bars a gap past each end hold the share of values beyond {span}"
+    return f"values beyond {span} are counted in the edge bins"
+
+
 def _bars(ax: Any, part: pd.DataFrame, color: Any, hue: str | None, first: bool) -> None:
-    """One histogram from stored counts: the share of activations per bin, drawn as
-    stairs over the stored edges (counts are already binned; nothing is re-binned)."""
+    """One histogram from stored counts: the share of values per bin, drawn as stairs over
+    the stored edges (counts are already binned; nothing is re-binned). The counts below
+    and above the range (infinite outer edge) are hatched bars one bin wide, one bin
+    outside the range, drawn only where they hold something."""
+    outer = ~np.isfinite(part["left"].to_numpy(dtype=float)) | ~np.isfinite(
+        part["right"].to_numpy(dtype=float)
+    )
     counts = part["count"].to_numpy(dtype=float)
     total = counts.sum()
     share = counts / total if total else counts
-    edges = np.append(part["left"].to_numpy(dtype=float), float(part["right"].iloc[-1]))
-    if not np.isfinite(edges).all() or (np.diff(edges) < 0).any():
+    inner = part[~outer]
+    if inner.empty:
+        return
+    edges = np.append(inner["left"].to_numpy(dtype=float), float(inner["right"].iloc[-1]))
+    if not np.isfinite(edges).all() or (np.diff(edges) <= 0).any():
         return  # damaged edges: an empty panel rather than a wrong picture
+    inside = share[~outer]
     if not hue or first:
-        ax.stairs(share, edges, fill=True, color=color, alpha=0.6 if hue else 0.85, lw=0)
+        ax.stairs(inside, edges, fill=True, color=color, alpha=0.6 if hue else 0.85, lw=0)
     if hue:
-        ax.stairs(share, edges, color=color, linewidth=0.8)
+        ax.stairs(inside, edges, color=color, linewidth=0.8)
+    width = float(edges[1] - edges[0])
+    below = float(share[outer & (part["bin"].to_numpy() < 0)].sum())
+    above = float(share[outer & (part["bin"].to_numpy() >= 0)].sum())
+    for value, left in ((below, edges[0] - 2 * width), (above, edges[-1] + width)):
+        if value > 0:
+            ax.bar(
+                left,
+                value,
+                width,
+                align="edge",
+                color="none",
+                edgecolor=color,
+                hatch="////",
+                linewidth=0.8,
+            )

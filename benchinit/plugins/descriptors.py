@@ -129,9 +129,9 @@ class Activation(Descriptor):
 
     ``gain``: the factor Xavier/He-style initializers multiply by when asked for
     ``gain="activation"`` (a float, or a callable of the parameters).
-    ``hist_range``: the range the activation histograms cover (values beyond it are
-    counted in the edge bins); a tuple or a callable of the parameters. A tuple is checked
-    here (ValueError: the registry reports it as the plugin's error), a callable's result
+    ``hist_range``: the range the activation histograms cover (values below and above it
+    are counted apart, in two more bins); a tuple or a callable of the parameters. A tuple
+    is checked here (ValueError: the registry reports it as the plugin's error), a callable's result
     when a cell asks for it (:func:`range_problem`).
     """
 

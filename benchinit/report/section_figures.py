@@ -57,10 +57,6 @@ SPLITS = {
     "test": "the test split",
 }
 PARAMS = Metric("value", "train", None, "value")
-OUT_OF_RANGE = (
-    "Each histogram spans its activation's histogram range; values beyond the range are "
-    "counted in the edge bins, so an edge bar also holds every value past it."
-)
 
 
 @dataclass(frozen=True)
@@ -408,7 +404,8 @@ def histogram_jobs(results: Results) -> list[FigureJob]:
         jobs.append(
             FigureJob(
                 "histograms",
-                caption + ". " + OUT_OF_RANGE,
+                f"{caption}. Each histogram spans its activation's histogram range; "
+                f"{facet_figures.outside_text(frame)}.",
                 slug("histograms", *map(str, key)),
                 facet_figures.histogram_grid,
                 (frame, rows_axis, title),

@@ -192,10 +192,11 @@ def density_jobs(results: Results) -> list[FigureJob]:
     if "phase" in summed:
         summed = summed.sort_values("phase", key=lambda s: s.map(PHASES), kind="stable")
     groups = list(summed.groupby(split, sort=False, dropna=False)) if split else [((), summed)]
-    low, high = float(summed["left"].min()), float(summed["right"].max())
+    edges = summed[["left", "right"]].to_numpy(dtype=float)
+    low, high = edges[np.isfinite(edges)].min(), edges[np.isfinite(edges)].max()
+    outside = facet_figures.outside_text(summed, f"1e{low:g} .. 1e{high:g}")
     xlabel = (
-        "log10 singular value of the input-output Jacobian at the last hidden layer (values "
-        f"beyond 1e{low:g} .. 1e{high:g} are counted in the edge bins)"
+        f"log10 singular value of the input-output Jacobian at the last hidden layer ({outside})"
     )
     layout = ", ".join(
         f"{what} = {axis}"

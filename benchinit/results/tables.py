@@ -23,7 +23,9 @@
                 singular values, benchinit.engine.jacobian), ``theory_jac_sv2_mean``,
                 ``theory_jac_sv2_var``), ``value``.
 ``histograms``  ``cell``, ``phase``, ``layer``, ``bin`` (int64), ``left``, ``right``
-                (float64 bin edges), ``count`` (int64): the activations.
+                (float64 bin edges), ``count`` (int64): the activations; ``bin`` -1
+                (``left`` -inf) and ``bin`` = bins (``right`` inf) count the values
+                below and above the range (folders made before 2026-12 lack them).
 ``spectra``     the same columns: log10 singular values of the input-output Jacobian at
                 the last hidden layer (``left``/``right`` in log10 units).
 
