@@ -4,9 +4,13 @@ Member g's conv layer l is a ``[out, in, k, k]`` weight exactly like ``torch.nn.
 stored as ``kernels[l][g]`` of a ``[G, out, in, k, k]`` parameter; a forward pass is one
 **grouped convolution** per layer over all members (members as groups: input channels
 ``[B, G * in, H, W]``, ``groups = G``), so members never mix, exactly as in
-benchinit.engine.models. Activations are kept channels-last (``torch.channels_last``):
-the layout that measured fastest for grouped 3x3 convolutions on our CPU (an earlier
-prototype; ``torch.func`` ``stack_module_state`` + ``vmap`` measured slower than both).
+benchinit.engine.models. Activations are kept channels-last (``torch.channels_last``),
+the faster layout for grouped 3x3 convolutions on our 2-core CPU (one thread, forward and
+backward of 12 members x 16 -> 16 channels, batch 64, on a busy machine): 33 ms against 39
+ms NCHW and 54 ms as 12 separate convolutions at 8x8; 0.83 s against 1.26 s NCHW and 0.81
+s separate at 28x28, where the work is compute- and cache-bound and stacking gains nothing
+(tests/benchmarks/bench_cnn_stack.py measures whole training). ``torch.func``
+``stack_module_state`` + ``vmap`` measured slower in an earlier prototype.
 
 The network, for image inputs ``(C, H, W)`` (a dataset's ``Data.shape``; rows of x are that
 image flattened)::
