@@ -4,7 +4,8 @@ Public API (everything else is internal)::
 
     hookimpl                          decorate a plugin's hook functions
     Initializer, Activation, Loss,    descriptors a plugin returns
-    Optimizer, Dataset, Data, ReportSection
+    Optimizer, Dataset, Data, Model,
+    Layer, ModelShape, ReportSection
     load_study(path_or_name, ...)     a validated Study
     run(study, out=..., ...)          run its cells, store records, render the report
     load_results(dir)                 the stored tables as pandas DataFrames
@@ -30,6 +31,7 @@ from benchinit.plugins.descriptors import (
     ReportSection,
 )
 from benchinit.plugins.hookspecs import hookimpl
+from benchinit.plugins.model_kind import Layer, Model, ModelShape
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers
     from benchinit.gate.compare import compare
@@ -46,7 +48,10 @@ __all__ = [
     "Data",
     "Dataset",
     "Initializer",
+    "Layer",
     "Loss",
+    "Model",
+    "ModelShape",
     "Optimizer",
     "PluginError",
     "ReportSection",

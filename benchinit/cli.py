@@ -40,6 +40,8 @@ KIND_ALIASES = {
     "optimizers": "optimizer",
     "dataset": "dataset",
     "datasets": "dataset",
+    "model": "model",
+    "models": "model",
     "study": "study",
     "studies": "study",
 }
@@ -104,7 +106,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         if kind is None:
             raise BenchinitError(
                 f"unknown kind '{args.kind}'.{did_you_mean(args.kind, KIND_ALIASES)} "
-                "Valid kinds: initializers, activations, losses, optimizers, datasets, studies."
+                "Valid kinds: initializers, activations, losses, optimizers, datasets, models, "
+                "studies."
             )
     registry = Registry(args.plugin)
     rows = []

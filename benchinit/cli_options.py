@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "kind",
         nargs="?",
-        help="one kind: initializers, activations, losses, optimizers, datasets or studies",
+        help="one kind: initializers, activations, losses, optimizers, datasets, models or studies",
     )
     p.add_argument(
         "--plugin",

@@ -49,6 +49,10 @@ ENGINE_MODULES = (
     "benchinit.study.schedules",  # learning-rate schedules
     "benchinit.analysis.meanfield",  # activation gains, the theory columns
     "benchinit.engine.models",  # stacked MLPs
+    "benchinit.plugins.model_kind",  # ModelShape and the declared Layers a model builds
+    "benchinit.engine.convnets",  # stacked CNNs (the built-in cnn model's computation)
+    "benchinit.engine.resnets",  # stacked ResNets (the built-in resnet model's)
+    "benchinit.engine.model_plugin",  # a cell's model plugin, its shape and size
     "benchinit.engine.probes",  # per-layer statistics and histograms
     "benchinit.engine.jacobian",  # Jacobian spectra
     "benchinit.results.schema",  # what a recorded row holds

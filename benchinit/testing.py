@@ -22,6 +22,8 @@ What it checks, for every descriptor the plugin provides:
   parameter vectors exactly as it updates each alone, and one that declares
   ``lr_scaling`` takes torch parameter groups and honours each group's ``lr`` (a group at
   half the rate takes half the first step); a dataset returns the same valid data twice;
+  a model builds a stack of two whose members never mix (changing one member's weights
+  changes no other member's outputs), declares its layers and traces each hidden one;
 - a tiny CPU smoke study that uses it runs without a failed cell.
 """
 
@@ -37,6 +39,7 @@ from typing import Any
 
 import torch
 
+from benchinit.conformance import Problems, check_lr_groups, check_model, default, seeded
 from benchinit.errors import BenchinitError, error_text, plugin_failed
 from benchinit.plugins.descriptors import (
     Activation,
@@ -50,24 +53,14 @@ from benchinit.plugins.guard import plugin_code
 from benchinit.plugins.registry import ENTRY_POINT_GROUP, Registry
 from benchinit.plugins.specs import SpecError, coerce
 
-POSITIONAL = {"initializer": 3, "activation": 1, "loss": 2, "optimizer": 1, "dataset": 0}
-
-
-class _Problems:
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def check(self, condition: bool, message: str) -> bool:
-        if not condition:
-            self.items.append(message)
-        return condition
-
-    def run(self, what: str, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except Exception as exc:
-            self.items.append(f"{what} raised {type(exc).__name__}: {exc}")
-            return None
+POSITIONAL = {
+    "initializer": 3,
+    "activation": 1,
+    "loss": 2,
+    "optimizer": 1,
+    "dataset": 0,
+    "model": 1,
+}
 
 
 def _plugins_of(plugin: object | str) -> list[tuple[object, str]]:
@@ -111,7 +104,7 @@ def check_plugin(plugin: object | str, *, smoke: bool = True) -> list[str]:
         raise AssertionError(f"the plugin does not load: {exc}") from exc
     names = {name for _, name in pairs}
     entries = [e for e in registry.entries() if e.plugin.name in names]
-    problems = _Problems()
+    problems = Problems()
     problems.check(bool(entries), "the plugin provides no descriptor")
     for entry in entries:
         try:
@@ -131,7 +124,7 @@ def check_plugin(plugin: object | str, *, smoke: bool = True) -> list[str]:
     return [f"{e.kind} {e.descriptor.name}" for e in entries]
 
 
-def _check_signature(descriptor: Descriptor, problems: _Problems) -> None:
+def _check_signature(descriptor: Descriptor, problems: Problems) -> None:
     who = f"{descriptor.kind} '{descriptor.name}'"
     problems.check(bool(descriptor.doc), f"{who} has no doc (a one-line docstring)")
     try:
@@ -170,22 +163,14 @@ def _check_signature(descriptor: Descriptor, problems: _Problems) -> None:
             )
 
 
-def _seeded(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _default(descriptor: Descriptor, registry: Registry) -> Any:
-    return registry.bind(descriptor.kind, descriptor.name)
-
-
-def _check_initializer(d: Initializer, registry: Registry, problems: _Problems) -> None:
+def _check_initializer(d: Initializer, registry: Registry, problems: Problems) -> None:
     who = f"initializer '{d.name}'"
-    init, act = _default(d, registry), registry.bind("activation", "tanh")
+    init, act = default(d, registry), registry.bind("activation", "tanh")
     draws = []
     for seed in (0, 0):
         weight = torch.full((16, 8), float("nan"))
         try:
-            init(weight, _seeded(seed), act)
+            init(weight, seeded(seed), act)
         except Exception as exc:
             problems.items.append(f"{who} on a [16, 8] weight raised {type(exc).__name__}: {exc}")
             return
@@ -198,9 +183,9 @@ def _check_initializer(d: Initializer, registry: Registry, problems: _Problems) 
     )
 
 
-def _check_activation(d: Activation, registry: Registry, problems: _Problems) -> None:
+def _check_activation(d: Activation, registry: Registry, problems: Problems) -> None:
     who = f"activation '{d.name}'"
-    act = _default(d, registry)
+    act = default(d, registry)
     x = torch.linspace(-10, 10, 401).reshape(1, 401)
     y = problems.run(who, act, x)
     if y is None:
@@ -221,10 +206,10 @@ def _check_activation(d: Activation, registry: Registry, problems: _Problems) ->
     problems.check(lo < hi, f"{who}: histogram range ({lo}, {hi}) is empty")
 
 
-def _check_loss(d: Loss, registry: Registry, problems: _Problems) -> None:
+def _check_loss(d: Loss, registry: Registry, problems: Problems) -> None:
     who = f"loss '{d.name}'"
-    loss = _default(d, registry)
-    g = _seeded(0)
+    loss = default(d, registry)
+    g = seeded(0)
     for task in d.tasks:
         outputs = 3 * (2 if d.prediction == "mean_var" else 1)
         pred = torch.randn(2, 5, outputs, generator=g)
@@ -249,10 +234,10 @@ def _check_loss(d: Loss, registry: Registry, problems: _Problems) -> None:
         problems.check(torch.equal(values, loss(pred, target)), f"{who} is not deterministic")
 
 
-def _check_optimizer(d: Optimizer, registry: Registry, problems: _Problems) -> None:
+def _check_optimizer(d: Optimizer, registry: Registry, problems: Problems) -> None:
     who = f"optimizer '{d.name}'"
-    spec = _default(d, registry)
-    g = _seeded(0)
+    spec = default(d, registry)
+    g = seeded(0)
     start = torch.randn(2, 6, generator=g, dtype=torch.float64)
     grads = [torch.randn(2, 6, generator=g, dtype=torch.float64) for _ in range(3)]
 
@@ -281,46 +266,14 @@ def _check_optimizer(d: Optimizer, registry: Registry, problems: _Problems) -> N
             "differs from stepping each alone; declare elementwise=False",
         )
     if d.lr_scaling is not None:
-        _check_lr_groups(who, spec, start[0], grads[0][0], problems)
+        check_lr_groups(who, spec, start[0], grads[0][0], problems)
 
 
-def _check_lr_groups(
-    who: str, spec: Any, start: torch.Tensor, grad: torch.Tensor, problems: _Problems
-) -> None:
-    """``lr_scaling``: groups accepted, and a group whose ``lr`` is halved (as
-    benchinit.engine.parametrize does after construction) takes half the first step."""
-    params = [torch.nn.Parameter(start.clone()) for _ in range(2)]
-    groups = [{"params": [params[0]]}, {"params": [params[1]]}]
-    optimizer = problems.run(
-        f"{who} declares lr_scaling, but construction from groups", spec, groups
-    )
-    if optimizer is None:
-        return
-    if len(optimizer.param_groups) != 2:
-        problems.check(
-            False,
-            f"{who} declares lr_scaling, but a parameter group at half the rate cannot be "
-            f"set: two groups given, {len(optimizer.param_groups)} kept (or declare "
-            "lr_scaling=None)",
-        )
-        return
-    optimizer.param_groups[1]["lr"] = optimizer.param_groups[1]["lr"] / 2
-    for param in params:
-        param.grad = grad.clone()
-    optimizer.step()
-    full, half = (p.detach() - start for p in params)
-    problems.check(
-        torch.allclose(half, full / 2, rtol=1e-9, atol=1e-12) and bool(full.abs().sum() > 0),
-        f"{who} declares lr_scaling, but a parameter group at half the rate does not take "
-        "half the step: it must honour each group's lr (or declare lr_scaling=None)",
-    )
-
-
-def _check_dataset(d: Dataset, registry: Registry, problems: _Problems) -> None:
+def _check_dataset(d: Dataset, registry: Registry, problems: Problems) -> None:
     from benchinit.engine.stack import check_data
 
     who = f"dataset '{d.name}'"
-    bound = _default(d, registry)
+    bound = default(d, registry)
     made = problems.run(who, bound)
     if made is None:
         return
@@ -334,20 +287,22 @@ def _check_dataset(d: Dataset, registry: Registry, problems: _Problems) -> None:
     )
 
 
-CHECKS: dict[str, Callable[[Any, Registry, _Problems], None]] = {
+CHECKS: dict[str, Callable[[Any, Registry, Problems], None]] = {
     "initializer": _check_initializer,
     "activation": _check_activation,
     "loss": _check_loss,
     "optimizer": _check_optimizer,
     "dataset": _check_dataset,
+    "model": check_model,
 }
 
 
-def _smoke(descriptor: Descriptor, registry: Registry, problems: _Problems) -> None:
+def _smoke(descriptor: Descriptor, registry: Registry, problems: Problems) -> None:
     """Train a tiny model that uses the descriptor, on the CPU; no cell may fail."""
     from benchinit import load_study, run
 
     grid = {"initializer": '"xavier_normal"', "activation": '"relu"', "optimizer": '"adam"'}
+    model = "depth = 2\nwidth = 8"
     data = 'name = "blobs"\nsamples = 64\nfeatures = 4'
     if descriptor.kind == "dataset":
         data = f'name = "{descriptor.name}"'
@@ -355,6 +310,14 @@ def _smoke(descriptor: Descriptor, registry: Registry, problems: _Problems) -> N
         grid["loss"] = f'"{descriptor.name}"'
         if "classification" not in descriptor.tasks:  # type: ignore[attr-defined]
             data = 'name = "linear"\nsamples = 64'
+    elif descriptor.kind == "model":
+        model = f'name = "{descriptor.name}"\n' + "\n".join(
+            line
+            for key, line in (("depth", "depth = 2"), ("width", "width = 8"))
+            if key in descriptor.honours  # type: ignore[attr-defined]
+        )
+        if descriptor.image:  # type: ignore[attr-defined]
+            data = 'name = "digits"'
     else:
         grid[descriptor.kind] = f'"{descriptor.name}"'
     text = textwrap.dedent("""
@@ -365,15 +328,14 @@ def _smoke(descriptor: Descriptor, registry: Registry, problems: _Problems) -> N
         [data]
         {data}
         [model]
-        depth = 2
-        width = 8
+        {model}
         [train]
         epochs = 1
         batch_size = 16
         probe_samples = 32
         [grid]
         {grid}
-    """).format(data=data, grid="\n".join(f"{k} = {v}" for k, v in grid.items()))
+    """).format(data=data, model=model, grid="\n".join(f"{k} = {v}" for k, v in grid.items()))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "smoke.toml"
         path.write_text(text)

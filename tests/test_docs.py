@@ -78,6 +78,7 @@ def test_every_hook_is_documented_and_tested():
         "benchinit_datasets",
         "benchinit_initializers",
         "benchinit_losses",
+        "benchinit_models",
         "benchinit_optimizers",
         "benchinit_report_sections",
     ]

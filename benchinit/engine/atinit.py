@@ -73,6 +73,7 @@ def run_signal(
         activation=activation,
         device=device,
         calibration_x=data.x_train,
+        shape=data.shape,
     )
     if kept:
         x = data.x_train.to(device=device, dtype=model.kernels[0].dtype)
@@ -106,15 +107,18 @@ def _measure(
         hists.append(counts)
     finite = torch.stack([torch.isfinite(act).flatten(1).all(1) for _, act in trace]).all(0)
     extra = {}
-    if model.residual is None and model.norm == "none":  # where mean-field theory applies
+    mlp = isinstance(model, StackedMLP)  # theory and spectra are the MLP's (else skipped)
+    if mlp and model.residual is None and model.norm == "none":  # where mean-field applies
         biases = None if model.biases is None else list(model.biases)
         extra["theory_std"] = theory(activation, x, model.weights, biases, model.hidden)
     hist_range = activation.descriptor.range_of(activation.params)
     recorder.layers(cells, "init", stats, hists, hist_range, extra)
-    spectrum = jacobian.probe(model, x, activation)
-    record_spectrum(recorder, cells, "init", spectrum)
-    top = spectrum.stats[-1]
-    spread = (top["jac_sv2_var"] / top["jac_sv2_mean"].square()).tolist()
+    spread = [math.nan] * len(cells)
+    if mlp:
+        spectrum = jacobian.probe(model, x, activation)
+        record_spectrum(recorder, cells, "init", spectrum)
+        top = spectrum.stats[-1]
+        spread = (top["jac_sv2_var"] / top["jac_sv2_mean"].square()).tolist()
     first, last = stats[0], stats[-1]
     for g, cell in enumerate(cells):
         ok = bool(finite[g])
@@ -123,8 +127,8 @@ def _measure(
             "ok" if ok else "diverged",
             diverged_epoch=None if ok else 0,
             init_hash=hashes[g],
-            sigma_w=scales["sigma_w"][g],
-            sigma_b=scales["sigma_b"][g],
+            sigma_w=scales["sigma_w"][g] if scales else math.nan,
+            sigma_b=scales["sigma_b"][g] if scales else math.nan,
             act_entropy=float(entropy_bits(folded(hists[-1]))[g]),
             std_drift=_abs_log(last["act_std"][g], first["act_std"][g], 2),
             saturated_frac=float(last["saturated_frac"][g]),

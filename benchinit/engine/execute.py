@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from benchinit.engine.atinit import run_signal
-from benchinit.engine.models import mlp_size
+from benchinit.engine.model_plugin import member_size
 from benchinit.engine.recorder import Recorder
 from benchinit.engine.stack import bind, dataset_size, device_name, load_data
 from benchinit.engine.train import run_train
@@ -47,7 +47,8 @@ from benchinit.study.grid import plugins_of
 # alone and 0.10 ms in a stack of 8. So a training stack holds enough members for about
 # STACK_WORK multiply-adds per step and no more (at least 2): big models get small stacks,
 # which balance across worker processes (12 MLPs in 3 stacks of 4 keep one of 2 workers
-# idle half the time; in 6 stacks of 2 neither), small models get full ones.
+# idle half the time; in 6 stacks of 2 neither), small models get full ones. The work is a
+# member's multiply-adds per sample (a model plugin's size; an MLP's are its weights).
 MAX_MEMBERS = {"cpu": 8, "cuda": 128}
 STACK_WORK = 2**25
 KINDS: dict[str, Callable[[list[Cell], Registry, torch.device, Recorder], None]] = {
@@ -132,14 +133,15 @@ def stack_size(cell: Cell, registry: Registry, device: str, largest: int) -> int
     try:
         with plugin_code():  # the dataset's size() when it has one: nothing is allocated
             size = dataset_size(registry, bind(registry, "dataset", cell.config["data"]))
-            features = size[2] if size else load_data(registry, cell.config["data"]).features
-    except BaseException as exc:  # a broken dataset fails its cells when they run
+            data = None if size else load_data(registry, cell.config["data"])
+            features = size[2] if size else data.features  # type: ignore[union-attr]
+            shape = None if data is None else data.shape
+            _, _, macs = member_size(registry, cell.config["model"], features, shape, 10)
+    except BaseException as exc:  # a broken dataset or model fails its cells when they run
         if not plugin_failed(exc):
             raise
         return largest
-    model = cell.config["model"]
-    params, _ = mlp_size(features, int(model["width"]), int(model["depth"]), 10)
-    work = params * int(cell.config["train"]["batch_size"])
+    work = macs * int(cell.config["train"]["batch_size"])
     return max(2, min(largest, round(STACK_WORK / max(work, 1))))
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from benchinit.engine.execute import Batch
+from benchinit.engine.model_plugin import member_size
 from benchinit.engine.models import mlp_size
 from benchinit.engine.stack import bind, dataset_size, load_data
 from benchinit.errors import BenchinitError, plugin_failed
@@ -27,8 +28,9 @@ EVAL_CHUNK = 4096  # samples per evaluation pass (benchinit.engine.train)
 OUTPUTS_GUESS = 100  # a head's outputs when the data is not loaded (small either way)
 
 
-def _shape(batch: Batch) -> tuple[int, int, int, int]:
-    """(features, outputs, training samples, test samples) of the batch's dataset: from the
+def _shape(batch: Batch) -> tuple[int, int, int, int, tuple[int, ...] | None]:
+    """(features, outputs, training samples, test samples, a sample's image shape or None)
+    of the batch's dataset: from the
     dataset's ``size`` when it has one (nothing allocated), else from the loaded data. A
     dataset whose ``size`` or data is broken counts as empty here: its cells fail with the
     plugin's error when they run (benchinit.engine.stack.load_data checks both)."""
@@ -39,13 +41,13 @@ def _shape(batch: Batch) -> tuple[int, int, int, int]:
             size = dataset_size(registry, bind(registry, "dataset", config))
             if size is not None:
                 train, test, features = size
-                return features, OUTPUTS_GUESS, train, test
+                return features, OUTPUTS_GUESS, train, test, None
             data = load_data(registry, config)
     except BaseException as exc:  # a broken dataset fails its cells when they run
         if not plugin_failed(exc):
             raise
-        return 0, 0, 0, 0
-    return data.features, data.outputs, len(data.x_train), len(data.x_test)
+        return 0, 0, 0, 0, None
+    return data.features, data.outputs, len(data.x_train), len(data.x_test), data.shape
 
 
 def estimate(batch: Batch) -> int:
@@ -55,10 +57,17 @@ def estimate(batch: Batch) -> int:
     model = config["model"]
     width, depth = int(model["width"]), int(model["depth"])
     scalar = 8 if model["dtype"] == "float64" else 4
-    features, outputs, n_train, n_test = _shape(batch)
+    features, outputs, n_train, n_test, shape = _shape(batch)
     train = config["kind"] == "train"
-    weights, hidden = mlp_size(features, width, depth, 2 * outputs if train else 0)
-    params = (weights + hidden) * members  # hidden: one bias per unit, the head's too
+    try:  # the model's own arithmetic (the MLP's: weights and biases; units per layer)
+        registry = registry_from(batch.registry)
+        one, hidden, _ = member_size(registry, model, features, shape, 2 * outputs * train)
+    except BaseException as exc:  # a model that cannot be built fails its cells when they run
+        if not plugin_failed(exc):
+            raise
+        one, hidden = mlp_size(features, width, depth, 2 * outputs if train else 0)
+        one += hidden
+    params = one * members
     data = (n_train + n_test) * features * scalar
     if train:
         settings = config["train"]

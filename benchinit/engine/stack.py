@@ -26,11 +26,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchinit.engine.model_plugin import inputs_of, model_of, model_shape
 from benchinit.engine.models import StackedMLP
 from benchinit.engine.parametrize import model_scales, rescale_init
 from benchinit.engine.splits import split_validation
 from benchinit.errors import BenchinitError, error_text, plugin_failed
-from benchinit.plugins.descriptors import Activation, Bound, Data, Dataset, Initializer
+from benchinit.plugins.descriptors import (
+    Activation,
+    Bound,
+    Data,
+    Dataset,
+    Initializer,
+)
 from benchinit.plugins.registry import Registry
 from benchinit.study.cells import Cell, canonical_json
 from benchinit.study.settings import SQRT_DEPTH, precision_of
@@ -167,6 +174,11 @@ def check_data(data: Any, bound: Bound[Any]) -> Data:
             raise ValueError(f"dataset '{name}': y_{split} holds NaN or infinite values")
     if data.x_train.shape[1] != data.x_test.shape[1]:
         raise ValueError(f"dataset '{name}': train and test inputs differ in features")
+    if data.shape is not None and math.prod(data.shape) != data.x_train.shape[1]:
+        raise ValueError(
+            f"dataset '{name}': shape {tuple(data.shape)} does not hold the "
+            f"{data.x_train.shape[1]} features of a sample"
+        )
     if data.task == "classification":
         for y in (data.y_train, data.y_test):
             if y.dtype != torch.int64:
@@ -261,11 +273,14 @@ def fast_bf16(device: str) -> bool:
         return False
 
 
-def init_scales(model: StackedMLP) -> dict[str, list[float]]:
+def init_scales(model: Any) -> dict[str, list[float]]:
     """Per member, the weight and bias scales of its hidden layers at initialization, as
     mean-field theory reads them: ``sigma_w`` = sqrt(fan_in * mean W^2) and ``sigma_b`` =
     sqrt(mean b^2), averaged (in square) over the hidden layers. Measured, so they are
-    right for any initializer plugin; the report places cells on the phase diagram by them."""
+    right for any initializer plugin; the report places cells on the phase diagram by them.
+    MLPs only (a convolution's weights are no mean-field layer): ``{}`` for other models."""
+    if not isinstance(model, StackedMLP):
+        return {}
     hidden = range(model.hidden)
     w2 = torch.stack(
         [
@@ -282,7 +297,7 @@ def init_scales(model: StackedMLP) -> dict[str, list[float]]:
     return {"sigma_w": w2.sqrt().tolist(), "sigma_b": b2.sqrt().tolist()}
 
 
-def fingerprints(model: StackedMLP) -> list[str]:
+def fingerprints(model: Any) -> list[str]:
     """Per member, a short hash of its initial weights and biases (exact bytes).
 
     Stored with each run (``init_hash``), so compare can tell whether the initial weights
@@ -307,23 +322,23 @@ def build_stack(
     activation: Bound[Activation],
     device: torch.device,
     calibration_x: torch.Tensor,
-) -> tuple[StackedMLP, list[Cell], dict[str, str]]:
-    """A stacked model with one member per cell, each initialized by its own initializer
-    from a generator seeded by its own seed. Members whose initializer raised are dropped
-    and reported in the returned ``{cell id: error}``.
+    shape: Sequence[int] | None = None,
+) -> tuple[Any, list[Cell], dict[str, str]]:
+    """A stacked model (the cells' model plugin) with one member per cell, each initialized
+    by its own initializer from a generator seeded by its own seed. Members whose
+    initializer raised are dropped and reported in the returned ``{cell id: error}``.
+    ``sizes``: [features, ..., outputs if head]; ``shape``: one sample's (image) shape.
     """
     model_cfg = cells[0].config["model"]
     scales = model_scales(model_cfg, len(sizes) - 1, len(sizes) - 1 - int(head))
-    model = StackedMLP(
-        len(cells),
-        sizes,
-        head=head,
-        bias=model_cfg["bias"],
-        residual=branch_scale(model_cfg),
-        norm=model_cfg.get("norm", "none"),
-        dtype=DTYPES[model_cfg["dtype"]],
-        multipliers=[scale.multiplier for scale in scales],
+    plugin = model_of(registry, model_cfg)
+    inputs = inputs_of(plugin, sizes[0], shape)
+    outputs = sizes[-1] if head else 0
+    model = plugin(
+        model_shape(model_cfg, len(cells), inputs, outputs, residual=branch_scale(model_cfg))
     )
+    if any(scale.multiplier != 1 for scale in scales):  # ntk, mup: honoured by the MLP only
+        model.multipliers = [scale.multiplier for scale in scales]
     bias_init = bind(registry, "initializer", model_cfg["bias_init"])
     failures: dict[str, str] = {}
     initializers: dict[int, tuple[Bound[Initializer], torch.Generator]] = {}

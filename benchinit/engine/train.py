@@ -152,6 +152,7 @@ def train_stack(
         activation=activation,
         device=device,
         calibration_x=data.x_train[:probe_n],
+        shape=data.shape,
     )
     if kept:
         numerics = functools.partial(computing, config["model"], device)
@@ -194,13 +195,15 @@ class _Run:
         model.train(phase == "init")
         stats, hists = probe(model, activation, self.loss, x, y, self.numerics)
         extra = {}
-        if phase == "init" and model.residual is None and model.norm == "none":
+        mlp = isinstance(model, StackedMLP)  # theory and spectra are the MLP's (else skipped)
+        if mlp and phase == "init" and model.residual is None and model.norm == "none":
             extra["theory_std"] = theory(activation, x, model.weights, _biases(model), model.hidden)
         self.recorder.layers(self.cells, phase, stats, hists, self.hist_range, extra)
-        spectrum = jacobian.probe(  # the spectrum's histogram at init; moments after
-            model, x, activation, probes=JACOBIAN_PROBES, singular_values=phase == "init"
-        )
-        record_spectrum(self.recorder, self.cells, phase, spectrum)
+        if mlp:
+            spectrum = jacobian.probe(  # the spectrum's histogram at init; moments after
+                model, x, activation, probes=JACOBIAN_PROBES, singular_values=phase == "init"
+            )
+            record_spectrum(self.recorder, self.cells, phase, spectrum)
         model.train()
 
     def evaluate(self, split: str, limit: int | None = None) -> dict[str, torch.Tensor]:

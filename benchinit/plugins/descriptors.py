@@ -289,6 +289,9 @@ class Data:
     truth: Mapping[str, float] = field(default_factory=dict)
     x_val: torch.Tensor | None = None  # the dataset's own validation inputs, if it has them
     y_val: torch.Tensor | None = None  # and their targets
+    # one sample's shape, (channels, height, width) for images, where a model asks for it;
+    # the rows of x are that shape flattened (C-order). None: flat features.
+    shape: tuple[int, ...] | None = None
 
     @property
     def features(self) -> int:
@@ -331,7 +334,7 @@ class ReportSection:
 
 KINDS: dict[str, type[Descriptor]] = {
     cls.kind: cls for cls in (Initializer, Activation, Loss, Optimizer, Dataset)
-}
+}  # and "model": benchinit.plugins.model_kind.KINDS holds every kind
 
 
 D = TypeVar("D", bound=Descriptor)

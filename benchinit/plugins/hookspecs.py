@@ -27,6 +27,7 @@ from benchinit.plugins.descriptors import (
     Optimizer,
     ReportSection,
 )
+from benchinit.plugins.model_kind import Model
 
 if TYPE_CHECKING:
     from benchinit.results.tables import Results
@@ -81,6 +82,16 @@ def benchinit_optimizers() -> list[Optimizer]:
     raise NotImplementedError  # a specification: plugins implement it
 
 
+@hookspec
+def benchinit_models() -> list[Model]:
+    """Models this plugin provides (``[model] name``; ``mlp`` is the default).
+
+    :returns: :class:`~benchinit.plugins.descriptors.Model` descriptors; each ``fn(shape)``
+        builds ``shape.members`` models as one stacked module and declares its layers.
+    """
+    raise NotImplementedError  # a specification: plugins implement it
+
+
 # -------------------------------------------------------------------------------------------
 # Data
 # -------------------------------------------------------------------------------------------
@@ -121,4 +132,5 @@ HOOKS_BY_KIND = {
     "loss": "benchinit_losses",
     "optimizer": "benchinit_optimizers",
     "dataset": "benchinit_datasets",
+    "model": "benchinit_models",
 }

@@ -45,7 +45,6 @@ from benchinit._version import __version__
 from benchinit.errors import PluginError, choices_text, did_you_mean, plugin_failed
 from benchinit.plugins import hookspecs
 from benchinit.plugins.descriptors import (
-    KINDS,
     Activation,
     Bound,
     Dataset,
@@ -55,6 +54,7 @@ from benchinit.plugins.descriptors import (
     Optimizer,
 )
 from benchinit.plugins.guard import plugin_code
+from benchinit.plugins.model_kind import KINDS
 from benchinit.plugins.specs import bind_params, label_of, parse_spec, unknown_name
 
 ENTRY_POINT_GROUP = "benchinit"
@@ -67,6 +67,7 @@ BUILTIN_PLUGINS = (
     "benchinit.builtin.losses",
     "benchinit.builtin.optimizers",
     "benchinit.builtin.datasets",
+    "benchinit.engine.zoo",  # the built-in models (mlp, cnn): they are the engine's
 )
 
 

@@ -17,11 +17,12 @@ from typing import Any
 
 from benchinit.errors import did_you_mean
 from benchinit.plugins.descriptors import SCHEDULE_PARAMS, Bound
+from benchinit.plugins.model_kind import Model, refusal
 from benchinit.plugins.registry import Registry
 from benchinit.plugins.specs import SpecError
 from benchinit.study import inert, settings
 from benchinit.study.cells import CELL_FORMAT, Cell, canonical_json
-from benchinit.study.parametrization import needs_rule
+from benchinit.study.parametrization import lr_scaling_problem
 from benchinit.study.validation import validation_fraction
 
 PLUGIN_AXES = ("initializer", "activation", "loss", "optimizer")
@@ -139,11 +140,15 @@ class Resolver:
             for axis in PLUGIN_AXES
             if axis in combo
         }
+        model_plugin = self._model(sections, combo)
         ignored = self._reset(sections, plugins)
         try:
             model = settings.model_config(sections["model"])
         except settings.Invalid as exc:
             raise self.fail("model.precision", str(exc)) from None
+        model.pop("name", None)  # the default model stays out of the id (LATER_MODEL_KEYS)
+        if model_plugin != self.bind("model", "mlp", "model.name"):
+            model["name"] = self.plugin("model", model_plugin)
         if self.kind == "signal" and model["depth"] < 1:
             raise self.fail("model.depth", "a signal study needs at least one hidden layer")
         where = "grid.model.bias_init" if "model.bias_init" in combo else "model.bias_init"
@@ -172,6 +177,24 @@ class Resolver:
                     f"'{data.name}'); it fits {', '.join(loss.tasks)}.",
                 )
         return config, ignored
+
+    def _model(self, sections: Mapping[str, Mapping[str, Any]], combo: Any) -> Bound[Model]:
+        """The configuration's model plugin, bound; a [model] setting it does not honour,
+        set to anything but its default, is refused (it would change nothing)."""
+        where = "grid.model.name" if "model.name" in combo else "model.name"
+        plugin: Bound[Model] = self.bind("model", sections["model"]["name"], where)
+        model = sections["model"]
+        found = refusal(
+            plugin.descriptor,
+            model,
+            lambda key: self._differs(f"model.{key}", model[key], settings.default("model", key)),
+        )
+        if found:
+            key, problem = found
+            raise self.fail(
+                f"grid.model.{key}" if f"model.{key}" in combo else f"model.{key}", problem
+            )
+        return plugin
 
     def _reset(
         self, sections: dict[str, dict[str, Any]], plugins: dict[str, Bound[Any]]
@@ -218,22 +241,10 @@ class Resolver:
         return self.bind(kind, value, key) != self.bind(kind, default, key)
 
     def _check_lr_scaling(self, model: Mapping[str, Any], optimizer: Bound[Any]) -> None:
-        """muP scales learning rates per layer: the optimizer must declare how
-        (``Optimizer(lr_scaling=...)``, benchinit.plugins.descriptors)."""
-        kind = model.get("parametrization", "standard")
-        if not needs_rule(kind) or optimizer.descriptor.lr_scaling is not None:
-            return
-        names = self.registry.names("optimizer")
-        able = [n for n in names if self.registry.get("optimizer", n).descriptor.lr_scaling]
-        source = self.registry.get("optimizer", optimizer.name).plugin.describe()
-        raise self.fail(
-            "grid.optimizer",
-            f"optimizer '{optimizer.name}' ({source}) declares no lr_scaling, so it cannot "
-            f"take the per-layer learning rates of model.parametrization = '{kind}'. Use one "
-            f"that does ({', '.join(able)}), or, if its fn accepts torch parameter groups, "
-            'declare Optimizer(..., lr_scaling="sgd") (a step linear in the gradient) or '
-            '"adam" (a step invariant to its scale) in the plugin.',
-        )
+        """muP scales learning rates per layer: the optimizer must declare how."""
+        problem = lr_scaling_problem(self.registry, model, optimizer)
+        if problem:
+            raise self.fail("grid.optimizer", problem)
 
     def _check_batch_norm(self, sections: Mapping[str, Mapping[str, Any]], combo: Any) -> None:
         """Batch norm normalizes over a batch, in training mode: a minibatch or probe batch
@@ -391,27 +402,3 @@ def axis_values(axis: str, raw: Any, kind: str, fail: Fail) -> list[Any]:
     if not values:
         raise fail(key, "is an empty list: give at least one value")
     return values
-
-
-class DuplicateAxis(ValueError):
-    """One grid axis written twice (``"model.depth" = ...`` and ``model.depth = ...``)."""
-
-    def __init__(self, axis: str) -> None:
-        self.axis = axis
-        super().__init__(axis)
-
-
-def flatten(grid: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"depth": [..]}}`` -> ``{"model.depth": [..]}`` (TOML dotted keys).
-    DuplicateAxis when two spellings name one axis (TOML itself cannot tell)."""
-    flat: dict[str, Any] = {}
-    for key, value in grid.items():
-        if isinstance(value, dict) and (prefix or key in SETTING_SECTIONS):
-            items = flatten(value, f"{prefix}{key}.").items()
-        else:
-            items = {prefix + key: value}.items()
-        for axis, values in items:
-            if axis in flat:
-                raise DuplicateAxis(axis)
-            flat[axis] = values
-    return flat

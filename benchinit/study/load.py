@@ -325,11 +325,35 @@ def _plugin_files(
     return files
 
 
+class DuplicateAxis(ValueError):
+    """One grid axis written twice (``"model.depth" = ...`` and ``model.depth = ...``)."""
+
+    def __init__(self, axis: str) -> None:
+        self.axis = axis
+        super().__init__(axis)
+
+
+def flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"depth": [..]}}`` -> ``{"model.depth": [..]}`` (TOML dotted keys).
+    DuplicateAxis when two spellings name one axis (TOML itself cannot tell)."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and (prefix or key in grid.SETTING_SECTIONS):
+            items = flatten(value, f"{prefix}{key}.").items()
+        else:
+            items = {prefix + key: value}.items()
+        for axis, values in items:
+            if axis in flat:
+                raise DuplicateAxis(axis)
+            flat[axis] = values
+    return flat
+
+
 def _grid_table(document: dict, fail: Fail) -> dict[str, Any]:
     """``[grid]`` with dotted axes flattened; an axis written twice is refused."""
     try:
-        return grid.flatten(document.get("grid", {}))
-    except grid.DuplicateAxis as exc:
+        return flatten(document.get("grid", {}))
+    except DuplicateAxis as exc:
         raise fail(
             f"grid.{exc.axis}",
             f'is given twice (as "{exc.axis}" = [...] and as a nested {exc.axis} = [...]); '
@@ -380,6 +404,3 @@ def _check_labels(resolver: grid.Resolver, axes: dict[str, list[Any]], fail: Fai
         dupes = sorted({lab for lab in labels if labels.count(lab) > 1}, key=str)
         if dupes:
             raise fail(f"grid.{axis}", f"lists the same configuration twice: {dupes[0]!r}")
-
-
-# --- the resolved study -------------------------------------------------------------------

@@ -34,7 +34,13 @@ function equals the standard one), learning rates unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from benchinit.plugins.descriptors import Bound
+    from benchinit.plugins.registry import Registry
 
 PARAMETRIZATIONS = ("standard", "ntk", "mup")
 RULES = ("sgd", "adam")  # the optimizer's update rule (benchinit.plugins.descriptors.Optimizer)
@@ -118,4 +124,23 @@ def needs_rule(parametrization: str) -> bool:
         for (name, _), table in TABLE.items()
         if name == parametrization
         for exponents in table.values()
+    )
+
+
+def lr_scaling_problem(registry: Registry, model: Mapping[str, Any], optimizer: Bound[Any]) -> str:
+    """Why ``optimizer`` cannot train ``model`` (a cell's [model] configuration), or "":
+    muP scales learning rates per layer, so the optimizer must declare how
+    (``Optimizer(lr_scaling=...)``, benchinit.plugins.descriptors)."""
+    kind = model.get("parametrization", "standard")
+    if not needs_rule(kind) or optimizer.descriptor.lr_scaling is not None:
+        return ""
+    names = registry.names("optimizer")
+    able = [n for n in names if registry.get("optimizer", n).descriptor.lr_scaling]
+    source = registry.get("optimizer", optimizer.name).plugin.describe()
+    return (
+        f"optimizer '{optimizer.name}' ({source}) declares no lr_scaling, so it cannot "
+        f"take the per-layer learning rates of model.parametrization = '{kind}'. Use one "
+        f"that does ({', '.join(able)}), or, if its fn accepts torch parameter groups, "
+        'declare Optimizer(..., lr_scaling="sgd") (a step linear in the gradient) or '
+        '"adam" (a step invariant to its scale) in the plugin.'
     )

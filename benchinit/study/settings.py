@@ -275,7 +275,8 @@ class StudySettings:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """``[model]``: the MLP every cell builds (depth x (Linear -> activation) [-> head])."""
+    """``[model]``: the model every cell builds (``name``; the MLP by default: depth x
+    (Linear -> activation) [-> head]). A model plugin reads the settings it honours."""
 
     depth: int = setting(2, integer(0))  # hidden layers (0: a linear model)
     width: int = setting(100, integer(1))  # units per hidden layer
@@ -291,6 +292,8 @@ class ModelSettings:
     parametrization: str = setting("standard", choice(*pz.PARAMETRIZATIONS))
     base_width: int = setting(pz.DEFAULT_BASE_WIDTH, integer(1))  # ntk/mup equal standard here
     mup_output: str = setting("initializer", choice(*pz.OUTPUT_INITS))  # muP head: draw or zero
+    # the model plugin (benchinit list models): mlp, cnn, or a spec such as "cnn(kernel=5)"
+    name: Any = setting("mlp", spec, plugin="model")
 
 
 @dataclass(frozen=True)
@@ -366,10 +369,8 @@ def parse_section(
 # id) only when they differ from these values, so results stored before they existed stay
 # valid and are not computed again.
 LATER_MODEL_KEYS: dict[str, Any] = {"precision": None, "residual": False, "norm": "none"}
-LATER_MODEL_KEYS |= {"parametrization": "standard", "base_width": pz.DEFAULT_BASE_WIDTH}
-LATER_MODEL_KEYS |= {"mup_output": "initializer"}
-
-
+LATER_MODEL_KEYS |= {"name": "mlp", "parametrization": "standard", "mup_output": "initializer"}
+LATER_MODEL_KEYS |= {"base_width": pz.DEFAULT_BASE_WIDTH}
 LATER_TRAIN_KEYS: dict[str, Any] = {"coord_steps": 0}  # the same for [train]
 
 

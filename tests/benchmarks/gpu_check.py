@@ -15,6 +15,10 @@ Run on a machine with a GPU, from the checkout, without installing anything:
 3. Precision: the same grid with ``model.precision`` = ``bf16`` and ``tf32``: their speed
    against float32 and the matmul throughput of each, and their mean test accuracy against
    float32's (within 2 points).
+4. The CNN and the ResNet (``[model] name = "cnn"``, ``"resnet"`` with and without batch
+   norm): stacked equals alone in float64 on the device (4 models on digits, 1 epoch), and
+   the 12-CNN grid of bench_cnn_stack.py (28x28, depth 4, width 16) as one stack against 12
+   stacks of 1.
 
 Prints every figure and a verdict line per check; exits 1 if a correctness check fails.
 """
@@ -35,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("BENCHINIT_DISABLE_PLUGIN_AUTOLOAD", "1")
 
+import bench_cnn_stack
 import bench_train
 
 from benchinit import load_results, load_study, run
@@ -152,6 +157,56 @@ def check_speed(device: str, dry_run: bool) -> None:
             )
 
 
+CNN_EXACT = """
+[study]
+kind = "train"
+seeds = [0, 1]
+[data]
+name = "digits"
+[model]
+name = "{model}"
+depth = {depth}
+width = 4
+dtype = "float64"
+norm = "{norm}"
+[train]
+epochs = 1
+batch_size = 128
+[grid]
+initializer = ["kaiming_normal", "xavier_normal"]
+activation = "relu"
+optimizer = "sgd(lr=0.05, momentum=0.9)"
+"""
+
+
+def check_cnn(device: str, dry_run: bool, folder: Path) -> bool:
+    """The CNN: stacked = alone in float64 on the device; the 12-CNN grid's speed-up."""
+    ok = True
+    for model, depth, norm in (("cnn", 3, "none"), ("resnet", 8, "none"), ("resnet", 8, "batch")):
+        path = folder / "cnn.toml"
+        path.write_text(CNN_EXACT.format(model=model, depth=depth, norm=norm))
+        study = load_study(path)
+        cells = study.cells()
+        stacked = train_stack(cells, study.registry, torch.device(device))
+        worst = 0.0
+        for g, cell in enumerate(cells):
+            alone = train_stack([cell], study.registry, torch.device(device))
+            for a, b in zip(stacked.model.weights, alone.model.weights, strict=True):
+                worst = max(worst, float((a[g] - b[0]).detach().abs().max()))
+        ok &= worst < 1e-10
+        print(
+            f"{'ok  ' if worst < 1e-10 else 'FAIL'} {model} (norm {norm}) stacked = alone on "
+            f"{device} in float64 (4 models, 1 epoch, SGD): largest weight difference {worst:.1e}"
+        )
+    data, epochs = ("digits", 1) if dry_run else ("mnist_5k", 1)
+    together, loop = bench_cnn_stack.time_engine(data, 4, 16, epochs, device)
+    print(
+        f"CNN grid (12 x cnn depth 4 width 16, {data}) on {device}: one stack {together:.2f} s, "
+        f"one at a time {loop:.2f} s, {loop / together:.2f}x"
+    )
+    return ok
+
+
 def _timed(text: str, device: str) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.toml"
@@ -178,6 +233,7 @@ def main() -> int:
         folder = Path(tmp)
         ok = check_seed_study(device, 1 if args.dry_run else 3, folder)
         ok &= check_exact(device, folder)
+        ok &= check_cnn(device, args.dry_run, folder)
     check_speed(device, args.dry_run)
     print(f"total {time.perf_counter() - start:.0f} s")
     return 0 if ok else 1
