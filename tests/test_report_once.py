@@ -68,3 +68,19 @@ def test_a_figure_that_repeats_another_is_left_out():
         (("adam",), [("adam",), ("sgd",)]),
         (("rms",), [("rms",)]),
     ]
+
+
+def test_a_model_without_a_jacobian_is_said_in_the_signal_section():
+    from types import SimpleNamespace
+
+    from benchinit.report.page import model_note
+
+    def study(name, values=None):
+        settings = {"model": {"name": name}}
+        return SimpleNamespace(study={"settings": settings, "values": values or {}})
+
+    assert model_note(study("mlp")) == ""
+    assert "'cnn'" in model_note(study("cnn")) and "Jacobian" in model_note(study("cnn"))
+    both = model_note(study("mlp", {"model.name": ["mlp", "resnet"]}))
+    assert "'resnet'" in both and "'mlp'" not in both
+    assert model_note(study("mlp", {"model.name": ["mlp()"]})) == ""

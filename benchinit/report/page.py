@@ -132,13 +132,32 @@ def figure_jobs(results: Results, summary: pd.DataFrame) -> list[FigureJob]:
     return analyses(results, summary)[1]
 
 
-def _sections(figures: dict[str, list[dict]], text: dict[str, Any]) -> list[dict[str, str]]:
+def _sections(
+    figures: dict[str, list[dict]], text: dict[str, Any], results: Results
+) -> list[dict[str, str]]:
     """The sections this page has, in order."""
+    extra = {"signal": model_note(results)}
     return [
-        {"id": name, "heading": heading, "nav": nav, "note": note}
+        {"id": name, "heading": heading, "nav": nav, "note": (note + extra.get(name, "")).strip()}
         for name, heading, nav, note in SECTIONS
         if figures.get(name) or text.get(name)
     ]
+
+
+def model_note(results: Results) -> str:
+    """What the signal section does not show for a model other than the MLP: the Jacobian
+    spectrum and the mean-field predictions are defined for the MLP's layers only
+    (benchinit.engine.jacobian, benchinit.analysis.meanfield)."""
+    chosen = results.study.get("settings", {}).get("model", {}).get("name", "mlp")
+    names = results.study["values"].get("model.name") or [chosen]
+    other = [str(n) for n in names if str(n).split("(")[0].strip() != "mlp"]
+    if not other:
+        return ""
+    return (
+        f" Model {', '.join(repr(n) for n in other)}: layers in the order it declares them; "
+        "the Jacobian spectrum and the mean-field predictions are computed for the MLP "
+        "only, so none are drawn for it."
+    )
 
 
 def _figures(jobs: list[FigureJob], images: list[figures.Image]) -> dict[str, list[dict]]:
@@ -208,7 +227,7 @@ def render_report(
             version=__version__,
             header=header(results),
             leaderboard=leaderboard(results, summary),
-            sections=_sections(drawn, text),
+            sections=_sections(drawn, text, results),
             effects=text["effects"],
             tuning=text["tuning"],
             figures=drawn,
