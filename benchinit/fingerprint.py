@@ -48,7 +48,10 @@ ENGINE_MODULES = (
     "benchinit.plugins.descriptors",  # Bound: how a plugin is called with its parameters
     "benchinit.study.schedules",  # learning-rate schedules
     "benchinit.analysis.meanfield",  # activation gains, the theory columns
+    "benchinit.study.parametrization",  # the abc table: multipliers, init and lr scales
     "benchinit.engine.models",  # stacked MLPs
+    "benchinit.engine.parametrize",  # the table applied: initial scales, lr groups
+    "benchinit.engine.coordinates",  # the coordinate check during training
     "benchinit.plugins.model_kind",  # ModelShape and the declared Layers a model builds
     "benchinit.engine.convnets",  # stacked CNNs (the built-in cnn model's computation)
     "benchinit.engine.resnets",  # stacked ResNets (the built-in resnet model's)
