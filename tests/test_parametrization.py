@@ -334,3 +334,20 @@ def test_a_signal_study_refuses_a_parametrization_axis(write_study, capsys):
     assert main(["run", str(path), "--no-report", "--out", str(path.parent / "o")]) == 2
     err = capsys.readouterr().err
     assert "grid.model.parametrization" in err and "has no effect in a signal study" in err
+
+
+def test_sigma_w_is_read_from_the_effective_weights():
+    """NTK draws sqrt(n) larger and multiplies by n^-1/2: the recorded sigma_w (the phase
+    diagram's x) is the network's, the multiplier applied."""
+    import math
+
+    import torch
+
+    from benchinit.engine.models import StackedMLP
+    from benchinit.engine.stack import init_scales
+
+    model = StackedMLP(2, [8, 16, 16], head=False, bias=False, multipliers=[0.5, 0.5])
+    with torch.no_grad():
+        for kernel in model.kernels:
+            kernel.fill_(2.0)  # effective weights 1: mean W^2 = 1, times fan-in 8 and 16
+    assert init_scales(model)["sigma_w"] == [math.sqrt(12.0)] * 2

@@ -84,3 +84,5 @@ def test_a_model_without_a_jacobian_is_said_in_the_signal_section():
     both = model_note(study("mlp", {"model.name": ["mlp", "resnet"]}))
     assert "'resnet'" in both and "'mlp'" not in both
     assert model_note(study("mlp", {"model.name": ["mlp()"]})) == ""
+    assert model_note(study({"name": "mlp"})) == ""  # an inline table names the MLP too
+    assert "'cnn'" in model_note(study("cnn(kernel=5)"))

@@ -53,7 +53,8 @@ def max_derivative(activation: Bound) -> float:
 def layer_statistics(
     pre: torch.Tensor, act: torch.Tensor, activation: Bound
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Statistics ``{name: [G]}`` and histogram counts ``[G, BINS]`` of one hidden layer.
+    """Statistics ``{name: [G]}`` and histogram counts ``[G, BINS + 2]`` (below the range,
+    its bins, above it: :func:`histogram`) of one hidden layer.
 
     ``pre`` and ``act`` are ``[G, B, units]``.
     """

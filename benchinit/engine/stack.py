@@ -40,6 +40,7 @@ from benchinit.plugins.descriptors import (
 )
 from benchinit.plugins.registry import Registry
 from benchinit.study.cells import Cell, canonical_json
+from benchinit.study.parametrization import Scales
 from benchinit.study.settings import SQRT_DEPTH, precision_of
 from benchinit.study.validation import validation_seed
 
@@ -278,21 +279,23 @@ def init_scales(model: Any) -> dict[str, list[float]]:
     mean-field theory reads them: ``sigma_w`` = sqrt(fan_in * mean W^2) and ``sigma_b`` =
     sqrt(mean b^2), averaged (in square) over the hidden layers. Measured, so they are
     right for any initializer plugin; the report places cells on the phase diagram by them.
-    MLPs only (a convolution's weights are no mean-field layer): ``{}`` for other models."""
+    MLPs only (a convolution's weights are no mean-field layer): ``{}`` for other models.
+    The weights are the effective ones, times their layer's multiplier (NTK draws sqrt(n)
+    times larger and multiplies by n^-1/2: the network's sigma_w is the standard one)."""
     if not isinstance(model, StackedMLP):
         return {}
-    hidden = range(model.hidden)
+    weights = model.weights  # [G, out, in], multipliers applied
     w2 = torch.stack(
         [
-            model.kernels[i].detach().double().square().mean((1, 2)) * model.kernels[i].shape[1]
-            for i in hidden
+            weights[i].detach().double().square().mean((1, 2)) * weights[i].shape[2]
+            for i in range(model.hidden)
         ],
         1,
     ).mean(1)
     b2 = torch.zeros_like(w2)
     if model.biases is not None:
         b2 = torch.stack(
-            [model.biases[i].detach().double().square().mean(1) for i in hidden], 1
+            [model.biases[i].detach().double().square().mean(1) for i in range(model.hidden)], 1
         ).mean(1)
     return {"sigma_w": w2.sqrt().tolist(), "sigma_b": b2.sqrt().tolist()}
 
@@ -337,7 +340,13 @@ def build_stack(
     model = plugin(
         model_shape(model_cfg, len(cells), inputs, outputs, residual=branch_scale(model_cfg))
     )
-    if any(scale.multiplier != 1 for scale in scales):  # ntk, mup: honoured by the MLP only
+    if any(s != Scales() for s in scales):
+        if not isinstance(model, StackedMLP):  # a plugin that claims to honour it
+            raise BenchinitError(
+                f"model.parametrization = {model_cfg.get('parametrization')!r} is implemented "
+                "for the MLP's layers only (benchinit.engine.parametrize); model "
+                f"{plugin.name!r} builds {type(model).__name__}"
+            )
         model.multipliers = [scale.multiplier for scale in scales]
     bias_init = bind(registry, "initializer", model_cfg["bias_init"])
     failures: dict[str, str] = {}

@@ -29,6 +29,7 @@ import pandas as pd
 from benchinit._version import __version__
 from benchinit.execution.progress import Progress
 from benchinit.figures import drawing as figures
+from benchinit.plugins.specs import SpecError, parse_spec
 from benchinit.report import spawning
 from benchinit.report.effects import effects_report
 from benchinit.report.phase import phase_jobs
@@ -144,13 +145,21 @@ def _sections(
     ]
 
 
+def _spec_name(value: Any) -> str:
+    """A plugin spec's name (``"cnn(kernel=5)"``, ``{name = "cnn"}`` -> ``cnn``)."""
+    try:
+        return parse_spec(value)[0]
+    except SpecError:
+        return str(value)
+
+
 def model_note(results: Results) -> str:
     """What the signal section does not show for a model other than the MLP: the Jacobian
     spectrum and the mean-field predictions are defined for the MLP's layers only
     (benchinit.engine.jacobian, benchinit.analysis.meanfield)."""
     chosen = results.study.get("settings", {}).get("model", {}).get("name", "mlp")
     names = results.study["values"].get("model.name") or [chosen]
-    other = [str(n) for n in names if str(n).split("(")[0].strip() != "mlp"]
+    other = [label for label in map(_spec_name, names) if label != "mlp"]
     if not other:
         return ""
     return (
