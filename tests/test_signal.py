@@ -70,6 +70,9 @@ def test_relu_n01_explodes_past_the_range_not_into_its_edge(seed):
     assert counts.loc[30] / counts.sum() > 0.4, "most non-zero activations beyond 3"
     assert counts.loc[29] < 0.01 * counts.loc[30], "the last bin holds only its own values"
     assert counts.loc[-1] == 0, "ReLU is never below 0"
+    first = h[(h["activation"] == "relu") & (h["initializer"] == N01) & (h["layer"] == 1)]
+    share = first.groupby("bin")["count"].sum()
+    assert 0.3 < share.loc[30] / share.sum() < 0.5, "the description's 38% at layer 1"
     kaiming = h[(h["activation"] == "relu") & (h["initializer"] == "kaiming_normal")]
     share = kaiming.groupby("bin")["count"].sum()
     assert share.loc[30] / share.sum() < 0.1, "He keeps the layers within the range"
