@@ -52,6 +52,7 @@ from benchinit.study.cells import Cell
 from benchinit.study.grid import plugins_of
 from benchinit.study.load import Study
 from benchinit.study.resolved import resolved_toml
+from benchinit.study.transfer import source_label
 
 MAX_TIMEOUT = 1e7  # seconds (115 days): the interval timer's range is finite
 
@@ -192,7 +193,12 @@ def _choose(store: Store, study: Study, meta: Meta) -> pd.DataFrame:
     tune_ids = set(meta["cells"])
     stored = store.read(("runs",)).get("runs", pd.DataFrame())
     runs = conform("runs", stored[stored["cell"].isin(tune_ids)] if len(stored) else stored)
-    return stages.choose(runs, spec)
+    chosen = stages.choose(runs, spec)
+    if spec.transfer is None:
+        return chosen
+    axis, value = spec.transfer  # tune small, train wide: the source configuration's choice
+    labels = list(dict.fromkeys(c.labels[axis] for c in study.grid_cells))
+    return stages.transferred(chosen, spec, source_label(axis, value, study.axes[axis], labels))
 
 
 Finals = Callable[[list[list[Cell]]], tuple[list[list[Cell]], list[Cell]]]

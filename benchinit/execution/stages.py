@@ -124,6 +124,24 @@ def final_cells(
     return run, skip
 
 
+def transferred(chosen: pd.DataFrame, spec: TuneSpec, source: Any) -> pd.DataFrame:
+    """``[tune] transfer`` (benchinit.study.transfer): each configuration's row with the
+    choice of its source configuration (the same one with ``spec.transfer``'s axis at the
+    label ``source``): its ``tuned.*`` values, ``chosen`` and ``score``; what tuning chose at
+    the configuration itself is kept as ``direct.<axis>.<param>`` and ``direct_score``. A
+    configuration whose source has no chosen value has none either."""
+    assert spec.transfer is not None
+    axis = spec.transfer[0]
+    taken = [*spec.columns, "chosen", "score"]
+    others = [a for a in spec.axes if a != axis]
+    sources = chosen[chosen[axis] == source][[*others, *taken]]
+    out = chosen.rename(columns={p.column: f"direct.{p.key}" for p in spec.params})
+    out = out.rename(columns={"score": "direct_score"}).drop(columns="chosen")
+    out = out.merge(sources, on=others, how="left") if others else out.merge(sources, how="cross")
+    out["chosen"] = out["chosen"].astype("boolean").fillna(False).astype(bool)
+    return out
+
+
 def _python(value: Any, integer: bool) -> Value:
     """A chosen value as the plain int or float a config holds (not numpy's)."""
     return round(float(value)) if integer else float(value)

@@ -98,16 +98,19 @@ def tuning_section(results: Results, spec: TuneSpec, chosen: pd.DataFrame) -> di
     edge warning, the tunability and the trials that counted, diverged or failed."""
     axes = results.varying
     chosen = grid_sorted(chosen, results.study["values"])
+    used = _used(results, spec) if _transfer(results) else None
     rows, edges, unchosen = [], [], []
     for row in chosen.to_dict("records"):
         config = _config(row, axes)
         trials = int(row["trials"])
         near = round(float(row["tunability"]) * trials)
+        key = tuple(str(row[a]) for a in spec.axes)
         rows.append(
             {
                 "config": config,
                 "chosen": bool(row["chosen"]),
                 "values": [f"{row[p.column]:g}" if row["chosen"] else "none" for p in spec.params],
+                "used": None if used is None else used.get(key, ["none"] * len(spec.params)),
                 "score": row["score"],
                 "edge": row["edge_note"] if row["edge"] else "",
                 "near": f"{near} of {trials}",
@@ -133,7 +136,31 @@ def tuning_section(results: Results, spec: TuneSpec, chosen: pd.DataFrame) -> di
         "rows": rows,
         "edges": edges,
         "unchosen": unchosen,
+        "transfer": _transfer(results),
     }
+
+
+def _transfer(results: Results) -> str:
+    """``[tune] transfer`` as the run stored it (``model.width = 64``), or ""."""
+    stored = _resolved_tune(results).get("transfer")
+    if not isinstance(stored, dict) or len(stored) != 1:
+        return ""
+    ((axis, value),) = stored.items()
+    return f"{axis} = {value}"
+
+
+def _used(results: Results, spec: TuneSpec) -> dict[tuple[str, ...], list[str]]:
+    """Per configuration (its grid labels as text), the tuned values its final runs used."""
+    runs = results.runs
+    columns = [p.column for p in spec.params]
+    if runs.empty or not set(columns) <= set(runs) or not set(spec.axes) <= set(runs):
+        return {}
+    used = {}
+    for key, group in runs.groupby(list(spec.axes), sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        values = [pd.to_numeric(group[c], errors="coerce").iloc[0] for c in columns]
+        used[tuple(map(str, key))] = ["none" if pd.isna(v) else f"{v:g}" for v in values]
+    return used
 
 
 def _profile(table: pd.DataFrame, spec: TuneSpec, p: Tuned) -> pd.DataFrame:

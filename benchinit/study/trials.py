@@ -43,4 +43,5 @@ def resolved_table(spec: TuneSpec) -> dict[str, Any]:
             table[p.key] = {"log_range" if p.log else "range": [p.low, p.high], "trials": p.trials}
         else:
             table[p.key] = list(p.values)
-    return {**table, "select": spec.select, "seeds": len(spec.seeds)}
+    transfer = {"transfer": dict([spec.transfer])} if spec.transfer else {}
+    return {**table, "select": spec.select, "seeds": len(spec.seeds), **transfer}

@@ -9,6 +9,7 @@ seeds)::
     "initializer.gain" = {range = [0.5, 2.0], trials = 7}   # a range with a budget
     select = "val_accuracy"   # default: the study's main metric, on the validation split
     seeds = 2                 # tuning seeds per trial
+    transfer = {"model.width" = 64}   # optional: reuse width 64's choice (study.transfer)
 
 The trials (:func:`trials`): explicit lists combine as a Cartesian product (first key
 slowest); ranges are drawn **jointly** as one deterministic quasi-random sequence in the
@@ -46,11 +47,12 @@ from benchinit.plugins.registry import Registry
 from benchinit.plugins.specs import SpecError, coerce, describe_type, format_value, parse_spec
 from benchinit.results.schema import TUNED_PREFIX
 from benchinit.study.grid import PLUGIN_AXES
+from benchinit.study.transfer import KEY, parse_transfer
 
 Fail = Callable[[str, str], Exception]
 Value = int | float
 
-RESERVED = ("select", "seeds")
+RESERVED = ("select", "seeds", "transfer")
 RANGE_KEYS = ("range", "log_range", "trials")
 MAX_TRIALS = 10_000  # per range: every point is drawn and checked when the study loads
 DEFAULT_SEEDS = 2
@@ -115,6 +117,8 @@ class TuneSpec:
     # (like study.seeds): a count is checked before anything is built from it
     seeds: Sequence[int]
     axes: tuple[str, ...]  # the grid columns that name a configuration, in study order
+    # (axis, value as written): final runs use the choice made at that value of the axis
+    transfer: tuple[str, Any] | None = None  # benchinit.study.transfer
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -142,7 +146,8 @@ def parse_tune(
     """
     if kind != "train":
         raise fail("tune", "only a train study can tune (it selects on the validation split)")
-    flat = _flatten(table)
+    transfer = parse_transfer(table.get(KEY), axes, fail)
+    flat = _flatten({k: v for k, v in table.items() if k != KEY})
     params: list[Tuned] = []
     plugins: dict[str, dict[str, Param]] = {}  # tuned key -> plugin name -> its Param
     for key, raw in flat.items():
@@ -180,6 +185,7 @@ def parse_tune(
         direction=VALIDATION_METRICS[select],
         seeds=range(TUNE_SEED_BASE, TUNE_SEED_BASE + count),
         axes=tuple(axes),
+        transfer=transfer,
     )
 
 
