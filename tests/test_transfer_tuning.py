@@ -9,6 +9,7 @@ import pytest
 from benchinit import load_results, load_study, run
 from benchinit.errors import StudyError
 from benchinit.execution.stages import transferred
+from benchinit.report.templating import environment
 from benchinit.report.tuning import tuning_report
 from benchinit.study.tuning import Tuned, TuneSpec
 
@@ -92,3 +93,6 @@ def test_final_runs_use_the_transferred_choice_and_the_report_sets_both(write_st
     assert used[("8",)] == used[("32",)] == [f"{small.iloc[0]:g}"]
     direct = {tuple(row["config"]): row["values"] for row in section["rows"]}
     assert direct[("8",)] == used[("8",)], "at the source, direct and transferred agree"
+    html = environment().get_template("_tuning.html").render(tuning=section, figures={})
+    assert 'id="tuning-transfer"' in html and "<code>model.width = 8</code>" in html
+    assert html.count("used optimizer.lr (transferred)") == 1
