@@ -21,8 +21,8 @@ def shape(members: int, norm: str) -> ModelShape:
     return ModelShape(members, (1, 8, 8), 5, depth=8, width=4, norm=norm, dtype="float64")
 
 
-def alone(model: StackedResNet, g: int, norm: str) -> StackedResNet:
-    single = StackedResNet(shape(1, norm))
+def alone(model: StackedResNet, g: int, norm: str, shortcut: str = "A") -> StackedResNet:
+    single = StackedResNet(shape(1, norm), shortcut=shortcut)
     state = {
         k: v.view(G, -1)[g].clone() if k.startswith("running") else v[g : g + 1].clone()
         for k, v in model.state_dict().items()
@@ -31,14 +31,14 @@ def alone(model: StackedResNet, g: int, norm: str) -> StackedResNet:
     return single
 
 
-@pytest.mark.parametrize("norm", ["none", "batch"])
-def test_stacked_resnet_equals_each_member_alone(norm):
-    model = StackedResNet(shape(G, norm))
+@pytest.mark.parametrize(("norm", "shortcut"), [("none", "A"), ("batch", "A"), ("batch", "B")])
+def test_stacked_resnet_equals_each_member_alone(norm, shortcut):
+    model = StackedResNet(shape(G, norm), shortcut=shortcut)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen, dtype=F64) * 0.4)
-    singles = [alone(model, g, norm) for g in range(G)]
+    singles = [alone(model, g, norm, shortcut) for g in range(G)]
     x = torch.randn(G, B, 64, generator=gen, dtype=F64)
     r = torch.randn(G, B, 5, generator=gen, dtype=F64)
     trace: list = []
@@ -58,9 +58,9 @@ def test_stacked_resnet_equals_each_member_alone(norm):
             assert torch.allclose(b.view(G, -1)[g], c, rtol=0, atol=1e-12)
 
 
-def initialized(name: str, members: int = 2) -> StackedResNet:
+def initialized(name: str, members: int = 2, shortcut: str = "A") -> StackedResNet:
     registry = Registry(autoload=False)
-    model = StackedResNet(shape(members, "none"))
+    model = StackedResNet(shape(members, "none"), shortcut=shortcut)
     init, act = registry.bind("initializer", name), registry.bind("activation", "relu")
     zeros = registry.bind("initializer", "zeros")
     for g in range(members):
@@ -81,6 +81,34 @@ def test_fixup_zeroes_each_branch_s_last_layer_and_the_classifier_and_shrinks_th
         else:
             assert torch.equal(b, a), spec.name  # the stem is He's
     assert torch.equal(fixup.scales, torch.ones_like(fixup.scales))
+
+
+def test_option_b_projects_entering_a_stage_and_fixup_keeps_its_draw():
+    """He et al.'s option B: a 1x1 projection of stride 2 entering stages 2 and 3, declared
+    after the head, drawn after every other layer (option A's draws are unchanged), counted
+    by the size arithmetic; Fixup leaves it at He's draw and still shrinks by L^(-1/2)."""
+    from benchinit.engine.resnets import resnet_size
+
+    a, b = initialized("kaiming_normal"), initialized("kaiming_normal", shortcut="B")
+    names = [spec.name for spec in b.layer_specs()]
+    assert names[-3:] == ["head", "block2.shortcut", "block3.shortcut"]
+    assert [tuple(p.shape) for p in b.projections] == [(2, 8, 4, 1, 1), (2, 16, 8, 1, 1)]
+    for x, y in zip(a.weights, b.weights, strict=False):  # A's layers, then B's projections
+        assert torch.equal(x, y)
+    per_member = sum(p[0].numel() for p in b.parameters())
+    assert resnet_size(shape(1, "none"), "B")[0] == per_member
+    assert resnet_size(shape(1, "none"), "B")[0] - resnet_size(shape(1, "none"))[0] == 32 + 128
+    fixup = initialized("fixup", shortcut="B")
+    for projection, he in zip(fixup.projections, b.projections, strict=True):
+        assert torch.equal(projection, he) and projection.any()
+    branch = [w for w, s in zip(fixup.weights, fixup.layer_specs(), strict=True) if s.block]
+    specs = [s for s in fixup.layer_specs() if s.block]
+    he = [w for w, s in zip(b.weights, b.layer_specs(), strict=True) if s.block]
+    for w, h, spec in zip(branch, he, specs, strict=True):
+        if spec.hidden and not spec.last_in_block:
+            assert torch.allclose(w, h * 3**-0.5), spec.name
+    out = b(torch.rand(3, 64, dtype=F64), torch.relu)
+    assert out.shape == (2, 3, 5) and torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("name", ["skipinit", "rezero"])

@@ -171,9 +171,12 @@ def fixup_calibrate(
     """Fixup's rescaling of He-initialized weights (Zhang et al. 2019)."""
     layers = _blocks(model, "fixup")
     blocks = max(layer.block for layer in layers)
-    per_branch = max(sum(1 for s in layers if s.block == b) for b in range(1, blocks + 1))
+    branch = [s for s in layers if s.hidden]  # a block's shortcut projection is no branch layer
+    per_branch = max(sum(1 for s in branch if s.block == b) for b in range(1, blocks + 1))
     shrink = blocks ** (-1.0 / (2 * per_branch - 2))
     for weight, layer in zip(model.weights, layers, strict=True):
+        if not layer.hidden and layer.block:
+            continue  # a shortcut projection keeps its He draw, as in the paper
         if (layer.block and layer.last_in_block) or not layer.hidden:
             weight.zero_()  # each branch's last layer and the classifier start at 0
         elif layer.block:

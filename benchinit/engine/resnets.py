@@ -7,8 +7,12 @@ For image inputs ``(C, H, W)``, depth = 6n + 2 (8, 14, 20, 32...)::
            s = shortcut(h) + scale * [BN](Conv3x3([phi([BN](Conv3x3(h)))]))     h' = phi(s)
     head   global average pool -> Linear(outputs)
 
-Shortcuts are option A (identity; entering a stage, every second pixel and the new channels
-zero), so they have no parameters and the network's weights are exactly its convolutions.
+Shortcuts are option A by default (identity; entering a stage, every second pixel and the new
+channels zero), so they have no parameters and the network's weights are exactly its
+convolutions; option B (``resnet(shortcut="B")``) projects entering a stage with a 1x1
+convolution of stride 2 (no bias, then [BN]; He et al.'s option B), declared as the layer
+``block{b}.shortcut`` (not hidden: no activation follows it) after the head, and initialized
+by the cell's initializer after every other layer, so option A's draws are unchanged.
 Each block's branch is multiplied by a learnable scalar ``scale`` (1 at initialization: the
 plain ResNet), the multiplier Fixup (Zhang et al. 2019) adds and that SkipInit (De & Smith
 2020) and ReZero (Bachlechner et al. 2020) start at 0. ``norm = "batch"``: batch norm after
@@ -65,7 +69,7 @@ def plan_convs(shape: ModelShape) -> list[tuple[int, int, int, int, int, bool]]:
     return convs
 
 
-def resnet_size(shape: ModelShape) -> ModelSize:
+def resnet_size(shape: ModelShape, shortcut: str = "A") -> ModelSize:
     """(parameters, hidden units, multiply-adds) of one member, per sample."""
     params = units = macs = 0
     for c_in, c_out, side, stride, _, _ in plan_convs(shape):
@@ -73,21 +77,29 @@ def resnet_size(shape: ModelShape) -> ModelSize:
         params += c_in * c_out * 9 + c_out * (shape.bias + 2 * (shape.norm == "batch"))
         units += c_out * out_side * out_side
         macs += c_in * c_out * 9 * out_side * out_side
+        if shortcut == "B" and stride == 2:  # the 1x1 projection entering a stage
+            params += c_in * c_out + 2 * c_out * (shape.norm == "batch")
+            macs += c_in * c_out * out_side * out_side
     flat = 4 * shape.width
     params += flat * shape.outputs + shape.outputs * shape.bias + blocks_per_stage(shape.depth) * 3
     return params, units + shape.outputs, macs + flat * shape.outputs
 
 
+SHORTCUTS = ("A", "B")
+
+
 class StackedResNet(nn.Module):
-    """A CIFAR ResNet of BasicBlocks, option-A shortcuts, [batch norm], per member."""
+    """A CIFAR ResNet of BasicBlocks, option-A (or B) shortcuts, [batch norm], per member."""
 
     residual = None  # the MLP's residual and norm attributes: this model's are its own
     norm = "none"
 
-    def __init__(self, shape: ModelShape, device: Any = "cpu") -> None:
+    def __init__(self, shape: ModelShape, device: Any = "cpu", shortcut: str = "A") -> None:
         super().__init__()
         if shape.norm not in ("none", "batch"):
             raise ValueError(f"model 'resnet': norm must be 'none' or 'batch', got {shape.norm!r}")
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"model 'resnet': shortcut must be 'A' or 'B', got {shortcut!r}")
         g, dtype = shape.members, DTYPES[shape.dtype]
         self.members, self.inputs, self.plan = g, image_of(shape.inputs), plan_convs(shape)
         self.batch_norm, self.norm = shape.norm == "batch", shape.norm
@@ -111,6 +123,21 @@ class StackedResNet(nn.Module):
             for layer, o in enumerate(outs[: self.hidden]):
                 self.register_buffer(f"running_mean{layer}", torch.zeros(g * o, dtype=dtype))
                 self.register_buffer(f"running_var{layer}", torch.ones(g * o, dtype=dtype))
+        # option B: per stage entered, (block, in, out channels) of its 1x1 projection
+        self.projected = (
+            [(block, i, o) for i, o, _, stride, block, _ in self.plan if stride == 2]
+            if shortcut == "B"
+            else []
+        )
+        self.projections = nn.ParameterList(zeros(g, o, i, 1, 1) for _, i, o in self.projected)
+        if self.batch_norm:
+            self.projection_gains = nn.ParameterList(
+                zeros(g, o, fill=1.0) for _, _, o in self.projected
+            )
+            self.projection_shifts = nn.ParameterList(zeros(g, o) for _, _, o in self.projected)
+            for k, (_, _, o) in enumerate(self.projected):
+                self.register_buffer(f"running_mean_projection{k}", torch.zeros(g * o, dtype=dtype))
+                self.register_buffer(f"running_var_projection{k}", torch.ones(g * o, dtype=dtype))
 
     @property
     def layers(self) -> int:
@@ -118,7 +145,8 @@ class StackedResNet(nn.Module):
 
     @property
     def weights(self) -> list[torch.Tensor]:
-        return [k if k.dim() == 5 else k.mT for k in self.kernels]
+        """The kernels (conv layers, the head as ``[G, out, in]``), then the projections."""
+        return [k if k.dim() == 5 else k.mT for k in self.kernels] + list(self.projections)
 
     def layer_specs(self) -> list[Layer]:
         """``stem``, ``block{b}.conv{1,2}`` and the ``head``, with torch.nn.init's fans."""
@@ -136,6 +164,10 @@ class StackedResNet(nn.Module):
         if self.layers > self.hidden:
             head = self.kernels[-1]
             specs.append(Layer("head", "linear", head.shape[1], head.shape[2], hidden=False))
+        specs += [
+            Layer(f"block{block}.shortcut", "conv", c_in, c_out, hidden=False, block=block)
+            for block, c_in, c_out in self.projected
+        ]
         return specs
 
     def _images(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,24 +194,39 @@ class StackedResNet(nn.Module):
         z = F.conv2d(h, weight.reshape(g * out, *weight.shape[2:]), bias, stride, 1, groups=g)
         if not self.batch_norm:
             return z
-        mean, var = getattr(self, f"running_mean{layer}"), getattr(self, f"running_var{layer}")
+        return self._norm(z, f"running_mean{layer}", f"running_var{layer}", layer, update)
+
+    def _norm(self, z: torch.Tensor, mean: str, var: str, k: int, update: bool) -> torch.Tensor:
+        """Batch norm of a conv's output with buffers ``mean``/``var`` and the gains and
+        shifts of conv ``k`` (a projection's when the buffers are a projection's)."""
+        projection = mean.endswith(f"projection{k}")
+        gains = self.projection_gains if projection else self.gains
+        shifts = self.projection_shifts if projection else self.shifts
+        running = (getattr(self, mean), getattr(self, var))
         if self.training and not update:  # a probe: batch statistics, running ones untouched
-            mean, var = None, None
+            running = (None, None)
         return F.batch_norm(
-            z,
-            mean,
-            var,
-            self.gains[layer].reshape(-1),
-            self.shifts[layer].reshape(-1),
-            self.training,
-            MOMENTUM,
-            EPS,
+            z, *running, gains[k].reshape(-1), shifts[k].reshape(-1), self.training, MOMENTUM, EPS
         )
 
-    def _shortcut(self, h: torch.Tensor, c_out: int, stride: int) -> torch.Tensor:
-        """Option A: identity; entering a stage, every second pixel and zero new channels."""
+    def _shortcut(
+        self, h: torch.Tensor, c_out: int, stride: int, block: int, update: bool
+    ) -> torch.Tensor:
+        """Option A: identity; entering a stage, every second pixel and zero new channels.
+        Option B: entering a stage, the block's 1x1 projection of stride 2 [and BN]."""
         if stride == 1:
             return h
+        if self.projected:
+            k = [b for b, _, _ in self.projected].index(block)
+            weight = self.projections[k]
+            g, out = weight.shape[:2]
+            z = F.conv2d(h, weight.reshape(g * out, *weight.shape[2:]), None, 2, 0, groups=g)
+            z = z.contiguous(memory_format=torch.channels_last)
+            if not self.batch_norm:
+                return z
+            return self._norm(
+                z, f"running_mean_projection{k}", f"running_var_projection{k}", k, update
+            )
         h = h[:, :, ::2, ::2]
         b, _, side, _ = h.shape
         grouped = h.reshape(b, self.members, -1, side, side)
@@ -203,7 +250,8 @@ class StackedResNet(nn.Module):
             z = self._conv(layer, h, update)
             if last:
                 scale = self.scales[:, block - 1].repeat_interleave(c_out).view(1, -1, 1, 1)
-                z = self._shortcut(stream, c_out, self.plan[layer - 1][3]) + scale * z
+                skip = self._shortcut(stream, c_out, self.plan[layer - 1][3], block, update)
+                z = skip + scale * z
             if until == layer:
                 return self._per_member(z)
             h = activation(z)
@@ -222,11 +270,12 @@ class StackedResNet(nn.Module):
     def initialize_member(
         self, g: int, initializer: Bound, bias_init: Bound, activation: Bound, generator: Any
     ) -> None:
-        """Fill member g's weights in order from one generator, each followed by its bias;
-        batch norm's gains and shifts and the branch scales keep their values (1, 0, 1)."""
+        """Fill member g's weights in order from one generator, each followed by its bias
+        (the projections, last, have none); batch norm's gains and shifts and the branch
+        scales keep their values (1, 0, 1)."""
         for layer, weight in enumerate(self.weights):
             initializer(weight[g], generator, activation)
-            if self.biases is not None:
+            if self.biases is not None and layer < len(self.biases):
                 bias_init(self.biases[layer][g], generator, activation)
 
     def member(self, g: int, activation: Callable[[torch.Tensor], torch.Tensor]) -> ResNetView:
@@ -238,8 +287,9 @@ class StackedResNet(nn.Module):
         lists = (
             self.kernels,
             self.biases,
-            getattr(self, "gains", None),
-            getattr(self, "shifts", None),
+            self.projections,
+            *(getattr(self, name, None) for name in ("gains", "shifts")),
+            *(getattr(self, name, None) for name in ("projection_gains", "projection_shifts")),
         )
         for p in itertools.chain([self.scales], *(params or [] for params in lists)):
             p.data = p.data[index.to(p.device)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from benchinit.engine.convnets import DTYPES, StackedCNN, cnn_size
 from benchinit.engine.models import StackedMLP, mlp_size
@@ -46,9 +46,10 @@ def cnn(shape: ModelShape, *, kernel: int = 3) -> StackedCNN:
     return StackedCNN(shape, kernel=kernel)
 
 
-def resnet(shape: ModelShape) -> StackedResNet:
-    """CIFAR ResNet (He et al. 2016): depth = 6n + 2, BasicBlocks, option-A shortcuts."""
-    return StackedResNet(shape)
+def resnet(shape: ModelShape, *, shortcut: Literal["A", "B"] = "A") -> StackedResNet:
+    """CIFAR ResNet (He et al. 2016): depth = 6n + 2, BasicBlocks; shortcuts entering a stage
+    by option A (identity, zero-padded channels) or B (a 1x1 projection of stride 2)."""
+    return StackedResNet(shape, shortcut=shortcut)
 
 
 def cnn_check(settings: Mapping[str, Any]) -> tuple[str, str] | None:
