@@ -76,11 +76,18 @@ def check_lr_groups(
 def check_model(d: Model, registry: Registry, problems: Problems) -> None:
     who = f"model '{d.name}'"
     inputs = (1, 8, 8) if d.image else (6,)
-    shape = ModelShape(members=2, inputs=inputs, outputs=3, depth=2, width=4, dtype="float64")
+    settings = {"depth": 2, "width": 4, "bias": True, "residual": False, "norm": "none"}
+    for depth in (2, 3, 8):  # the smallest depth the model builds (a ResNet's is 6n + 2)
+        if d.check is None or d.check({**settings, "depth": depth}) is None:
+            break
+    shape = ModelShape(2, inputs, outputs=3, depth=depth, width=4, dtype="float64")
     model = problems.run(f"{who} building {shape}", default(d, registry), shape)
     if model is None:
         return
-    layers = problems.run(f"{who}.layer_specs()", model.layer_specs)
+    specs = getattr(model, "layer_specs", None)
+    if not problems.check(callable(specs), f"{who} builds a model without layer_specs()"):
+        return
+    layers = problems.run(f"{who}.layer_specs()", specs)
     if not problems.check(
         isinstance(layers, list) and all(isinstance(x, Layer) for x in layers),
         f"{who}.layer_specs() must return a list of benchinit.Layer",

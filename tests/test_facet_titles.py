@@ -52,3 +52,35 @@ def test_panels_that_are_no_full_grid_keep_their_own_titles():
     assert titles[0] == "relu · init" and titles[-1] == "tanh · sgd · final"
     assert fig.get_suptitle() == "panels: activation · stage"
     assert not any(_texts(ax) for ax in fig.axes)
+
+
+def test_declared_layer_names_label_the_layer_axis_and_the_histogram_columns():
+    from types import SimpleNamespace
+
+    from benchinit.report.sections import layer_names
+
+    frame = _frame(["init", "final"])
+    names = {1: "stem", 2: "block1.conv1"}
+    with style():
+        fig = facets.band_plot(
+            frame,
+            "layer",
+            "initializer",
+            ["activation", "stage"],
+            metric_info("act_std", "layer"),
+            names=names,
+        )
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["stem", "block1.conv1"]
+    hist = pd.DataFrame(
+        {"layer": [1, 2], "bin": [0, 0], "left": [0.0, 0.0], "right": [1.0, 1.0], "count": [1, 1]}
+    )
+    fig = facets.histogram_grid(hist, None, "relu", names=names)
+    assert [ax.get_title() for ax in fig.axes] == ["stem", "block1.conv1"]
+
+    def runs(*declared):
+        return SimpleNamespace(runs=pd.DataFrame({"layer_names": list(declared)}))
+
+    assert layer_names(runs("stem,block1.conv1", "stem,block1.conv1")) == names
+    assert layer_names(runs("", "")) is None, "the MLP: numbers"
+    assert layer_names(runs("stem,b", "conv1,conv2")) is None, "two models: numbers"

@@ -182,3 +182,26 @@ def test_training_a_batch_norm_resnet_stack_is_training_each_member_alone(write_
             assert torch.allclose(a[g], b[0], rtol=0, atol=1e-10)
         for a, b in zip(stacked.buffers(), single.buffers(), strict=True):
             assert torch.allclose(a.view(len(cells), -1)[g], b, rtol=0, atol=1e-10)
+
+
+def test_every_built_in_model_passes_the_kit_and_names_its_layers():
+    """mlp, cnn and resnet keep the model contract benchinit.testing checks (members never
+    mix, layers declared, each hidden one traced); their hidden layers' names go to
+    ``runs.layer_names`` ("" for the MLP: its layers are their numbers)."""
+    from benchinit.conformance import Problems, check_model
+    from benchinit.engine.models import StackedMLP
+    from benchinit.engine.recorder import declared
+
+    registry = Registry(autoload=False)
+    for name in ("mlp", "cnn", "resnet"):
+        problems = Problems()
+        check_model(registry.get("model", name).descriptor, registry, problems)
+        assert problems.items == [], name
+    assert declared(StackedMLP(1, [6, 4, 4, 3], head=True, bias=True)) == ""
+    cnn = StackedCNN(ModelShape(1, (1, 8, 8), 5, depth=2, width=4))
+    assert declared(cnn) == "conv1,conv2"
+    assert declared(StackedResNet(shape(1, "none"))).split(",")[:3] == [
+        "stem",
+        "block1.conv1",
+        "block1.conv2",
+    ]

@@ -34,7 +34,7 @@ from benchinit.engine.probes import (
     theory,
     weight_grad_norms,
 )
-from benchinit.engine.recorder import Recorder
+from benchinit.engine.recorder import Recorder, declared
 from benchinit.engine.stack import (
     bind,
     build_stack,
@@ -75,6 +75,7 @@ def run_signal(
         calibration_x=data.x_train,
         shape=data.shape,
     )
+    recorder.layer_names = declared(model)
     if kept:
         x = data.x_train.to(device=device, dtype=model.kernels[0].dtype)
         _measure(model, kept, x, activation, config["model"], recorder)

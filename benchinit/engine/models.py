@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from benchinit.plugins.descriptors import Bound
+from benchinit.plugins.model_kind import Layer
 
 Trace = list[tuple[torch.Tensor, torch.Tensor]]  # per hidden layer: (pre-activation, output)
 Norm = Literal["none", "layer", "batch"]
@@ -152,6 +153,15 @@ class StackedMLP(nn.Module):
     @property
     def layers(self) -> int:
         return len(self.kernels)
+
+    def layer_specs(self) -> list[Layer]:
+        """The declared layers (benchinit.plugins.model_kind): ``layer1..layerL``, linear, and
+        the ``head``; fans as ``torch.nn.init`` computes them for ``[out, in]`` weights."""
+        names = [f"layer{i + 1}" if i < self.hidden else "head" for i in range(self.layers)]
+        return [
+            Layer(name, "linear", k.shape[1], k.shape[2], hidden=i < self.hidden)
+            for i, (name, k) in enumerate(zip(names, self.kernels, strict=True))
+        ]
 
     def is_residual(self, layer: int) -> bool:
         """Whether hidden layer ``layer`` (0-based) adds its input back: layers 1..hidden-1."""

@@ -21,6 +21,7 @@ class Recorder:
         """``codes``: each cell's code fingerprint, by id, for its ``runs`` row."""
         self.device = device
         self.codes = dict(codes or {})
+        self.layer_names = ""  # the stack's declared hidden layer names (:func:`declared`)
         self.runs: list[dict[str, Any]] = []
         self.columns: dict[str, dict[str, list[Any]]] = {
             table: {k: [] for k in COLUMNS[table]} for table in TABLES if table != "runs"
@@ -39,6 +40,7 @@ class Recorder:
                 "seconds": None,  # filled in by frames()
                 "device": self.device,
                 "code": self.codes.get(cell.id, ""),
+                "layer_names": self.layer_names,
             }
         )
 
@@ -132,3 +134,14 @@ class Recorder:
             "runs": conform("runs", runs),
             **{table: conform(table, pd.DataFrame(cols)) for table, cols in self.columns.items()},
         }
+
+
+def declared(model: Any) -> str:
+    """A model's hidden layers' declared names, comma-separated, for the ``runs`` column
+    ``layer_names`` (the report names layers by it); "" when they are the numbers the tables
+    use anyway (``layer1``, ``layer2``...: the MLP) or the model declares none."""
+    specs = getattr(model, "layer_specs", None)
+    names = [s.name for s in specs() if s.hidden] if callable(specs) else []
+    if names == [f"layer{i + 1}" for i in range(len(names))]:
+        return ""
+    return ",".join(names)

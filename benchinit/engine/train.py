@@ -51,7 +51,7 @@ from benchinit.engine.evaluation import Numerics, Task, evaluate, member_losses,
 from benchinit.engine.models import StackedMLP
 from benchinit.engine.parametrize import model_scales, param_groups, scale_groups
 from benchinit.engine.probes import theory
-from benchinit.engine.recorder import Recorder
+from benchinit.engine.recorder import Recorder, declared
 from benchinit.engine.stack import (
     DTYPES,
     bind,
@@ -154,6 +154,7 @@ def train_stack(
         calibration_x=data.x_train[:probe_n],
         shape=data.shape,
     )
+    recorder.layer_names = declared(model)
     if kept:
         numerics = functools.partial(computing, config["model"], device)
         run = _Run(model, kept, task, data, activation, loss, config["train"], recorder, numerics)

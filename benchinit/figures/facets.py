@@ -9,7 +9,7 @@ per (facets, hue, x), already aggregated over seeds and clipped to the metric's 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.lines
@@ -95,6 +95,7 @@ def band_plot(
     dashed: pd.DataFrame | None = None,
     dashed_label: str = "mean-field theory",
     size: tuple[float, float] = (PANEL_WIDTH, PANEL_HEIGHT),
+    names: Mapping[Any, str] | None = None,
 ) -> Figure:
     """Lines of ``mean`` over ``x`` with a ``low``-``high`` band, one colour per ``hue``
     value (one line when ``hue`` is None: nothing varies), one panel per facet combination.
@@ -118,7 +119,10 @@ def band_plot(
             if dashed is not None:
                 theory = _select(dashed, hue, value, where).sort_values(x)
                 ax.plot(theory[x], theory["mean"], linestyle="--", color=color, linewidth=1.2)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if names:  # a model's declared layer names on the x axis (fitted: fit_ticks)
+            ax.set_xticks(list(names), list(names.values()))
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
     _label_axes(axes, x, metric, columns)
     scale_axes(axes, metric, frame)
     _note(fig, _titles(fig, axes, [where for _, where, _ in panels], facets, columns, width))
@@ -137,6 +141,7 @@ def dot_plot(
     dashed: pd.DataFrame | None = None,
     dashed_label: str = "mean-field theory",
     size: tuple[float, float] = (PANEL_WIDTH, PANEL_HEIGHT),
+    names: Mapping[Any, str] | None = None,
 ) -> Figure:
     """For a few ``x`` values (shallow models' layers): a dot and its interval per hue,
     side by side at each ``x``; ``dashed`` values as short dashes beside them.
@@ -178,7 +183,7 @@ def dot_plot(
                     color="0.15",
                     zorder=4,
                 )
-        ax.set_xticks(range(len(xs)), [label(v) for v in xs])
+        ax.set_xticks(range(len(xs)), [(names or {}).get(v) or label(v) for v in xs])
         ax.set_xlim(-0.6, len(xs) - 0.4)
     _label_axes(axes, x, metric, columns)
     scale_axes(axes, metric, frame)
@@ -257,7 +262,11 @@ def pick_layers(layers: Sequence[int], limit: int = MAX_LAYERS) -> list[int]:
 
 
 def histogram_grid(
-    frame: pd.DataFrame, rows: str | None, title: str, hue: str | None = None
+    frame: pd.DataFrame,
+    rows: str | None,
+    title: str,
+    hue: str | None = None,
+    names: Mapping[Any, str] | None = None,
 ) -> Figure:
     """The lesson's figure: one row per ``rows`` value (one row when None), one column per
     layer.
@@ -286,7 +295,7 @@ def histogram_grid(
             ax.set_ylabel(label(row_value) if j == 0 and rows else "")
             ax.set_xlabel("")
             if i == 0:
-                ax.set_title(f"layer {layer}")
+                ax.set_title((names or {}).get(layer) or f"layer {layer}")
     fig.suptitle(title)
     fig.supxlabel(f"activation value ({outside_text(frame)})", fontsize="small")
     if hue:

@@ -163,7 +163,8 @@ def model_note(results: Results) -> str:
     if not other:
         return ""
     return (
-        f" Model {', '.join(repr(n) for n in other)}: layers in the order it declares them; "
+        f" Model {', '.join(repr(n) for n in other)}: layers named as it declares them (their "
+        "numbers in the tables); "
         "the Jacobian spectrum and the mean-field predictions are computed for the MLP "
         "only, so none are drawn for it."
     )

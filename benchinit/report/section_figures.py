@@ -38,7 +38,7 @@ from benchinit.figures import drawing as figures
 from benchinit.figures import facets as facet_figures
 from benchinit.metrics import Metric, curve_info, metric_info
 from benchinit.report.once import STAGE, collapse_init, init_note, invariant, staged
-from benchinit.report.sections import main_metric
+from benchinit.report.sections import layer_names, main_metric
 from benchinit.results.tables import Results, mean_ci_by
 
 SHALLOW = 3  # hidden layers; at most this many: dot plots per layer
@@ -322,7 +322,7 @@ def signal_jobs(results: Results) -> list[FigureJob]:
         if name == "dead_frac" and merged:
             continue
         table, panels, collapsed = collapse_init(table, facets, keys)
-        kwargs: dict[str, Any] = {"size": facet_figures.SMALL}
+        kwargs: dict[str, Any] = {"size": facet_figures.SMALL, "names": layer_names(results)}
         data = table
         if with_theory and not theory.empty:
             dashed = staged(theory, collapsed, [a for a in panels if a != STAGE])
@@ -409,7 +409,7 @@ def histogram_jobs(results: Results) -> list[FigureJob]:
                 slug("histograms", *map(str, key)),
                 facet_figures.histogram_grid,
                 (frame, rows_axis, title),
-                {"hue": hue},
+                {"hue": hue, "names": layer_names(results)},
                 data=frame,
             )
         )

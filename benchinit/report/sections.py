@@ -152,3 +152,14 @@ def reproducibility(results: Results, study_toml: str) -> dict[str, Any]:
         "axes": results.axes,
         "cells": cells.astype(object).where(cells.notna(), None).to_numpy().tolist(),
     }
+
+
+def layer_names(results: Results) -> dict[int, str] | None:
+    """Layer number -> the name its model declares (``runs.layer_names``), when every cell's
+    model declares the same names (a study over one model); None: draw the numbers."""
+    if "layer_names" not in results.runs:
+        return None
+    declared = set(results.runs["layer_names"].fillna("").astype(str))
+    if len(declared) != 1 or not (only := declared.pop()):
+        return None
+    return {i + 1: name for i, name in enumerate(only.split(","))}

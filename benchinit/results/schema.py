@@ -58,6 +58,9 @@ COLUMNS: dict[str, dict[str, str]] = {
         # fingerprint of the code that computed it (benchinit.engine.execute.cell_code); "" in
         # records written before benchinit recorded it
         "code": "str",
+        # its model's hidden layers' declared names, comma-separated ("" for the MLP, whose
+        # layers are their numbers, and in records written before)
+        "layer_names": "str",
     },
     "curves": {
         "cell": "str",
