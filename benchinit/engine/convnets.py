@@ -86,6 +86,24 @@ def cnn_size(shape: ModelShape, *, kernel: int = 3) -> ModelSize:
     return params, units + shape.outputs, macs
 
 
+def as_images(x: torch.Tensor, members: int, inputs: tuple[int, int, int]) -> torch.Tensor:
+    """Flat rows, shared ``[B, F]`` or per member ``[G, B, F]`` -> ``[B, G * C, H, W]``
+    (channels-last: the members' channels side by side, for grouped convolutions)."""
+    c, h, w = inputs
+    if x.dim() == 2:
+        images = x.reshape(x.shape[0], 1, c, h, w).expand(-1, members, -1, -1, -1)
+    else:
+        images = x.reshape(members, x.shape[1], c, h, w).transpose(0, 1)
+    images = images.reshape(images.shape[0], members * c, h, w)
+    return images.contiguous(memory_format=torch.channels_last)
+
+
+def per_member(h: torch.Tensor, members: int) -> torch.Tensor:
+    """``[B, G * C, H, W]`` -> ``[G, B, C * H * W]`` (each member's flattened map)."""
+    b = h.shape[0]
+    return h.reshape(b, members, -1, *h.shape[2:]).transpose(0, 1).reshape(members, b, -1)
+
+
 class StackedCNN(nn.Module):
     """``depth`` x (Conv2d -> activation) with two 2x2 average pools, then a linear head."""
 
@@ -138,25 +156,6 @@ class StackedCNN(nn.Module):
             specs.append(Layer("head", "linear", head.shape[1], head.shape[2], hidden=False))
         return specs
 
-    def _images(self, x: torch.Tensor) -> torch.Tensor:
-        """Flat rows, shared ``[B, F]`` or per member ``[G, B, F]`` -> ``[B, G * C, H, W]``."""
-        g, (c, h, w) = self.members, self.inputs
-        if x.dim() == 2:
-            images = x.reshape(x.shape[0], 1, c, h, w).expand(-1, g, -1, -1, -1)
-        else:
-            images = x.reshape(g, x.shape[1], c, h, w).transpose(0, 1)
-        images = images.reshape(images.shape[0], g * c, h, w)
-        return images.contiguous(memory_format=torch.channels_last)
-
-    def _per_member(self, h: torch.Tensor) -> torch.Tensor:
-        """``[B, G * C, H, W]`` -> ``[G, B, C * H * W]`` (each member's flattened map)."""
-        b = h.shape[0]
-        return (
-            h.reshape(b, self.members, -1, *h.shape[2:])
-            .transpose(0, 1)
-            .reshape(self.members, b, -1)
-        )
-
     def conv(self, layer: int, h: torch.Tensor) -> torch.Tensor:
         """Layer ``layer``'s convolution of every member, as one grouped convolution."""
         weight = self.kernels[layer]
@@ -178,17 +177,17 @@ class StackedCNN(nn.Module):
         """Outputs ``[G, B, out]`` (the last feature map flattened without a head); hidden
         (pre-activation, output) pairs go to ``trace``. ``until``: stop at that layer and
         return its pre-activation ``[G, B, units]`` (calibrating initializers)."""
-        h = self._images(x)
+        h = as_images(x, self.members, self.inputs)
         for layer, (_, _, _, pooled) in enumerate(self.plan):
             z = self.conv(layer, h)
             if until == layer:
-                return self._per_member(z)
+                return per_member(z, self.members)
             h = activation(z)
             if trace is not None:
-                trace.append((self._per_member(z), self._per_member(h)))
+                trace.append((per_member(z, self.members), per_member(h, self.members)))
             if pooled:
                 h = F.avg_pool2d(h, 2)
-        flat = self._per_member(h)
+        flat = per_member(h, self.members)
         if self.layers == self.hidden:
             return flat
         head = self.kernels[-1]

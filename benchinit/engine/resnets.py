@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchinit.engine.convnets import DTYPES, image_of
+from benchinit.engine.convnets import DTYPES, as_images, image_of, per_member
 from benchinit.engine.models import EPS, MOMENTUM, Trace
 from benchinit.plugins.descriptors import Bound
 from benchinit.plugins.model_kind import Layer, ModelShape, ModelSize
@@ -170,23 +170,6 @@ class StackedResNet(nn.Module):
         ]
         return specs
 
-    def _images(self, x: torch.Tensor) -> torch.Tensor:
-        g, (c, h, w) = self.members, self.inputs
-        if x.dim() == 2:
-            images = x.reshape(x.shape[0], 1, c, h, w).expand(-1, g, -1, -1, -1)
-        else:
-            images = x.reshape(g, x.shape[1], c, h, w).transpose(0, 1)
-        images = images.reshape(images.shape[0], g * c, h, w)
-        return images.contiguous(memory_format=torch.channels_last)
-
-    def _per_member(self, h: torch.Tensor) -> torch.Tensor:
-        b = h.shape[0]
-        return (
-            h.reshape(b, self.members, -1, *h.shape[2:])
-            .transpose(0, 1)
-            .reshape(self.members, b, -1)
-        )
-
     def _conv(self, layer: int, h: torch.Tensor, update: bool) -> torch.Tensor:
         weight, (_, _, _, stride, _, _) = self.kernels[layer], self.plan[layer]
         g, out = weight.shape[:2]
@@ -244,7 +227,7 @@ class StackedResNet(nn.Module):
     ) -> torch.Tensor:
         """Outputs ``[G, B, out]``; per conv layer (argument of phi, phi's output) pairs go
         to ``trace``; ``until``: return that layer's pre-activation ``[G, B, units]``."""
-        h = self._images(x)
+        h = as_images(x, self.members, self.inputs)
         stream = h
         for layer, (_, c_out, _, _, block, last) in enumerate(self.plan):
             z = self._conv(layer, h, update)
@@ -253,13 +236,13 @@ class StackedResNet(nn.Module):
                 skip = self._shortcut(stream, c_out, self.plan[layer - 1][3], block, update)
                 z = skip + scale * z
             if until == layer:
-                return self._per_member(z)
+                return per_member(z, self.members)
             h = activation(z)
             if trace is not None:
-                trace.append((self._per_member(z), self._per_member(h)))
+                trace.append((per_member(z, self.members), per_member(h, self.members)))
             if last or not block:
                 stream = h  # a block's input: the stem's output or the last block's
-        pooled = self._per_member(h.mean((2, 3)))
+        pooled = per_member(h.mean((2, 3)), self.members)
         if self.layers == self.hidden:
             return pooled
         if self.biases is None:
