@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchinit.execution.runner import execute
+from benchinit.report.figure_workers import WARM_AFTER, FigureWorkers, default_count
 from benchinit.report.page import render_report
 from benchinit.results import failures
 from benchinit.results.tables import Results, load_results
@@ -105,27 +106,31 @@ def run(
     """Run every unfinished cell of ``study`` into ``out`` (default ``reports/<name>``),
     then write its report (``report=False``: the tables only). The options are
     :func:`benchinit.execution.runner.execute`'s, documented there."""
-    done = execute(
-        study,
-        out,
-        device=device,
-        executor=executor,
-        jobs=jobs,
-        threads=threads,
-        scheduler=scheduler,
-        progress=progress,
-        command=command,
-        deterministic=deterministic,
-        timeout=timeout,
-        force=force,
-        check_memory=check_memory,
-    )
-    drawing = time.perf_counter()
-    page = None
-    if report:
-        page = render_report(
-            done.out, registry=study.registry, parallel=done.workers, progress=progress
+    # The figure workers start during the run and import while cells compute
+    # (benchinit.report.figure_workers); `jobs = 1` draws in this process, as it runs.
+    count = default_count() if jobs == "auto" else jobs if isinstance(jobs, int) else 1
+    with FigureWorkers(count if report else 1, ahead=WARM_AFTER) as workers:
+        done = execute(
+            study,
+            out,
+            device=device,
+            executor=executor,
+            jobs=jobs,
+            threads=threads,
+            scheduler=scheduler,
+            progress=progress,
+            command=command,
+            deterministic=deterministic,
+            timeout=timeout,
+            force=force,
+            check_memory=check_memory,
         )
+        drawing = time.perf_counter()
+        page = None
+        if report:
+            page = render_report(
+                done.out, registry=study.registry, parallel=workers, progress=progress
+            )
     return RunOutcome(
         done.out,
         load_results(done.out),

@@ -105,6 +105,7 @@ def style() -> Iterator[None]:
     """The look of every figure (seaborn's whitegrid), restored on leaving."""
     with matplotlib.rc_context():
         sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
+        matplotlib.rcParams["axes.titley"] = 1.0
         matplotlib.rcParams["svg.hashsalt"] = "benchinit"  # the same figure, the same bytes
         matplotlib.rcParams["svg.fonttype"] = "path"  # no dependence on the reader's fonts
         yield

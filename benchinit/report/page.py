@@ -20,7 +20,6 @@ run`` wrote.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,8 @@ from benchinit._version import __version__
 from benchinit.execution.progress import Progress
 from benchinit.figures import drawing as figures
 from benchinit.plugins.specs import SpecError, parse_spec
-from benchinit.report import spawning
 from benchinit.report.effects import effects_report
+from benchinit.report.figure_workers import FigureWorkers
 from benchinit.report.phase import phase_jobs
 from benchinit.report.plugin_sections import call_plugins, checked
 from benchinit.report.section_figures import (
@@ -80,29 +79,23 @@ def _draw(job: FigureJob) -> figures.Image:
 
 
 def draw_all(
-    jobs: list[FigureJob], parallel: int, bar: Progress | None = None
+    jobs: list[FigureJob], parallel: int | FigureWorkers, bar: Progress | None = None
 ) -> list[figures.Image]:
-    """Render the figures, in ``parallel`` spawned worker processes when that pays and is
-    safe, advancing ``bar`` by one per figure.
+    """Render the figures in order, advancing ``bar`` by one per figure: in ``parallel``
+    spawned worker processes when that pays and is safe (a started
+    :class:`~benchinit.report.figure_workers.FigureWorkers` is used as it is; see there).
 
-    Starting a worker costs about 2 s here (matplotlib, seaborn, pandas imports), so fewer
-    than 8 figures are drawn in this process. Spawned workers import the caller's main module
-    again, so a script without an ``if __name__ == "__main__":`` guard has its figures drawn
-    in this process (benchinit.report.spawning): no script needs a guard for a report.
+    Spawned workers import the caller's main module again, so a script without an
+    ``if __name__ == "__main__":`` guard has its figures drawn in this process
+    (benchinit.report.spawning): no script needs a guard for a report.
     """
     bar = bar or Progress(0, "report", enabled=False)
-    if parallel > 1 and len(jobs) >= 8 and spawning.spawn_safe():
-        import multiprocessing
-
-        with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-            images = []
-            for image in pool.map(_draw, jobs):
-                images.append(image)
-                bar.advance(1)
-            return images
+    if isinstance(parallel, int):
+        with FigureWorkers(parallel) as workers:
+            return draw_all(jobs, workers, bar)
     images = []
-    for job in jobs:
-        images.append(_draw(job))
+    for image in parallel.map(_draw, jobs):
+        images.append(image)
         bar.advance(1)
     return images
 
@@ -198,14 +191,15 @@ def render_report(
     *,
     out: str | os.PathLike[str] | None = None,
     registry: Any = None,
-    parallel: int = 1,
+    parallel: int | FigureWorkers = 1,
     progress: bool = False,
 ) -> Path:
     """Write the report of a results folder (``DIR/index.html`` unless ``out``).
 
     With a ``registry`` (as ``benchinit run`` passes), plugin report sections are computed
     and stored in the folder; without one, the stored sections are shown, checked exactly
-    like fresh ones. ``parallel``: worker processes for the figures (see :func:`draw_all`).
+    like fresh ones. ``parallel``: worker processes for the figures, or workers already started
+    (see :func:`draw_all`).
     ``progress``: announce the drawing and show its progress on stderr (a bar on a
     terminal, log lines elsewhere).
     Raises ResultsError (a damaged folder) or OutputError (the page cannot be written).

@@ -1,0 +1,106 @@
+"""Worker processes that draw a report's figures, started before there is anything to draw.
+
+A spawned worker costs about 2 s before it draws anything (Python, pandas, matplotlib and
+seaborn imports): for a short study as much as the drawing itself. ``benchinit run`` therefore
+starts its figure workers while the run goes on (``FigureWorkers(n, ahead=WARM_AFTER)``): they
+import while the cells compute, on CPU the run leaves idle (its main process mostly waits on its
+cell workers), and are ready when the last cell lands. They start only once the run has lasted
+``WARM_AFTER`` seconds, so that a run shorter than that (a test's, a small study's, whose few
+figures are drawn faster in process) pays nothing for them. ``benchinit report`` starts them
+when it draws (there is no run to overlap with).
+
+Workers ignore Ctrl-C (the parent handles it and shuts them down, as the run's cell workers
+do) and are spawned, never forked: a process that has started torch's thread pool can hang
+in a forked child. They are spawned only where that is safe (:mod:`benchinit.report.spawning`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
+
+from benchinit.report import spawning
+
+# Fewer figures than this are drawn in the calling process when the workers would have to be
+# started for them (starting costs more than drawing them); warm workers draw any number.
+COLD_MINIMUM = 8
+MAX_WORKERS = 4  # a report's figures come in a few dozen; more workers only import
+WARM_AFTER = 1.0  # seconds of a run after which its figure workers start (module docstring)
+
+
+def _warm() -> None:
+    """A worker's start: ignore Ctrl-C, import everything a figure needs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    importlib.import_module("benchinit.report.page")
+
+
+def default_count() -> int:
+    """Figure workers for ``jobs = "auto"``: the usable cores, at most ``MAX_WORKERS``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
+class FigureWorkers:
+    """``count`` spawned figure workers for the length of a ``with`` block (none when
+    ``count`` is 1 or spawning is unsafe: then :meth:`map` draws in this process).
+
+    ``ahead``: start the workers that many seconds after entering the block (0: at once), so
+    that they import while the caller does something else; None: on the first :meth:`map`
+    that pays for them.
+    """
+
+    def __init__(self, count: int, *, ahead: float | None = None) -> None:
+        self.count = max(1, count)
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        if ahead is not None and self.count > 1:
+            self._timer = threading.Timer(ahead, self._start)
+            self._timer.daemon = True
+
+    def __enter__(self) -> FigureWorkers:
+        if self._timer is not None:
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+                self._pool = None
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def _start(self) -> Executor | None:
+        with self._lock:
+            if self._pool is None and self.count > 1 and spawning.spawn_safe():
+                context = multiprocessing.get_context("spawn")
+                pool = ProcessPoolExecutor(self.count, mp_context=context, initializer=_warm)
+                for _ in range(self.count):  # a worker is spawned per submit with none idle
+                    pool.submit(int)
+                self._pool = pool
+            return self._pool
+
+    def map(self, draw: Callable[[Any], Any], jobs: list[Any]) -> Iterator[Any]:
+        """``draw(job)`` for each job, in order, in the workers when they are warm or there
+        are enough jobs to pay for starting them, else in this process."""
+        if self._timer is not None:
+            self._timer.cancel()  # not started by now: decided below
+        pool = self._pool
+        if pool is None and len(jobs) >= COLD_MINIMUM:
+            pool = self._start()
+        results: Iterable[Any] = map(draw, jobs) if pool is None else pool.map(draw, jobs)
+        yield from results

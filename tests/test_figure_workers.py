@@ -1,0 +1,51 @@
+"""The report's figure workers (benchinit.report.figure_workers): started during a run that
+lasts, never for a short one, and drawing what this process would draw, in order."""
+
+from __future__ import annotations
+
+import time
+
+from matplotlib.figure import Figure
+
+from benchinit.report.figure_workers import COLD_MINIMUM, FigureWorkers
+from benchinit.report.page import draw_all
+from benchinit.report.section_figures import FigureJob
+
+
+def _line(slope: float) -> Figure:
+    fig = Figure(figsize=(1.5, 1.2), layout="constrained")
+    fig.subplots().plot([0, 1], [0, slope])
+    return fig
+
+
+def _jobs(count: int) -> list[FigureJob]:
+    return [FigureJob("results", f"slope {i}", f"f{i}", _line, (float(i),)) for i in range(count)]
+
+
+def test_a_short_block_starts_no_workers_and_draws_in_process():
+    jobs = _jobs(3)
+    with FigureWorkers(2, ahead=60.0) as workers:
+        images = draw_all(jobs, workers)
+        assert not workers.started  # the timer was cancelled when the drawing began
+    assert len(images) == 3 and len({i.src for i in images}) == 3
+
+
+def test_workers_started_ahead_draw_the_same_figures_in_order():
+    jobs = _jobs(3)  # fewer than would pay for starting workers cold
+    assert len(jobs) < COLD_MINIMUM
+    alone = draw_all(jobs, 1)
+    with FigureWorkers(2, ahead=0.0) as workers:
+        deadline = time.monotonic() + 30
+        while not workers.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert workers.started
+        drawn = draw_all(jobs, workers)
+    assert [i.src for i in drawn] == [i.src for i in alone]
+    assert not workers.started  # shut down with the block
+
+
+def test_one_worker_is_this_process():
+    with FigureWorkers(1, ahead=0.0) as workers:
+        images = draw_all(_jobs(COLD_MINIMUM), workers)
+        assert not workers.started
+    assert len(images) == COLD_MINIMUM
