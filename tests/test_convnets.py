@@ -261,3 +261,43 @@ def test_a_third_party_model_from_a_plugin_file(write_plugin, write_study, tmp_p
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert check_plugin(module, smoke=False) == ["model lenet"]
+
+
+def test_evaluation_passes_are_sized_by_the_widest_layer(monkeypatch):
+    """A CNN's maps are far wider than an MLP's layers: its evaluation passes hold fewer
+    samples (EVAL_BYTES), with the same numbers as one pass over everything."""
+    from benchinit.engine import evaluation
+    from benchinit.plugins.descriptors import Data
+
+    assert evaluation.eval_chunk(12, 256, 4) == evaluation.EVAL_CHUNK  # MLPs unchanged
+    assert evaluation.eval_chunk(12, 6 * 28 * 28, 4) == 594
+    assert evaluation.eval_chunk(1, 10**12, 8) == 1
+    registry = Registry()
+    gen = torch.Generator().manual_seed(2)
+    n = 37
+    data = Data(
+        torch.randn(n, 128, generator=gen),
+        torch.randint(0, 5, (n,), generator=gen),
+        torch.randn(n, 128, generator=gen),
+        torch.randint(0, 5, (n,), generator=gen),
+        "classification",
+        5,
+        shape=(2, 8, 8),
+    )
+    loss = registry.bind("loss", "cross_entropy")
+    relu = registry.bind("activation", "relu")
+    task = evaluation.Task(data, loss, F64, torch.device("cpu"))
+    model = filled(StackedCNN(SHAPE))
+    whole = evaluation.evaluate(model, relu, loss, task, "test")
+    widest = 4 * 8 * 8  # width-4 channels over the 8x8 map (the first convolution's output)
+    monkeypatch.setattr(evaluation, "EVAL_BYTES", 2 * G * widest * 8 * 5)  # 5 samples a pass
+    assert evaluation.eval_chunk(G, widest, 8) == 5
+    passes = []
+    forward = StackedCNN.forward
+    monkeypatch.setattr(
+        StackedCNN, "forward", lambda self, x, *a: passes.append(len(x)) or forward(self, x, *a)
+    )
+    chunked = evaluation.evaluate(filled(StackedCNN(SHAPE)), relu, loss, task, "test")
+    assert passes == [1, 5, 5, 5, 5, 5, 5, 5, 2]  # the one-sample measuring pass first
+    for name in whole:
+        torch.testing.assert_close(chunked[name], whole[name], rtol=1e-12, atol=1e-12)

@@ -13,6 +13,7 @@ Losses and metrics are reduced in float32 or better whatever the forward's preci
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from benchinit.engine.models import StackedMLP
 from benchinit.engine.probes import layer_statistics, weight_grad_norms
 from benchinit.plugins.descriptors import Activation, Bound, Data, Loss
 
-EVAL_CHUNK = 4096  # samples per evaluation forward pass (bounds memory for big stacks)
+EVAL_CHUNK = 4096  # samples per evaluation forward pass at most (bounds memory for big stacks)
+EVAL_BYTES = 256 * 2**20  # activations an evaluation pass may hold: two layers of every member
 Numerics = Callable[[], AbstractContextManager[Any]]
 
 
@@ -105,6 +107,29 @@ def wide(values: torch.Tensor) -> torch.Tensor:
     return values.float() if values.dtype in (torch.bfloat16, torch.float16) else values
 
 
+def eval_chunk(members: int, units: int, scalar: int) -> int:
+    """Samples per evaluation pass: ``EVAL_CHUNK``, fewer where two layers' activations
+    (``units`` per sample and member, the widest layer's, ``scalar`` bytes each) of all
+    ``members`` would exceed ``EVAL_BYTES``. An MLP of width 256 in a stack of 12 keeps 4096;
+    a 12-member CNN's first 6-channel 28x28 map (4,704 units a sample) gets 594."""
+    per_sample = 2 * max(members, 1) * max(units, 1) * scalar
+    return max(1, min(EVAL_CHUNK, EVAL_BYTES // per_sample))
+
+
+_WIDEST: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def _chunk(model: Any, activation: Callable[..., Any], x: torch.Tensor, numerics: Numerics) -> int:
+    """:func:`eval_chunk` for ``model``: its widest layer measured once, by a traced forward
+    of one sample (any model plugin takes a trace: benchinit.plugins.model_kind)."""
+    if model not in _WIDEST:
+        trace: list[tuple[torch.Tensor, torch.Tensor]] = []
+        with numerics():
+            out = model(x[:1], activation, trace)
+        _WIDEST[model] = max([out.shape[-1], *(act.shape[-1] for _, act in trace)])
+    return eval_chunk(model.members, _WIDEST[model], x.element_size())
+
+
 @torch.no_grad()
 def evaluate(
     model: StackedMLP,
@@ -127,8 +152,9 @@ def evaluate(
     training = model.training
     model.eval()
     try:
-        for start in range(0, len(x), EVAL_CHUNK):
-            chunk = slice(start, start + EVAL_CHUNK)
+        step = _chunk(model, activation, x, numerics) if len(x) else EVAL_CHUNK
+        for start in range(0, len(x), step):
+            chunk = slice(start, start + step)
             with numerics():
                 pred = wide(model(x[chunk], activation))
             _accumulate(

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from benchinit.engine.evaluation import eval_chunk
 from benchinit.engine.execute import Batch
 from benchinit.engine.model_plugin import member_size
 from benchinit.engine.models import mlp_size
@@ -24,7 +25,6 @@ from benchinit.errors import BenchinitError, plugin_failed
 from benchinit.plugins.guard import plugin_code
 from benchinit.plugins.registry import registry_from
 
-EVAL_CHUNK = 4096  # samples per evaluation pass (benchinit.engine.train)
 OUTPUTS_GUESS = 100  # a head's outputs when the data is not loaded (small either way)
 
 
@@ -72,11 +72,12 @@ def estimate(batch: Batch) -> int:
     if train:
         settings = config["train"]
         # a step takes at most every training sample, the probes min(probe_samples, n), an
-        # evaluation pass at most EVAL_CHUNK samples of a split
+        # evaluation pass its chunk of a split (benchinit.engine.evaluation.eval_chunk, here
+        # with every hidden unit as the widest layer: fewer rows, never fewer bytes)
         rows = max(
             min(settings["batch_size"], n_train),
             min(settings["probe_samples"], n_train),
-            min(EVAL_CHUNK, max(n_train, n_test)),
+            min(eval_chunk(members, hidden, scalar), max(n_train, n_test)),
         )
         # weights, gradients, two optimizer states, the divergence snapshot
         state = 5 * params * scalar
