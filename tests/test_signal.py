@@ -26,8 +26,8 @@ def layer_means(results, metric):
 
 def test_every_cell_is_stored_ok(seed):
     assert len(seed.runs) == 120 and set(seed.runs["status"]) == {"ok"}
-    # 5 layers x (7 statistics + 2 Jacobian moments + their 2 predictions)
-    assert len(seed.layers) == 120 * 5 * 11
+    # 5 layers x (9 statistics + 2 Jacobian moments + their 2 predictions)
+    assert len(seed.layers) == 120 * 5 * 13
     assert len(seed.histograms) == 120 * 5 * 32  # activations, every layer, below + above
     assert len(seed.spectra) == 120 * 32  # the Jacobian's spectrum at the last layer
     assert set(seed.spectra["layer"]) == {5}

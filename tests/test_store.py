@@ -111,7 +111,7 @@ def assert_each_cell_once(out: Path, cells: int) -> None:
     assert len(statuses) == cells and set(statuses["status"]) == {"ok"}
     results = load_results(out)
     assert len(results.runs) == cells and results.runs["cell"].is_unique
-    assert len(results.layers) == cells * 2 * 11  # 7 statistics, 2 Jacobian moments, 2 theory
+    assert len(results.layers) == cells * 2 * 13  # 9 statistics, 2 Jacobian moments, 2 theory
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ from benchinit.engine.models import StackedMLP
 from benchinit.engine.probes import (
     entropy_bits,
     folded,
+    layer_channels,
     layer_statistics,
     theory,
     weight_grad_norms,
@@ -101,8 +102,9 @@ def _measure(
     r = readout(len(x), out.shape[-1], out.dtype, x.device)
     (out * r).sum(2).mean(1).sum().backward()
     stats, hists = [], []
-    for (pre, act), grad in zip(trace, weight_grad_norms(list(model.kernels)), strict=True):
-        layer_stats, counts = layer_statistics(wide(pre), wide(act), activation)
+    grads, channels = weight_grad_norms(list(model.kernels)), layer_channels(model, len(trace))
+    for (pre, act), grad, units in zip(trace, grads, channels, strict=True):
+        layer_stats, counts = layer_statistics(wide(pre), wide(act), activation, units)
         layer_stats["grad_norm"] = grad
         stats.append(layer_stats)
         hists.append(counts)

@@ -8,6 +8,11 @@ array the lesson histograms):
 - ``saturated_frac``: share of entries where the activation's derivative phi'(z) is below
   10% of its maximum over z (sigmoid/tanh tails, ReLU's negative side; never for identity);
 - ``dead_frac``: share of entries that are exactly 0;
+- ``dead_unit_frac``: share of the layer's units that are exactly 0 on every probe sample
+  (a dead ReLU, Lu et al. 2019): a unit is a neuron of a dense layer and a channel of a
+  convolution (0 at every sample and position); ``saturated_unit_frac`` likewise for units
+  saturated (as ``saturated_frac``) on every sample and position. :func:`layer_channels`
+  gives a model's channel counts;
 - ``grad_norm``: Frobenius norm of the gradient of the layer's weight (see signal/train for
   the loss that gradient comes from);
 - a histogram of the activations, ``BINS`` bins over the activation's histogram range and
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -51,12 +57,14 @@ def max_derivative(activation: Bound) -> float:
 
 
 def layer_statistics(
-    pre: torch.Tensor, act: torch.Tensor, activation: Bound
+    pre: torch.Tensor, act: torch.Tensor, activation: Bound, channels: int | None = None
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Statistics ``{name: [G]}`` and histogram counts ``[G, BINS + 2]`` (below the range,
     its bins, above it: :func:`histogram`) of one hidden layer.
 
-    ``pre`` and ``act`` are ``[G, B, units]``.
+    ``pre`` and ``act`` are ``[G, B, units]``; ``channels``: a convolution's channel count C
+    (``units`` is C * H * W in (C, H, W) order), the unit of the per-unit fractions; None:
+    every one of ``units`` is a unit (a dense layer).
     """
     pre, act = pre.detach(), act.detach()
     dims = (1, 2)
@@ -69,8 +77,36 @@ def layer_statistics(
         "preact_std": pre_std,
         "saturated_frac": saturated.to(act.dtype).mean(dims),
         "dead_frac": (act == 0).to(act.dtype).mean(dims),
+        "dead_unit_frac": unit_share(act == 0, channels).to(act.dtype),
+        "saturated_unit_frac": unit_share(saturated, channels).to(act.dtype),
     }
     return stats, histogram(act, *activation.descriptor.range_of(activation.params))
+
+
+def unit_share(mask: torch.Tensor, channels: int | None = None) -> torch.Tensor:
+    """``[G]``: per member, the share of units where ``mask`` ``[G, B, units]`` holds on
+    every sample and position (``channels``: as in :func:`layer_statistics`)."""
+    members, samples, units = mask.shape
+    groups = units if channels is None else channels
+    if groups <= 0 or units % groups:
+        raise ValueError(f"{units} units per sample are not {groups} channels of equal size")
+    every = mask.reshape(members, samples, groups, units // groups).all(3).all(1)
+    return every.double().mean(1)
+
+
+def layer_channels(model: Any, layers: int) -> list[int | None]:
+    """The first ``layers`` hidden layers' channel counts (in the order the trace holds
+    them): a convolution's, None for a dense layer. From the layers the model declares
+    (kind ``"conv"``) and the kernel ``[G, out, in, kh, kw]`` of each, whose ``out`` is the
+    channel count (``Layer.fan_out`` is ``out * kh * kw``); None for a layer the model does
+    not declare (every entry of a sample is then a unit)."""
+    specs = getattr(model, "layer_specs", None)
+    hidden = [s for s in specs() if s.hidden] if callable(specs) else []
+    channels: list[int | None] = [
+        int(k.shape[1]) if spec.kind == "conv" and k.dim() == 5 else None
+        for spec, k in zip(hidden, model.kernels, strict=False)
+    ]
+    return (channels + [None] * layers)[:layers]
 
 
 def mean_std(values: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,9 +38,9 @@ from benchinit.report.section_figures import (
     curve_jobs,
     histogram_jobs,
     results_jobs,
-    signal_jobs,
 )
 from benchinit.report.sections import header, leaderboard, problems, ranked, reproducibility
+from benchinit.report.signal_figures import signal_jobs
 from benchinit.report.spectrum import spectrum_jobs
 from benchinit.report.templating import csv_uri, environment, markdown, number
 from benchinit.report.tuning import tuning_report

@@ -1,7 +1,7 @@
 """Which figures the report holds and what each shows: one function per page section
-(results, curves, signal, histograms; the analysis sections have modules of their own,
-``report_phase``, ``report_effects``, ``report_tuning``, ``report_spectrum``, built on the
-helpers here), each returning its :class:`FigureJob` list (what to draw, from which
+(results, curves, histograms; the signal section and the analysis sections have modules
+of their own, ``signal_figures``, ``phase``, ``effects``, ``tuning``, ``spectrum``, built on
+the helpers here), each returning its :class:`FigureJob` list (what to draw, from which
 numbers, under which caption). How a figure is drawn is :mod:`benchinit.figures.drawing`'
 business; the page around it is the templates'.
 
@@ -36,8 +36,8 @@ from matplotlib.figure import Figure
 
 from benchinit.figures import drawing as figures
 from benchinit.figures import facets as facet_figures
-from benchinit.metrics import Metric, curve_info, metric_info
-from benchinit.report.once import STAGE, collapse_init, init_note, invariant, staged
+from benchinit.metrics import Metric, curve_info
+from benchinit.report.once import STAGE, invariant, staged
 from benchinit.report.sections import layer_names, main_metric
 from benchinit.results.tables import Results, mean_ci_by
 
@@ -261,95 +261,6 @@ def _params_job(
         {"dashed": dashed if not dashed.empty else None, "dashed_label": "true value"},
         data=data,
     )
-
-
-SIGNAL_FIGURES = [
-    ("preact_std", "Pre-activation std per layer", True),
-    ("act_std", "Activation std per layer", False),
-    ("grad_norm", "Gradient norm of each layer's weights", False),
-    ("saturated_frac", "Per-layer saturated fraction (phi' < 10% of max)", False),
-    ("dead_frac", "Per-layer dead fraction (output exactly 0)", False),
-]
-SAME_AS_DEAD = (
-    " Where units die (output exactly 0) the dead fraction is this same number (a dead unit's "
-    "derivative is 0: ReLU): it is not drawn again."
-)
-
-
-def _dead_is_saturated(per_layer: Callable[[str], tuple[pd.DataFrame, bool]]) -> bool:
-    """Every configuration's dead fraction is 0 or its saturated fraction (ReLU's are one
-    and the same): the dead-fraction figure would repeat a panel of the saturated one."""
-    dead, saturated = per_layer("dead_frac")[0], per_layer("saturated_frac")[0]
-    if dead.empty or saturated.empty or len(dead) != len(saturated):
-        return False
-    keys = [c for c in dead.columns if c not in ("mean", "low", "high", "seeds")]
-    pair = dead.merge(saturated, on=keys, how="left", suffixes=("", "_sat"))
-    values = pair[["mean", "low", "high"]].to_numpy(float)
-    equal = np.isclose(values, pair[["mean_sat", "low_sat", "high_sat"]].to_numpy(float))
-    return bool((equal.all(axis=1) | (pair["mean"].fillna(0) == 0)).all())
-
-
-def signal_jobs(results: Results) -> list[FigureJob]:
-    """Per-layer statistics: lines over depth, or dots for shallow models; init panels once
-    where they do not vary (:mod:`benchinit.report.once`), the dead fraction only where it is
-    not the saturated fraction."""
-    layers = results.labelled("layers")
-    layers = layers[layers["status"] != "failed"]
-    if layers.empty:
-        return []
-    train = results.study["kind"] == "train"
-    hue, facets = layout(results, ["phase"] if train else [])
-    keys = [*results.varying, "phase", "layer"]
-    shallow = layers["layer"].nunique() <= SHALLOW
-    draw = facet_figures.dot_plot if shallow else facet_figures.band_plot
-    order = results.study["values"]
-    cache: dict[str, tuple[pd.DataFrame, bool]] = {}
-
-    def per_layer(name: str) -> tuple[pd.DataFrame, bool]:
-        if name not in cache:
-            part = layers[layers["metric"] == name]
-            cache[name] = aggregate(part, keys, metric_info(name, "layer"), order)
-        return cache[name]
-
-    theory, _ = per_layer("theory_std")
-    merged = _dead_is_saturated(per_layer)
-    jobs = []
-    for name, title, with_theory in SIGNAL_FIGURES:
-        metric = metric_info(name, "layer")
-        table, clipped = per_layer(name)
-        if table.empty or (name.endswith("_frac") and not table["mean"].fillna(0).abs().max() > 0):
-            continue
-        if name == "dead_frac" and merged:
-            continue
-        table, panels, collapsed = collapse_init(table, facets, keys)
-        kwargs: dict[str, Any] = {"size": facet_figures.SMALL, "names": layer_names(results)}
-        data = table
-        if with_theory and not theory.empty:
-            dashed = staged(theory, collapsed, [a for a in panels if a != STAGE])
-            kwargs["dashed"] = dashed
-            title += f" ({'dashes' if shallow else 'dashed'}: mean-field theory, Poole et al. 2016)"
-            data = table.merge(
-                dashed[[*keys, "mean"]].rename(columns={"mean": "theory"}), on=keys, how="left"
-            )
-        what = "dots and bars" if shallow else "bands"
-        caption = (
-            f"{title}; {band_note(table, metric, clipped, what)}."
-            + (SAME_AS_DEAD if name == "saturated_frac" and merged else "")
-            + panels_note(table, panels)
-            + init_note(collapsed)
-        )
-        jobs.append(
-            FigureJob(
-                "signal",
-                caption,
-                slug("signal", name),
-                draw,
-                (table, "layer", hue, panels, metric),
-                kwargs,
-                data=data,
-            )
-        )
-    return jobs
 
 
 def _histogram_stages(

@@ -18,7 +18,10 @@
                 ``metric``, ``value``.
 ``layers``      ``cell``, ``phase`` (``init`` | ``final``), ``layer`` (int64, 1-based hidden
                 layer), ``metric`` (``act_mean``, ``act_std``, ``preact_std``,
-                ``saturated_frac``, ``dead_frac``, ``grad_norm``, ``theory_std``,
+                ``saturated_frac``, ``dead_frac``, ``dead_unit_frac``,
+                ``saturated_unit_frac`` (shares of units, channels for a convolution,
+                dead or saturated on every probe sample; older folders lack them),
+                ``grad_norm``, ``theory_std``,
                 ``jac_sv2_mean``, ``jac_sv2_var`` (the input-output Jacobian's squared
                 singular values, benchinit.engine.jacobian), ``theory_jac_sv2_mean``,
                 ``theory_jac_sv2_var``), ``value``.
