@@ -99,7 +99,8 @@ class FigureWorkers:
         are enough jobs to pay for starting them, else in this process."""
         if self._timer is not None:
             self._timer.cancel()  # not started by now: decided below
-        pool = self._pool
+        with self._lock:  # a start under way is waited for
+            pool: Executor | None = self._pool
         if pool is None and len(jobs) >= COLD_MINIMUM:
             pool = self._start()
         results: Iterable[Any] = map(draw, jobs) if pool is None else pool.map(draw, jobs)
