@@ -7,7 +7,7 @@ import math
 import matplotlib.patches
 import pandas as pd
 
-from benchinit.figures import facets
+from benchinit.figures import histograms
 
 
 def _frame(apart: bool) -> pd.DataFrame:
@@ -27,17 +27,17 @@ def _hatched(fig) -> list[matplotlib.patches.Rectangle]:
 
 def test_mass_above_the_range_is_a_hatched_bar_past_the_end():
     frame = _frame(apart=True)
-    fig = facets.histogram_grid(frame, None, "relu")
+    fig = histograms.histogram_grid(frame, None, "relu")
     (bar,) = _hatched(fig)  # "below" holds nothing: no bar
     assert bar.get_x() == 4.0 and bar.get_width() == 1.0  # a bin's gap past hi = 3
     assert bar.get_height() == 30 / 40  # its share of every value, not of those inside
     assert "hatched" in fig._supxlabel.get_text()
-    assert facets.apart(frame)
+    assert histograms.apart(frame)
 
 
 def test_an_older_folder_says_its_edge_bins_hold_the_outside():
     frame = _frame(apart=False)
-    fig = facets.histogram_grid(frame, None, "relu")
-    assert not _hatched(fig) and not facets.apart(frame)
-    assert "edge bins" in facets.outside_text(frame)
+    fig = histograms.histogram_grid(frame, None, "relu")
+    assert not _hatched(fig) and not histograms.apart(frame)
+    assert "edge bins" in histograms.outside_text(frame)
     assert "edge bins" in fig._supxlabel.get_text()

@@ -1,4 +1,5 @@
-"""Small-multiple figures over epochs and layers: bands, dots and the histogram grid.
+"""Small-multiple figures over epochs and layers: bands and dots (histograms:
+:mod:`benchinit.figures.histograms`).
 
 Same conventions as :mod:`benchinit.figures.drawing` (fresh Figure objects, a Metric row for the
 axis, titles that fit their panels). A panel shows one configuration of every axis except
@@ -18,10 +19,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from benchinit.figures.drawing import MAX_LAYERS
 from benchinit.figures.layout import (
     MAX_HUES,
-    MAX_PANELS,
     SEPARATOR,
     add_legend,
     grid_of,
@@ -40,6 +39,7 @@ PANEL_HEIGHT = 1.6  # inches of panel: short panels keep a section's figures on 
 # half as tall; their x axis (layer) is labelled once per column
 SMALL = (1.85, 1.55)
 MIN_WIDTH = 3.6  # inches of panels at least: one or two small panels are made wider
+GROUPED_WIDTH = 5.0  # inches of a dot plot's panel with groups along x, at most (it pairs)
 
 
 def _columns(frame: pd.DataFrame, facets: Sequence[str]) -> int:
@@ -48,9 +48,6 @@ def _columns(frame: pd.DataFrame, facets: Sequence[str]) -> int:
     if len(facets) > 1 and 2 <= frame[facets[-1]].nunique() <= 4:
         return int(frame[facets[-1]].nunique())
     return 4
-
-
-MAX_COLUMNS = 6  # columns of a density grid
 
 
 def _hues(frame: pd.DataFrame, hue: str | None) -> list[Any]:
@@ -125,10 +122,20 @@ def band_plot(
             ax.xaxis.get_major_locator().set_params(integer=True)
     _label_axes(axes, x, metric, columns)
     scale_axes(axes, metric, frame)
-    _note(fig, _titles(fig, axes, [where for _, where, _ in panels], facets, columns, width))
+    _note(fig, table_titles(fig, axes, [where for _, where, _ in panels], facets, columns, width))
     extra = dashed_label if dashed is not None else ""
     _decorate(fig, hue, _handles(hue, hues, colors, extra), width * columns)
     return fig
+
+
+def along_x(
+    frame: pd.DataFrame, facets: Sequence[str], dashed: pd.DataFrame | None = None
+) -> str | None:
+    """The facet a :func:`dot_plot` of ``frame`` draws as groups along its x axis: the last
+    one when it has 2 to 4 values and there are others (else None: every facet a panel)."""
+    if len(facets) < 2 or not 2 <= frame[facets[-1]].nunique() <= 4:
+        return None
+    return facets[-1] if dashed is None or facets[-1] in dashed.columns else None
 
 
 def dot_plot(
@@ -147,34 +154,52 @@ def dot_plot(
     side by side at each ``x``; ``dashed`` values as short dashes beside them.
 
     Lines through two or three points suggest a trend that is not there; dots say "these
-    are the layers there are".
+    are the layers there are". A last facet of 2 to 4 values (the stage: init, then each
+    optimizer's final) is not a column of panels but groups along the x axis, a gap and a
+    rule between them, its values under each group: one panel per value of the other
+    facets, a third of the panels a grid would draw (each costs the same to draw), and
+    init and final side by side on one scale.
     """
-    panels = panels_of(frame, facets)
+    by = along_x(frame, facets, dashed)
+    panel_facets = [f for f in facets if f != by]
+    panels = panels_of(frame, panel_facets)
     hues = _hues(frame, hue)
     colors = palette(hues)
     xs = sorted(frame[x].dropna().unique().tolist())
-    position = {v: i for i, v in enumerate(xs)}
+    groups = list(dict.fromkeys(frame[by])) if by else [None]
+    slots = len(groups) * (len(xs) + 1) - 1
     step = 0.7 / max(len(hues), 1)
-    columns = min(_columns(frame, facets), max(len(panels), 1))
-    width = max(size[0], MIN_WIDTH / columns)
-    fig, axes = grid_of(len(panels), col_wrap=columns, width=width, height=size[1])
+
+    def at(rows: pd.DataFrame, offset: float) -> np.ndarray:
+        return _slots(rows, x, xs, by, groups) + offset
+
+    if by:  # one column of panels, each wide enough for its groups (the figures still pair)
+        columns, width, height = 1, min(GROUPED_WIDTH, 0.8 + 0.5 * slots), size[1] + 0.2
+    else:
+        columns = min(_columns(frame, panel_facets), max(len(panels), 1))
+        width, height = max(size[0], MIN_WIDTH / columns), size[1]
+    width = max(width, MIN_WIDTH / columns)
+    fig, axes = grid_of(len(panels), col_wrap=columns, width=width, height=height)
     for ax, (_, where, panel) in zip(axes, panels, strict=True):
         for k, value in enumerate(hues):
             offset = (k - (len(hues) - 1) / 2) * step
             dots = _select(panel, hue, value, {})
             if dots.empty:
                 continue
-            at = np.array([position[v] for v in dots[x]]) + offset
             lower = (dots["mean"] - dots["low"]).fillna(0).clip(lower=0)
             upper = (dots["high"] - dots["mean"]).fillna(0).clip(lower=0)
             ax.errorbar(
-                at, dots["mean"], yerr=[lower, upper], fmt="o", color=colors[value], capsize=2
+                at(dots, offset),
+                dots["mean"],
+                [lower, upper],
+                fmt="o",
+                color=colors[value],
+                capsize=2,
             )
             if dashed is not None:
                 theory = _select(dashed, hue, value, where)
-                at = np.array([position.get(v, np.nan) for v in theory[x]]) + offset
                 ax.plot(
-                    at,
+                    at(theory, offset),
                     theory["mean"],
                     linestyle="none",
                     marker="_",
@@ -183,14 +208,54 @@ def dot_plot(
                     color="0.15",
                     zorder=4,
                 )
-        ax.set_xticks(range(len(xs)), [(names or {}).get(v) or label(v) for v in xs])
-        ax.set_xlim(-0.6, len(xs) - 0.4)
-    _label_axes(axes, x, metric, columns)
+        _layer_ticks(ax, xs, groups, names)
+    _label_axes(axes, f"{x}, by {by}" if by else x, metric, columns)
     scale_axes(axes, metric, frame)
-    _note(fig, _titles(fig, axes, [where for _, where, _ in panels], facets, columns, width))
+    note = table_titles(fig, axes, [where for _, where, _ in panels], panel_facets, columns, width)
+    if by:
+        note = f"{note}; {by} along x" if note else f"{by} along x"
+    _note(fig, note)
     extra = dashed_label if dashed is not None else ""
     _decorate(fig, hue, _handles(hue, hues, colors, extra, dots=True), width * columns)
     return fig
+
+
+def _slots(
+    rows: pd.DataFrame, x: str, xs: list[Any], by: str | None, groups: list[Any]
+) -> np.ndarray:
+    """Each row's place on a dot plot's x axis: its ``x`` value's index within its group,
+    groups one slot apart."""
+    layer = rows[x].map({v: i for i, v in enumerate(xs)}).to_numpy(float)
+    group = rows[by].map({g: i for i, g in enumerate(groups)}).to_numpy(float) if by else 0.0
+    return group * (len(xs) + 1) + layer
+
+
+def _layer_ticks(
+    ax: Any, xs: list[Any], groups: list[Any], names: Mapping[Any, str] | None
+) -> None:
+    """Layer labels at each slot; with groups, each group's value centred under its layers
+    (major ticks, padded below the layer labels) and a light rule between groups."""
+    span = len(xs) + 1
+    layers = [(names or {}).get(v) or label(v) for v in xs]
+    if groups == [None]:
+        ax.set_xticks(range(len(xs)), layers)
+        ax.set_xlim(-0.6, len(xs) - 0.4)
+        return
+    ax.set_xticks(
+        [g * span + i for g in range(len(groups)) for i in range(len(xs))],
+        layers * len(groups),
+        minor=True,
+    )
+    ax.set_xticks(
+        [g * span + (len(xs) - 1) / 2 for g in range(len(groups))],
+        [label(g, 14) for g in groups],
+    )
+    ax.tick_params(axis="x", which="major", pad=13, length=0, labelsize="small")
+    ax.tick_params(axis="x", which="minor", length=0, labelsize="small")
+    ax.grid(False, axis="x", which="both")
+    for g in range(1, len(groups)):
+        ax.axvline(g * span - 1, color="0.85", linewidth=0.8)
+    ax.set_xlim(-0.6, len(groups) * span - 1.4)
 
 
 def _decorate(fig: Figure, hue: str | None, handles: list[Any], width: float) -> None:
@@ -205,7 +270,7 @@ def _note(fig: Figure, note: str) -> None:
         fig.suptitle(note, fontsize="small", color="0.3", x=0.01, ha="left")
 
 
-def _titles(
+def table_titles(
     fig: Figure,
     axes: Sequence[Any],
     panels: Sequence[dict[str, Any]],
@@ -250,152 +315,3 @@ def _label_axes(axes: Sequence[Any], x: str, metric: Metric, columns: int) -> No
         ax.set_ylabel("")
         ax.set_xlabel(x if i + columns >= len(axes) else "")
     axes[0].figure.supylabel(metric.label, fontsize=matplotlib.rcParams["axes.labelsize"])
-
-
-def pick_layers(layers: Sequence[int], limit: int = MAX_LAYERS) -> list[int]:
-    """At most ``limit`` layers: the first, the last, and evenly spaced ones between."""
-    layers = sorted(set(layers))
-    if len(layers) <= limit:
-        return layers
-    index = np.linspace(0, len(layers) - 1, limit).round().astype(int)
-    return [layers[i] for i in sorted(set(index))]
-
-
-def histogram_grid(
-    frame: pd.DataFrame,
-    rows: str | None,
-    title: str,
-    hue: str | None = None,
-    names: Mapping[Any, str] | None = None,
-) -> Figure:
-    """The lesson's figure: one row per ``rows`` value (one row when None), one column per
-    layer.
-
-    ``frame`` holds summed counts per (rows, layer, bin) with ``left``/``right`` edges; bars
-    are normalized to the share of activations in each bin. ``hue`` overlays phases.
-    """
-    row_values = list(dict.fromkeys(frame[rows]))[: MAX_PANELS // 2] if rows else [None]
-    layers = pick_layers(frame["layer"].tolist())
-    fig = Figure(
-        figsize=(2.2 * len(layers) + 1.2, 1.3 * len(row_values) + 0.9), layout="constrained"
-    )
-    axes = fig.subplots(len(row_values), len(layers), squeeze=False, sharex=True, sharey="row")
-    hue_values = list(dict.fromkeys(frame[hue])) if hue else [None]
-    colors = palette(hue_values)
-    for i, row_value in enumerate(row_values):
-        for j, layer in enumerate(layers):
-            ax = axes[i][j]
-            cell = frame[frame["layer"] == layer]
-            if rows:
-                cell = cell[cell[rows] == row_value]
-            for value in hue_values:
-                part = cell if value is None else cell[cell[hue] == value]
-                if not part.empty:
-                    _bars(ax, part.sort_values("bin"), colors[value], hue, value == hue_values[0])
-            ax.set_ylabel(label(row_value) if j == 0 and rows else "")
-            ax.set_xlabel("")
-            if i == 0:
-                ax.set_title((names or {}).get(layer) or f"layer {layer}")
-    fig.suptitle(title)
-    fig.supxlabel(f"activation value ({outside_text(frame)})", fontsize="small")
-    if hue:
-        handles = [matplotlib.patches.Patch(color=colors[v], label=label(v)) for v in hue_values]
-        fig.legend(handles=handles, loc="outside right upper", frameon=False)
-    return fig
-
-
-def density_grid(
-    frame: pd.DataFrame,
-    rows: str | None,
-    cols: str | None,
-    hue: str | None,
-    title: str,
-    xlabel: str,
-) -> Figure:
-    """Stored histograms (``bin``, ``left``, ``right``, ``count``, summed per panel and hue
-    value) as the share per bin: one panel per (``rows``, ``cols``) value pair, titled
-    with its values, ``cols`` values across (at most ``MAX_COLUMNS``; without ``cols``
-    the panels wrap in rows of 4), ``hue`` values overlaid as outlines (the first also
-    filled). At most ``MAX_PANELS`` panels."""
-    row_values = list(dict.fromkeys(frame[rows])) if rows else [None]
-    col_values = list(dict.fromkeys(frame[cols]))[:MAX_COLUMNS] if cols else [None]
-    pairs = [(r, c) for r in row_values for c in col_values][:MAX_PANELS]
-    wrap = len(col_values) if cols else min(len(pairs), 4)
-    fig, axes = grid_of(len(pairs), col_wrap=wrap, width=2.6, height=1.55, sharey=False)
-    hue_values = list(dict.fromkeys(frame[hue]))[:MAX_HUES] if hue else [None]
-    colors = palette(hue_values)
-    for ax, (row_value, col_value) in zip(axes, pairs, strict=True):
-        cell = frame if rows is None else frame[frame[rows] == row_value]
-        cell = cell if cols is None else cell[cell[cols] == col_value]
-        for value in hue_values:
-            part = cell if value is None else cell[cell[hue] == value]
-            if not part.empty:
-                _bars(ax, part.sort_values("bin"), colors[value], hue, value == hue_values[0])
-        ax.set_ylabel("share" if ax.get_subplotspec().is_first_col() else "")
-    named = [a for a in (rows, cols) if a]
-    where = [{a: v for a, v in zip((rows, cols), pair, strict=True) if a} for pair in pairs]
-    note = _titles(fig, axes, where, named, wrap, 2.6)
-    fig.suptitle(title + (f" ({note})" if note else ""))
-    lines = textwrap.wrap(xlabel, 34 * wrap)
-    fig.supxlabel("\n".join(lines), fontsize="small")
-    fig.set_figheight(fig.get_figheight() + 0.5 + 0.16 * len(lines))  # titles, the x label
-    if hue:
-        handles = [
-            matplotlib.patches.Patch(facecolor="none", edgecolor=colors[v], label=label(v))
-            for v in hue_values
-        ]
-        fig.legend(handles=handles, loc="outside right upper", frameon=False, title=hue)
-    return fig
-
-
-def apart(frame: pd.DataFrame) -> bool:
-    """Whether stored histograms count the values beyond their range apart (``bin`` -1 and
-    ``bins``, infinite outer edges): folders made before they did folded them into the edge
-    bins."""
-    return bool((frame["bin"] < 0).any())
-
-
-def outside_text(frame: pd.DataFrame, span: str = "the range") -> str:
-    """How a histogram figure of ``frame`` shows the values beyond ``span``."""
-    if apart(frame):
-        return f"hatched bars a gap past each end hold the share of values beyond {span}"
-    return f"values beyond {span} are counted in the edge bins"
-
-
-def _bars(ax: Any, part: pd.DataFrame, color: Any, hue: str | None, first: bool) -> None:
-    """One histogram from stored counts: the share of values per bin, drawn as stairs over
-    the stored edges (counts are already binned; nothing is re-binned). The counts below
-    and above the range (infinite outer edge) are hatched bars one bin wide, one bin
-    outside the range, drawn only where they hold something."""
-    outer = ~np.isfinite(part["left"].to_numpy(dtype=float)) | ~np.isfinite(
-        part["right"].to_numpy(dtype=float)
-    )
-    counts = part["count"].to_numpy(dtype=float)
-    total = counts.sum()
-    share = counts / total if total else counts
-    inner = part[~outer]
-    if inner.empty:
-        return
-    edges = np.append(inner["left"].to_numpy(dtype=float), float(inner["right"].iloc[-1]))
-    if not np.isfinite(edges).all() or (np.diff(edges) <= 0).any():
-        return  # damaged edges: an empty panel rather than a wrong picture
-    inside = share[~outer]
-    if not hue or first:
-        ax.stairs(inside, edges, fill=True, color=color, alpha=0.6 if hue else 0.85, lw=0)
-    if hue:
-        ax.stairs(inside, edges, color=color, linewidth=0.8)
-    width = float(edges[1] - edges[0])
-    below = float(share[outer & (part["bin"].to_numpy() < 0)].sum())
-    above = float(share[outer & (part["bin"].to_numpy() >= 0)].sum())
-    for value, left in ((below, edges[0] - 2 * width), (above, edges[-1] + width)):
-        if value > 0:
-            ax.bar(
-                left,
-                value,
-                width,
-                align="edge",
-                color="none",
-                edgecolor=color,
-                hatch="////",
-                linewidth=0.8,
-            )

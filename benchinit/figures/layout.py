@@ -181,12 +181,20 @@ def _is_log(metric: Metric, means: np.ndarray, spread: np.ndarray) -> bool:
     return bool((values > 0).all() and values.max() / values.min() > WIDE)
 
 
+def axis_scale(metric: Metric, frame: pd.DataFrame) -> str:
+    """The scale :func:`scale_axes` gives ``frame``'s values: "log" or "linear" (a log
+    metric with a value at or below 0 is drawn linear; captions say which)."""
+    means = _finite(frame["mean"])
+    spread = _finite(frame["low"], frame["high"]) if "low" in frame else np.array([])
+    return "log" if _is_log(metric, means, spread) else "linear"
+
+
 def scale_axes(axes: Sequence[Any], metric: Metric, frame: pd.DataFrame, axis: str = "y") -> str:
     """Give ``axes`` the metric's scale and limits for ``frame``'s mean/low/high; returns
     the scale used ("log" or "linear")."""
     means = _finite(frame["mean"])
     spread = _finite(frame["low"], frame["high"]) if "low" in frame else np.array([])
-    log = _is_log(metric, means, spread)
+    log = axis_scale(metric, frame) == "log"
     limits: tuple[float, float] | None = None
     if log:
         shown = np.concatenate([means, spread[spread > 0]])

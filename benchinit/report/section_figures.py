@@ -36,6 +36,7 @@ from matplotlib.figure import Figure
 
 from benchinit.figures import drawing as figures
 from benchinit.figures import facets as facet_figures
+from benchinit.figures import histograms as histogram_figures
 from benchinit.metrics import Metric, curve_info
 from benchinit.report.once import STAGE, invariant, staged
 from benchinit.report.sections import layer_names, main_metric
@@ -121,11 +122,15 @@ def band_note(table: pd.DataFrame, metric: Metric, clipped: bool, what: str = "b
     return note + (f", clipped to the metric's range {metric.range_text()}" if clipped else "")
 
 
-def panels_note(frame: pd.DataFrame, facets: list[str]) -> str:
+def panels_note(frame: pd.DataFrame, facets: list[str], along: str | None = None) -> str:
+    """What the panels are; ``along``: a facet drawn as groups along the x axis instead
+    (benchinit.figures.facets.along_x)."""
+    grouped = f", its {along} values along the x axis" if along else ""
+    facets = [f for f in facets if f != along]
     if not facets:
-        return ""
+        return f" Its {along} values along the x axis." if along else ""
     panels = frame.groupby(facets, sort=False, dropna=False).ngroups
-    note = f" One panel per {' · '.join(facets)}"
+    note = f" One panel per {' · '.join(facets)}{grouped}"
     if panels > figures.MAX_PANELS:
         note += (
             f" (the first {figures.MAX_PANELS} of {panels} panels; every configuration is "
@@ -316,9 +321,9 @@ def histogram_jobs(results: Results) -> list[FigureJob]:
             FigureJob(
                 "histograms",
                 f"{caption}. Each histogram spans its activation's histogram range; "
-                f"{facet_figures.outside_text(frame)}.",
+                f"{histogram_figures.outside_text(frame)}.",
                 slug("histograms", *map(str, key)),
-                facet_figures.histogram_grid,
+                histogram_figures.histogram_grid,
                 (frame, rows_axis, title),
                 {"hue": hue, "names": layer_names(results)},
                 data=frame,

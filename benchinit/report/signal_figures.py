@@ -134,10 +134,11 @@ def signal_jobs(results: Results) -> list[FigureJob]:
                 dashed[[*keys, "mean"]].rename(columns={"mean": "theory"}), on=keys, how="left"
             )
         what = "dots and bars" if shallow else "bands"
+        along = facet_figures.along_x(table, panels, kwargs.get("dashed")) if shallow else None
         caption = (
             f"{title}; {band_note(table, metric, clipped, what)}."
             + notes.get(name, "")
-            + panels_note(table, panels)
+            + panels_note(table, panels, along)
             + init_note(collapsed)
         )
         jobs.append(

@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 from benchinit.figures import facets as facet_figures
+from benchinit.figures import histograms as histogram_figures
+from benchinit.figures.layout import axis_scale
 from benchinit.metrics import POSITIVE, Metric, metric_info
 from benchinit.report.once import STAGE, collapse_init, distinct_groups, init_note, staged
 from benchinit.report.section_figures import (
@@ -146,10 +148,15 @@ def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
             )
         what = "dots and bars" if dots else "bands"
         caption = (
-            f"{title}, {where}; log axis; {band_note(table, metric, clipped, what)}."
+            f"{title}, {where}; {axis_scale(metric, table)} axis; "
+            f"{band_note(table, metric, clipped, what)}."
             + note
             + floored
-            + panels_note(table, panels)
+            + panels_note(
+                table,
+                panels,
+                facet_figures.along_x(table, panels, kwargs.get("dashed")) if dots else None,
+            )
             + init_note(collapsed)
         )
         jobs.append(
@@ -194,7 +201,7 @@ def density_jobs(results: Results) -> list[FigureJob]:
     groups = list(summed.groupby(split, sort=False, dropna=False)) if split else [((), summed)]
     edges = summed[["left", "right"]].to_numpy(dtype=float)
     low, high = edges[np.isfinite(edges)].min(), edges[np.isfinite(edges)].max()
-    outside = facet_figures.outside_text(summed, f"1e{low:g} .. 1e{high:g}")
+    outside = histogram_figures.outside_text(summed, f"1e{low:g} .. 1e{high:g}")
     xlabel = (
         f"log10 singular value of the input-output Jacobian at the last hidden layer ({outside})"
     )
@@ -221,7 +228,7 @@ def density_jobs(results: Results) -> list[FigureJob]:
                 "spectrum",
                 caption,
                 slug("spectrum-density", *map(str, shown)),
-                facet_figures.density_grid,
+                histogram_figures.density_grid,
                 (frame, rows, cols, hue, f"Jacobian spectrum, {title}", xlabel),
                 data=frame,
             )
