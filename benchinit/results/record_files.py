@@ -224,7 +224,7 @@ def own(frame: pd.DataFrame, snap: Snapshot) -> pd.DataFrame:
 def statuses(runs: pd.DataFrame) -> pd.DataFrame:
     """``cell, status, code, chunk`` of run records read by :func:`read_table`."""
     frame = runs.reindex(columns=["cell", "status", "code", CHUNK])
-    frame[["status", "code"]] = frame[["status", "code"]].fillna("").astype(str)
+    frame[["status", "code"]] = frame[["status", "code"]].astype(object).fillna("").astype(str)
     return frame.rename(columns={CHUNK: "chunk"})
 
 

@@ -298,7 +298,7 @@ class Store:
         if new:
             read = record_files.read_table(snap, "runs", ["cell", "status", "code"], units=new)
             read = read.to_pandas().reindex(columns=["cell", "status", "code", CHUNK, "_unit"])
-            read[["status", "code"]] = read[["status", "code"]].fillna("")
+            read[["status", "code"]] = read[["status", "code"]].astype(object).fillna("")
             self._statuses |= {u: read[read["_unit"] == u] for u in new}  # empty ones too
         frames = [self._statuses[u] for u in snap.units]
         if not sum(len(f) for f in frames):
