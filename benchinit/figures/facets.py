@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import matplotlib.font_manager
 import matplotlib.lines
 import matplotlib.patches
 import numpy as np
@@ -310,8 +311,20 @@ def table_titles(
 
 
 def _label_axes(axes: Sequence[Any], x: str, metric: Metric, columns: int) -> None:
-    """The metric once, left of the panels; ``x`` under the lowest panel of each column."""
+    """The metric once, left of the panels (of the first one when there is one row), wrapped
+    to a panel's height: a figure's label is centred on the whole figure, and beside one
+    short row of panels it ran into the legend below; ``x`` under each column's lowest panel."""
     for i, ax in enumerate(axes):
         ax.set_ylabel("")
         ax.set_xlabel(x if i + columns >= len(axes) else "")
-    axes[0].figure.supylabel(metric.label, fontsize=matplotlib.rcParams["axes.labelsize"])
+    fig = axes[0].figure
+    size = matplotlib.font_manager.FontProperties(
+        size=matplotlib.rcParams["axes.labelsize"]
+    ).get_size_in_points()
+    rows = -(-len(axes) // columns)
+    room = max(8, int(fig.get_figheight() * 72 * 0.85 / (0.6 * size)))  # characters a line
+    text = "\n".join(textwrap.wrap(metric.label, room, break_on_hyphens=False)[:2])
+    if rows == 1:  # beside its one row of panels (a figure's label is centred on the figure)
+        axes[0].set_ylabel(text or metric.label, fontsize=size)
+    else:
+        fig.supylabel(text or metric.label, fontsize=size)

@@ -95,14 +95,13 @@ def staged(frame: pd.DataFrame, collapsed: list[str], rest: list[str]) -> pd.Dat
     return kept.reset_index(drop=True)
 
 
-def init_note(collapsed: list[str]) -> str:
-    """The caption's sentence for :func:`collapse_init`'s result."""
+def init_note(collapsed: list[str], grouped: bool = False) -> str:
+    """The caption's sentence for :func:`collapse_init`'s result; ``grouped``: the stages
+    are groups along a dot plot's x axis, not panels (benchinit.figures.facets.along_x)."""
     if not collapsed:
         return ""
-    return (
-        f" The initialization does not depend on {' or '.join(collapsed)}: its panel is drawn "
-        "once (stage init)."
-    )
+    drawn = "its group is drawn once in each panel" if grouped else "its panel is drawn once"
+    return f" The initialization does not depend on {' or '.join(collapsed)}: {drawn} (stage init)."
 
 
 def distinct_groups(

@@ -37,6 +37,7 @@ from matplotlib.figure import Figure
 from benchinit.figures import drawing as figures
 from benchinit.figures import facets as facet_figures
 from benchinit.figures import histograms as histogram_figures
+from benchinit.figures.layout import axis_scale
 from benchinit.metrics import Metric, curve_info
 from benchinit.report.once import STAGE, invariant, staged
 from benchinit.report.sections import layer_names, main_metric
@@ -119,7 +120,10 @@ def band_note(table: pd.DataFrame, metric: Metric, clipped: bool, what: str = "b
     note = f"{what}: mean and 95% t-interval over {over}"
     if low == 1:
         note += " (one seed: no interval)"
-    return note + (f", clipped to the metric's range {metric.range_text()}" if clipped else "")
+    note += f", clipped to the metric's range {metric.range_text()}" if clipped else ""
+    if axis_scale(metric, table) == "log" and "low" in table and (table["low"] <= 0).any():
+        note += " (an interval that reaches 0 runs to the bottom edge of the log axis)"
+    return note
 
 
 def panels_note(frame: pd.DataFrame, facets: list[str], along: str | None = None) -> str:
@@ -167,7 +171,8 @@ def results_jobs(results: Results, summary: pd.DataFrame) -> list[FigureJob]:
             FigureJob(
                 "results",
                 f"{metric.name} per configuration, best first: mean and 95% t-interval over "
-                f"seeds{clipped} (the 30 best are drawn).",
+                f"seeds{clipped}"
+                + (f" (the 30 best of {len(drawn)} are drawn)." if len(drawn) > 30 else "."),
                 slug("results", metric.name, "intervals"),
                 figures.interval_plot,
                 (top, "configuration", metric),

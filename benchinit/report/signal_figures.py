@@ -139,7 +139,7 @@ def signal_jobs(results: Results) -> list[FigureJob]:
             f"{title}; {band_note(table, metric, clipped, what)}."
             + notes.get(name, "")
             + panels_note(table, panels, along)
-            + init_note(collapsed)
+            + init_note(collapsed, along == STAGE)
         )
         jobs.append(
             FigureJob(

@@ -34,7 +34,14 @@ from benchinit.figures import facets as facet_figures
 from benchinit.figures import histograms as histogram_figures
 from benchinit.figures.layout import axis_scale
 from benchinit.metrics import POSITIVE, Metric, metric_info
-from benchinit.report.once import STAGE, collapse_init, distinct_groups, init_note, staged
+from benchinit.report.once import (
+    STAGE,
+    collapse_init,
+    distinct_groups,
+    init_note,
+    invariant,
+    staged,
+)
 from benchinit.report.section_figures import (
     SHALLOW,
     FigureJob,
@@ -106,8 +113,12 @@ def _layout(results: Results) -> tuple[str, str | None, list[str], list[str]]:
 
 
 def _floor(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose mean is below ``SPREAD_FLOOR`` (rounding) drawn at it; a lower end at 0
+    of an interval around a larger mean is the interval's, not rounding, and is kept."""
+    rounding = table["mean"] < SPREAD_FLOOR
     columns = [c for c in ("mean", "low", "high") if c in table]
-    return table.assign(**{c: table[c].clip(lower=SPREAD_FLOOR) for c in columns})
+    floored = {c: table[c].where(~rounding, table[c].clip(lower=SPREAD_FLOOR)) for c in columns}
+    return table.assign(**floored)
 
 
 def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
@@ -127,7 +138,7 @@ def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
         table, panels, collapsed = collapse_init(table, facets, keys)
         theory = staged(theory, collapsed, [a for a in panels if a != STAGE])
         floored = ""
-        if name == "jac_spread" and (table[["mean", "low"]] < SPREAD_FLOOR).any().any():
+        if name == "jac_spread" and (table["mean"] < SPREAD_FLOOR).any():
             table, theory = _floor(table), _floor(theory)
             floored = (
                 f" Spreads below {SPREAD_FLOOR:g} (float rounding of an isometric network) "
@@ -147,17 +158,14 @@ def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
                 "normalized ones)."
             )
         what = "dots and bars" if dots else "bands"
+        along = facet_figures.along_x(table, panels, kwargs.get("dashed")) if dots else None
         caption = (
             f"{title}, {where}; {axis_scale(metric, table)} axis; "
             f"{band_note(table, metric, clipped, what)}."
             + note
             + floored
-            + panels_note(
-                table,
-                panels,
-                facet_figures.along_x(table, panels, kwargs.get("dashed")) if dots else None,
-            )
-            + init_note(collapsed)
+            + panels_note(table, panels, along)
+            + init_note(collapsed, along == STAGE)
         )
         jobs.append(
             FigureJob(
@@ -173,14 +181,21 @@ def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
     return jobs
 
 
-def _density_axes(results: Results) -> tuple[str | None, str | None, str | None, list[str]]:
-    """(rows, cols, hue, split) of the density figures."""
-    varying = [a for a in results.varying if a != DEPTH]
+def _density_axes(
+    results: Results, spectra: pd.DataFrame
+) -> tuple[str | None, str | None, str | None, list[str]]:
+    """(rows, cols, hue, split) of the density figures: grid axes whose spectra are all
+    the same are left out (a train study records the spectrum at init, where the loss or
+    the optimizer changes nothing), and so is the phase when one was recorded."""
+    keys = [*results.varying, "seed", "phase", "layer", "bin"]
+    varying = [
+        a for a in results.varying if a != DEPTH and not invariant(spectra, a, keys, ["count"])
+    ]
     ordered: list[str] = [a for a in ("initializer", "activation") if a in varying]
     ordered += [a for a in varying if a not in ordered]
-    train = results.study["kind"] == "train"
-    hue = DEPTH if DEPTH in results.varying else ("phase" if train else None)
-    split = ordered[2:] + (["phase"] if train and hue != "phase" else [])
+    phases = spectra["phase"].nunique() > 1
+    hue = DEPTH if DEPTH in results.varying else ("phase" if phases else None)
+    split = ordered[2:] + (["phase"] if phases and hue != "phase" else [])
     rows = ordered[0] if ordered else None
     cols = ordered[1] if len(ordered) > 1 else None
     return rows, cols, hue, split
@@ -192,7 +207,9 @@ def density_jobs(results: Results) -> list[FigureJob]:
     spectra = spectra[spectra["status"] != "failed"]
     if spectra.empty:
         return []
-    rows, cols, hue, split = _density_axes(results)
+    rows, cols, hue, split = _density_axes(results, spectra)
+    pooled = [a for a in results.varying if a not in (rows, cols, hue, *split)]
+    at_init = results.study["kind"] == "train" and spectra["phase"].eq("init").all()
     keys = [k for k in (rows, cols, hue) if k] + split + ["bin", "left", "right"]
     summed = spectra.groupby(keys, sort=False, dropna=False)["count"].sum().reset_index()
     summed = grid_sorted(summed, results.study["values"])
@@ -215,8 +232,15 @@ def density_jobs(results: Results) -> list[FigureJob]:
         shown = [v if all(k[i] == v for k in same) else "any" for i, v in enumerate(key)]
         title = ", ".join(f"{a} = {v}" for a, v in zip(split, shown, strict=True)) or "all cells"
         caption = (
-            f"Jacobian spectrum at the last hidden layer, {title}: the share of singular "
-            "values per bin of log10, pooled over seeds and probe inputs"
+            f"Jacobian spectrum at the last hidden layer, {title}"
+            + (" (at initialization: the only spectrum a train study records)" if at_init else "")
+            + ": the share of singular values per bin of log10, pooled over seeds and probe "
+            "inputs"
+            + (
+                f" and over {', '.join(pooled)} (the same spectrum for each value)"
+                if pooled
+                else ""
+            )
             + (f"; {layout}" if layout else "")
             + "."
             + (" One figure for every 'any' value: their spectra are the same." if same[1:] else "")
