@@ -37,7 +37,8 @@ TINYNET = '''
             self.convs = nn.ModuleList(
                 nn.Conv2d(c if i == 0 else n, n, 3, padding=1) for i in range(shape.depth)
             )
-            self.head = nn.Linear(n * (h // 2) * (w // 2), shape.outputs)
+            size = n * (h // 2) * (w // 2)  # a signal study asks for no head: 0 outputs
+            self.head = nn.Linear(size, shape.outputs) if shape.outputs else nn.Identity()
 
         def forward(self, x, act):  # x: [B, C, H, W]; act: the study's activation
             for conv in self.convs:
@@ -222,6 +223,40 @@ def test_a_study_trains_an_adapted_module_from_a_plugin_file(write_plugin, write
     assert layer_names(results) == {1: "convs.0", 2: "convs.1"}  # the report's layer labels
     page = (out / "index.html").read_text(encoding="utf-8")
     assert page.count("data:image/") >= 4  # the report rendered, figures and all
+
+
+SIGNAL = """
+    [study]
+    kind = "signal"
+    seeds = [0, 1]
+    plugins = ["{plugin}"]
+    [data]
+    name = "digits"
+    [model]
+    name = "tinynet"
+    depth = 2
+    width = 4
+    [grid]
+    initializer = ["kaiming_normal", "xavier_uniform"]
+    activation = "relu"
+"""
+
+
+def test_a_signal_study_probes_the_adapted_modules_hidden_layers(
+    write_plugin, write_study, tmp_path
+):
+    plugin = write_plugin(TINYNET, "tinynet_plugin.py")
+    study = write_study(SIGNAL.format(plugin=plugin.name))
+    out = tmp_path / "o"
+    assert main(["run", str(study), "--out", str(out), "--quiet", "--no-report"]) == 0
+    results = load_results(out)
+    assert (results.runs["status"] == "ok").all()
+    assert (results.runs["layer_names"] == "convs.0,convs.1").all()
+    for metric in ("preact_std", "act_std", "dead_frac", "grad_norm"):
+        values = results.layers.query("metric == @metric")
+        assert sorted(values["layer"].unique()) == [1, 2] and values["value"].notna().all()
+        if metric == "grad_norm":
+            assert (values["value"] > 0).all()  # the readout reaches every hidden layer
 
 
 BATCHNORM = """

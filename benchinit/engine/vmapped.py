@@ -10,8 +10,8 @@ plugin's ``fn`` (``Model("tinynet", stacked(TinyNet), image=True)``).
   once per hidden layer, on that layer's pre-activation (each call is one traced layer);
 - its ``nn.Linear`` / ``nn.Conv2d`` layers, in registration order, are the layers it
   declares (named by their qualified names: ``conv1``, ``body.0``); the last of them is the
-  head when ``shape.outputs`` is not 0 (a signal study asks for 0: build no head then,
-  and return the last hidden features, [B, anything]);
+  head when ``shape.outputs`` is not 0; a signal study asks for 0 outputs: then build no
+  head and return the last hidden features (any ``[B, ...]``, flattened per sample);
 - no buffers: batch norm's running statistics do not stack through ``torch.vmap`` (a
   module with one is refused at build, which fails its cells saying so); any other
   parameter (a LayerNorm's gain, a learnable scale) is stacked too and keeps the value
