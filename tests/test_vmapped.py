@@ -173,6 +173,23 @@ def test_each_member_draws_its_weights_as_torch_nn_init_would_and_keep_drops():
     assert (model.kernels[0][1] == 0).all()
 
 
+def test_train_and_eval_reach_the_member_dropout_and_all():
+    class Dropped(nn.Module):
+        def __init__(self, shape: ModelShape) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(7, 16), nn.Dropout(0.5), nn.Linear(16, 3))
+
+        def forward(self, x: torch.Tensor, act) -> torch.Tensor:
+            return self.net[2](self.net[1](act(self.net[0](x))))
+
+    model, x = stacked(Dropped)(SHAPES[Dense]), torch.randn(B, 7, dtype=F64)
+    first, second = model(x, torch.tanh), model(x, torch.tanh)
+    assert not torch.equal(first[0], second[0])  # training: each call drops other units
+    assert not torch.equal(first[0], first[1])  # and each member its own (randomness)
+    model.eval()
+    assert torch.equal(model(x, torch.tanh), model(x, torch.tanh))
+
+
 def load(path: Path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)

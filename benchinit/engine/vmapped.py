@@ -143,8 +143,9 @@ class VmappedStack(nn.Module):
             calls.append((z.flatten(1), h.flatten(1)))
             return h
 
-        images = x.reshape(x.shape[0], *self.inputs)
-        out = functional_call(self._base[0], params, (images, traced))
+        base = self._base[0]
+        base.train(self.training)  # not a submodule: train() / eval() reach it here (dropout)
+        out = functional_call(base, params, (x.reshape(x.shape[0], *self.inputs), traced))
         return out.flatten(1), tuple(calls)
 
     def forward(
