@@ -4,6 +4,8 @@ member alone, the conformance kit, a study with it from a plugin file, modules i
 from __future__ import annotations
 
 import importlib.util
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -106,7 +108,7 @@ def test_the_stack_equals_each_member_alone_forward_trace_and_gradients(net, sha
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen, dtype=F64) * 0.4)
-    features = int(torch.tensor(shape.inputs).prod())
+    features = math.prod(shape.inputs)
     x = torch.randn((B, features) if shared else (G, B, features), generator=gen, dtype=F64)
     r = torch.randn(G, B, shape.outputs, generator=gen, dtype=F64)
     trace: list = []
@@ -129,6 +131,31 @@ def test_the_stack_equals_each_member_alone_forward_trace_and_gradients(net, sha
             assert torch.allclose(act[g], own_act, rtol=0, atol=1e-12)
         for name, p in stacked_params.items():
             assert torch.allclose(p.grad[g], single.get_parameter(name).grad, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("net", [ConvNet, Dense], ids=["conv", "dense"])
+def test_under_bf16_autocast_the_stack_computes_what_each_member_does(net):
+    """The engine's ``bf16``: bfloat16 inputs, float32 weights, CPU autocast (which
+    torch.vmap keeps from a convolution: the stack casts as autocast would)."""
+    shape = replace(SHAPES[net], dtype="float32")
+    model = stacked(net)(shape)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.4)
+    x = torch.randn(G, B, math.prod(shape.inputs), generator=gen).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, torch.tanh)
+        out.float().sum().backward()
+        for g in range(G):
+            single = net(shape)
+            single.load_state_dict(
+                {n: p[g].detach() for n, p in model.stacked_parameters().items()}
+            )
+            own = single(x[g].reshape(B, *shape.inputs), torch.tanh)
+            assert out.dtype == own.dtype == torch.bfloat16
+            assert torch.allclose(out[g].float(), own.float(), rtol=2e-2, atol=2e-2)
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
 
 
 def test_layers_kernels_and_biases_follow_the_modules_layers():

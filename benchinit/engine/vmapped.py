@@ -165,10 +165,25 @@ class VmappedStack(nn.Module):
             in_dims=(0, per_member),
             randomness="different",
         )
-        out, pairs = members(self.stacked_parameters(), x)
+        out, pairs = members(*self.autocast(self.stacked_parameters(), x))
         if trace is not None:
             trace.extend((pre, post) for pre, post in pairs)
         return out
+
+    def autocast(
+        self, params: dict[str, torch.Tensor], x: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Under autocast (``bf16``), the Linear / Conv2d weights, biases and the inputs
+        cast to its dtype, as autocast casts them for those layers: under ``torch.vmap``
+        it does not reach a convolution (torch 2.13), which would then meet bfloat16 inputs
+        with float32 weights. Unchanged otherwise."""
+        kind = x.device.type
+        if not torch.is_autocast_enabled(kind):
+            return params, x
+        low = torch.get_autocast_dtype(kind)
+        layers = self._order[: len(self.kernels) + len(self.biases or [])]
+        cast = {n: params[n].to(low) for n in layers}
+        return {**params, **cast}, x.to(low) if x.is_floating_point() else x
 
     @torch.no_grad()
     def initialize_member(
