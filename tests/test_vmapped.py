@@ -172,6 +172,27 @@ def test_layers_kernels_and_biases_follow_the_modules_layers():
     assert [tuple(p.shape) for p in dense.extras] == [(G, 5), (G, 5)]  # LayerNorm's
 
 
+def test_the_members_keyword_parameters_are_the_plugins():
+    from benchinit import Model
+
+    class Sized(nn.Module):
+        """One convolution of a chosen kernel, a head."""
+
+        def __init__(self, shape: ModelShape, *, kernel: int = 3) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(shape.inputs[0], 4, kernel, padding=kernel // 2)
+            self.head = nn.Linear(4 * 36, shape.outputs)
+
+        def forward(self, x: torch.Tensor, act) -> torch.Tensor:
+            return self.head(act(self.conv(x)).flatten(1))
+
+    model = Model("sized", stacked(Sized), image=True)
+    assert model.doc == "One convolution of a chosen kernel, a head."
+    (param,) = model.parameters().values()
+    assert (param.name, param.default, param.annotation) == ("kernel", 3, int)
+    assert stacked(Sized)(SHAPES[ConvNet], kernel=5).kernels[0].shape == (G, 4, 2, 5, 5)
+
+
 def test_each_member_draws_its_weights_as_torch_nn_init_would_and_keep_drops():
     from benchinit.plugins.registry import Registry
 
