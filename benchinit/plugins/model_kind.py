@@ -69,7 +69,9 @@ class Model(Descriptor):
     ``layer_specs()`` (its :class:`Layer` s), ``initialize_member(g, initializer, bias_init,
     activation, generator)`` (the initializer gets one member's weight, ``[out, in]`` or
     ``[out, in, kh, kw]``), ``member(g, activation)`` (a view for calibrating initializers) and
-    ``keep(members)``. Subclassing a built-in (benchinit.engine.convnets.StackedCNN) gives all.
+    ``keep(members)``. Subclassing a built-in (benchinit.engine.convnets.StackedCNN) gives all,
+    and so does ``benchinit.engine.vmapped.stacked(factory)`` for a plain torch.nn.Module of
+    one member (its contract in that module's docstring).
 
     ``honours``: the [model] settings it reads (of ``MODEL_SETTINGS``); a study that sets
     another one is refused. ``image``: it needs the dataset's image shape (``Data.shape``).
