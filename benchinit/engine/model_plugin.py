@@ -61,9 +61,16 @@ def member_size(
     outputs: int,
 ) -> ModelSize:
     """(parameters, hidden units, multiply-adds per sample) of one member of a cell's model,
-    by arithmetic (the plugin's ``size``; without one, the MLP's of the same settings)."""
+    by arithmetic (the plugin's ``size``; without one, what its ``fn``'s ``measure`` finds,
+    benchinit.engine.vmapped.stacked's; failing that, the MLP's of the same settings)."""
     plugin = model_of(registry, model)
     size = plugin.descriptor.size
+    measure = getattr(plugin.descriptor.fn, "measure", None)
+    if size is None and callable(measure):
+        shaped = model_shape(model, 1, inputs_of(plugin, features, shape), outputs)
+        measured: ModelSize | None = measure(shaped, **plugin.call_params)
+        if measured is not None:
+            return measured
     if size is None:
         weights, biases = mlp_size(features, int(model["width"]), int(model["depth"]), outputs)
         return weights + biases, int(model["depth"]) * int(model["width"]) + outputs, weights

@@ -22,6 +22,10 @@ The stack holds the members' parameters as its own, the member first (``kernels`
 ``[G, out, in]`` / ``[G, out, in, kh, kw]``; ``biases``: ``[G, out]``, those of the layers
 that have one), and computes all members as one ``torch.vmap`` over
 ``torch.func.functional_call`` of the module, so a stack is exactly G separate models.
+
+**Its size** (:func:`measure`, the builder's ``measure``): one member built on the ``meta``
+device and run on a ``[1, *inputs]`` meta batch, nothing allocated, sizes the model for the
+memory check and the stack size with no ``size`` from the plugin.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from torch.func import functional_call, stack_module_state
 
 from benchinit.engine.models import Trace
 from benchinit.plugins.descriptors import Bound
-from benchinit.plugins.model_kind import Layer, ModelShape
+from benchinit.plugins.model_kind import Layer, ModelShape, ModelSize
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 LAYERS = (nn.Linear, nn.Conv2d)  # the layers a member declares; their weights the initializer's
@@ -54,6 +58,11 @@ def stacked(factory: Callable[..., nn.Module]) -> Callable[..., VmappedStack]:
     def build(shape: ModelShape, **params: Any) -> VmappedStack:
         return VmappedStack(shape, factory, **params)
 
+    def sized(shape: ModelShape, **params: Any) -> ModelSize | None:
+        return measure(factory, shape, **params)
+
+    # benchinit.engine.model_plugin.member_size asks it when the Model has no ``size``
+    build.measure = sized  # type: ignore[attr-defined]
     build.__name__ = getattr(factory, "__name__", "stacked")
     build.__doc__ = inspect.getdoc(factory)
     build.__signature__ = inspect.signature(factory)  # type: ignore[attr-defined]
@@ -63,6 +72,45 @@ def stacked(factory: Callable[..., nn.Module]) -> Callable[..., VmappedStack]:
     except Exception:  # unresolvable annotations: the parameters take any value
         build.__annotations__ = {}
     return build
+
+
+def measure(
+    factory: Callable[..., nn.Module], shape: ModelShape, **params: Any
+) -> ModelSize | None:
+    """(parameters, hidden units, multiply-adds) of one member per sample, measured on the
+    ``meta`` device (no memory): the member's parameters; the elements of one sample's
+    activation calls, plus ``shape.outputs`` (as the built-ins count units); each Linear's
+    in x out per output row and each Conv2d's output elements x in / groups x kh x kw. None
+    when the member cannot be built or run there (an op without a meta kernel): the caller
+    then sizes it as an MLP. Never raises."""
+    units: list[int] = []
+    macs: list[int] = []
+
+    def recorded(z: torch.Tensor) -> torch.Tensor:
+        units.append(z.numel() // max(z.shape[0], 1))
+        return z
+
+    def counted(module: nn.Module, _: Any, out: torch.Tensor) -> None:
+        per_sample = out.numel() // max(out.shape[0], 1)
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs.append(per_sample * module.in_channels // module.groups * kh * kw)
+        elif isinstance(module, nn.Linear):
+            macs.append(per_sample * module.in_features)
+
+    try:
+        with torch.device("meta"):
+            base = factory(replace(shape, members=1), **params)
+        for module in base.modules():
+            if isinstance(module, LAYERS):
+                module.register_forward_hook(counted)
+        dtype = next(base.parameters(), torch.empty(0)).dtype  # the member's own, if it casts
+        with torch.no_grad():
+            base(torch.empty(1, *shape.inputs, device="meta", dtype=dtype), recorded)
+        parameters = sum(p.numel() for p in base.parameters())
+    except Exception:  # sizing is advice: whatever fails here, the MLP's arithmetic stands
+        return None
+    return parameters, sum(units) + shape.outputs, sum(macs)
 
 
 def declared(base: nn.Module) -> list[tuple[str, nn.Module]]:
