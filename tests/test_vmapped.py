@@ -363,3 +363,40 @@ def test_the_readme_shows_the_tested_plain_module_plugin():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     for line in TINYNET.strip().splitlines()[1:]:  # every line of code but the docstring
         assert line.strip() in readme, line
+
+
+UNTRACED = """
+    from torch import nn
+    from benchinit import Model, ModelShape, hookimpl
+    from benchinit.engine.vmapped import stacked
+
+    class Linear2(nn.Module):
+        '''Two linear layers and a head that never call act.'''
+
+        def __init__(self, shape: ModelShape) -> None:
+            super().__init__()
+            n = shape.width
+            self.a, self.b = nn.Linear(shape.inputs[0], n), nn.Linear(n, n)
+            self.head = nn.Linear(n, shape.outputs)
+
+        def forward(self, x, act):
+            return self.head(self.b(self.a(x)))
+
+    @hookimpl
+    def benchinit_models():
+        return [Model("untraced", stacked(Linear2), honours=("depth", "width"))]
+"""
+
+
+def test_a_module_that_never_calls_act_fails_its_cells_saying_why(
+    write_plugin, write_study, tmp_path
+):
+    """Its layer statistics would be silently missing (train) or a zip error (signal)."""
+    plugin = write_plugin(UNTRACED, "untraced_plugin.py")
+    study = write_study(STUDY.format(plugin=plugin.name, model="untraced"))
+    out = tmp_path / "o"
+    assert main(["run", str(study), "--out", str(out), "--quiet", "--no-report"]) == 1
+    runs = load_results(out).runs
+    assert (runs["status"] == "failed").all()
+    assert runs["error"].str.contains("traced 0 of its 2 hidden layers").all()
+    assert runs["error"].str.contains("call act once per hidden layer").all()

@@ -28,6 +28,7 @@ from benchinit.engine import jacobian
 from benchinit.engine.evaluation import wide
 from benchinit.engine.models import StackedMLP
 from benchinit.engine.probes import (
+    checked_trace,
     entropy_bits,
     folded,
     layer_channels,
@@ -102,6 +103,7 @@ def _measure(
     r = readout(len(x), out.shape[-1], out.dtype, x.device)
     (out * r).sum(2).mean(1).sum().backward()
     stats, hists = [], []
+    checked_trace(model, trace)
     grads, channels = weight_grad_norms(list(model.kernels)), layer_channels(model, len(trace))
     for (pre, act), grad, units in zip(trace, grads, channels, strict=True):
         layer_stats, counts = layer_statistics(wide(pre), wide(act), activation, units)

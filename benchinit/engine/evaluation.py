@@ -23,7 +23,12 @@ import torch
 import torch.nn.functional as F
 
 from benchinit.engine.models import StackedMLP
-from benchinit.engine.probes import layer_channels, layer_statistics, weight_grad_norms
+from benchinit.engine.probes import (
+    checked_trace,
+    layer_channels,
+    layer_statistics,
+    weight_grad_norms,
+)
 from benchinit.plugins.descriptors import Activation, Bound, Data, Loss
 
 EVAL_CHUNK = 4096  # samples per evaluation forward pass at most (bounds memory for big stacks)
@@ -206,6 +211,7 @@ def probe(
     target = y.expand(model.members, *y.shape)
     member_losses(loss, pred, target).mean(1).sum().backward()
     stats, hists = [], []
+    checked_trace(model, trace)
     grads, channels = weight_grad_norms(list(model.kernels)), layer_channels(model, len(trace))
     for (pre, act), grad, units in zip(trace, grads, channels, strict=False):
         layer_stats, counts = layer_statistics(

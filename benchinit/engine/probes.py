@@ -94,6 +94,20 @@ def unit_share(mask: torch.Tensor, channels: int | None = None) -> torch.Tensor:
     return every.double().mean(1)
 
 
+def checked_trace(model: Any, trace: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Refuse (ValueError, which fails the cells saying so) a forward that traced another
+    number of layers than the model's ``hidden``: its statistics would be silently missing
+    or paired with the wrong layers. A plain module stacked by benchinit.engine.vmapped
+    traces one layer per call of its ``act``."""
+    hidden = int(getattr(model, "hidden", len(trace)))
+    if len(trace) != hidden:
+        raise ValueError(
+            f"the model traced {len(trace)} of its {hidden} hidden layers: its forward must "
+            "give one (pre-activation, output) pair per hidden layer (a module stacked by "
+            "benchinit.engine.vmapped: call act once per hidden layer, on its pre-activation)"
+        )
+
+
 def layer_channels(model: Any, layers: int) -> list[int | None]:
     """The first ``layers`` hidden layers' channel counts (in the order the trace holds
     them): a convolution's, None for a dense layer. From the layers the model declares
