@@ -49,3 +49,30 @@ def test_one_worker_is_this_process():
         images = draw_all(_jobs(COLD_MINIMUM), workers)
         assert not workers.started
     assert len(images) == COLD_MINIMUM
+
+
+def _dies_in_a_worker(i: int) -> int:
+    """Job 2 kills the worker process that draws it (as the out-of-memory killer would)."""
+    import multiprocessing
+    import os
+
+    if i == 2 and multiprocessing.parent_process() is not None:
+        os._exit(1)
+    return 10 * i
+
+
+def test_a_worker_that_dies_leaves_the_rest_to_this_process():
+    with FigureWorkers(2, ahead=0.0) as workers:
+        deadline = time.monotonic() + 30
+        while not workers.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert workers.started
+        assert list(workers.map(_dies_in_a_worker, list(range(6)))) == [0, 10, 20, 30, 40, 50]
+
+
+def test_a_timer_that_fires_after_the_block_starts_nothing():
+    workers = FigureWorkers(2, ahead=60.0)
+    with workers:
+        pass
+    workers._start_quietly()  # as a timer that fired while the block was closing would
+    assert not workers.started

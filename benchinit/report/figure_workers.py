@@ -23,6 +23,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from benchinit.report import spawning
@@ -62,9 +63,10 @@ class FigureWorkers:
         self.count = max(1, count)
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._closed = False
         self._timer: threading.Timer | None = None
         if ahead is not None and self.count > 1:
-            self._timer = threading.Timer(ahead, self._start)
+            self._timer = threading.Timer(ahead, self._start_quietly)
             self._timer.daemon = True
 
     def __enter__(self) -> FigureWorkers:
@@ -76,6 +78,7 @@ class FigureWorkers:
         if self._timer is not None:
             self._timer.cancel()
         with self._lock:
+            self._closed = True  # a timer that fired meanwhile starts nothing
             if self._pool is not None:
                 self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
                 self._pool = None
@@ -84,9 +87,19 @@ class FigureWorkers:
     def started(self) -> bool:
         return self._pool is not None
 
+    def _start_quietly(self) -> None:
+        """The timer's start: a failure to spawn (no processes left, no semaphores) leaves
+        the drawing to this process, without a thread's traceback on stderr."""
+        try:
+            self._start()
+        except Exception:
+            with self._lock:
+                self.count = 1
+
     def _start(self) -> Executor | None:
         with self._lock:
-            if self._pool is None and self.count > 1 and spawning.spawn_safe():
+            ready = self._pool is None and not self._closed and self.count > 1
+            if ready and spawning.spawn_safe():
                 context = multiprocessing.get_context("spawn")
                 pool = ProcessPoolExecutor(self.count, mp_context=context, initializer=_warm)
                 for _ in range(self.count):  # a worker is spawned per submit with none idle
@@ -103,5 +116,11 @@ class FigureWorkers:
             pool: Executor | None = self._pool
         if pool is None and len(jobs) >= COLD_MINIMUM:
             pool = self._start()
-        results: Iterable[Any] = map(draw, jobs) if pool is None else pool.map(draw, jobs)
-        yield from results
+        done = 0
+        try:
+            results: Iterable[Any] = map(draw, jobs) if pool is None else pool.map(draw, jobs)
+            for result in results:
+                done += 1
+                yield result
+        except BrokenProcessPool:  # a worker died (killed, out of memory): finish here
+            yield from map(draw, jobs[done:])
