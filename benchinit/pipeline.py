@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchinit.execution.runner import execute
-from benchinit.report.figure_workers import WARM_AFTER, FigureWorkers, default_count
+from benchinit.report.figure_workers import WARM_AFTER, FigureWorkers
 from benchinit.report.page import render_report
 from benchinit.results import failures
 from benchinit.results.tables import Results, load_results
@@ -106,10 +106,9 @@ def run(
     """Run every unfinished cell of ``study`` into ``out`` (default ``reports/<name>``),
     then write its report (``report=False``: the tables only). The options are
     :func:`benchinit.execution.runner.execute`'s, documented there."""
-    # The figure workers start during the run and import while cells compute
-    # (benchinit.report.figure_workers); `jobs = 1` draws in this process, as it runs.
-    count = default_count() if jobs == "auto" else jobs if isinstance(jobs, int) else 1
-    with FigureWorkers(count if report else 1, ahead=WARM_AFTER) as workers:
+    # The figure workers start during a run whose cells compute in worker processes, and
+    # import meanwhile (benchinit.report.figure_workers); as many as the cells' workers.
+    with FigureWorkers(1, ahead=WARM_AFTER if report else None) as workers:
         done = execute(
             study,
             out,
@@ -124,6 +123,7 @@ def run(
             timeout=timeout,
             force=force,
             check_memory=check_memory,
+            on_workers=workers.expect,
         )
         drawing = time.perf_counter()
         page = None

@@ -38,11 +38,17 @@ def test_a_train_studys_spectrum_density_is_at_init_and_pools_what_changes_nothi
 
 def test_the_spread_floor_is_for_rounding_not_for_a_clipped_interval():
     table = pd.DataFrame(
-        {"mean": [1e-12, 143.0], "low": [1e-13, 0.0], "high": [2e-12, 435.0], "seeds": [3, 3]}
+        {
+            "mean": [1e-12, 143.0, 2.0],
+            "low": [1e-13, 0.0, 1e-10],
+            "high": [2e-12, 435.0, 4.0],
+            "seeds": [3, 3, 3],
+        }
     )
     floored = _floor(table)
-    assert floored["mean"].tolist() == [SPREAD_FLOOR, 143.0]
-    assert floored["low"].tolist() == [SPREAD_FLOOR, 0.0], "an interval's 0 is kept"
+    assert floored["mean"].tolist() == [SPREAD_FLOOR, 143.0, 2.0]
+    assert floored["low"].tolist() == [SPREAD_FLOOR, 0.0, SPREAD_FLOOR], "an interval's 0 is kept"
+    assert floored["high"].tolist() == [SPREAD_FLOOR, 435.0, 4.0]
 
 
 def test_a_log_band_that_reaches_zero_is_said():

@@ -36,9 +36,9 @@ def test_workers_started_ahead_draw_the_same_figures_in_order():
     alone = draw_all(jobs, 1)
     with FigureWorkers(2, ahead=0.0) as workers:
         deadline = time.monotonic() + 30
-        while not workers.started and time.monotonic() < deadline:
+        while not workers.warm and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert workers.started
+        assert workers.started and workers.warm
         drawn = draw_all(jobs, workers)
     assert [i.src for i in drawn] == [i.src for i in alone]
     assert not workers.started  # shut down with the block
@@ -76,3 +76,37 @@ def test_a_timer_that_fires_after_the_block_starts_nothing():
         pass
     workers._start_quietly()  # as a timer that fired while the block was closing would
     assert not workers.started
+
+
+def test_workers_still_importing_are_not_waited_for_a_few_figures():
+    from concurrent.futures import Future
+
+    class Importing:
+        def map(self, *args):
+            raise AssertionError("a few figures waited for workers still importing")
+
+    workers = FigureWorkers(2)
+    workers._pool, workers._warm_ups = Importing(), [Future()]  # one worker not ready yet
+    assert workers.started and not workers.warm
+    assert len(draw_all(_jobs(2), workers)) == 2
+
+
+def test_figure_workers_follow_where_the_cells_compute():
+    """As many as the cells' worker processes; none where the cells compute in the run's
+    own process (one job, the local executor, CUDA)."""
+    from benchinit.execution.runner import _in_workers
+
+    assert _in_workers("auto", 2, "cpu")
+    assert not _in_workers("auto", 1, "cpu")
+    assert not _in_workers("auto", 2, "cuda:0")
+    assert not _in_workers("local", 2, "cpu")
+    assert _in_workers("process", 1, "cpu")
+    told: list[int] = []
+    workers = FigureWorkers(1, ahead=60.0)
+    with workers:
+        workers.expect(1)
+        assert workers._timer is None, "one worker: nothing to start"
+        workers.expect(3)
+        told.append(workers.count)
+        assert workers._timer is not None
+    assert told == [3] and not workers.started

@@ -400,3 +400,24 @@ def test_a_module_that_never_calls_act_fails_its_cells_saying_why(
     assert (runs["status"] == "failed").all()
     assert runs["error"].str.contains("traced 0 of its 2 hidden layers").all()
     assert runs["error"].str.contains("call act once per hidden layer").all()
+
+
+class HeadFirst(nn.Module):
+    """Its head registered before the convolution it follows."""
+
+    def __init__(self, shape: ModelShape) -> None:
+        super().__init__()
+        c, h, w = shape.inputs
+        self.head = nn.Linear(4 * h * w, shape.outputs)
+        self.conv = nn.Conv2d(c, 4, 3, padding=1)
+
+    def forward(self, x, act):
+        return self.head(act(self.conv(x)).flatten(1))
+
+
+def test_layers_registered_out_of_running_order_are_refused():
+    """Else the head would be taken for a hidden layer: wrong fans, channels and heads."""
+    shape = ModelShape(members=2, inputs=(1, 4, 4), outputs=3)
+    model = stacked(HeadFirst)(shape)
+    with pytest.raises(ValueError, match=r"layer 'head' has 3 outputs.*head last"):
+        model(torch.randn(5, 16), torch.relu)

@@ -154,6 +154,7 @@ class VmappedStack(nn.Module):
         self._order = [*weights, *present, *(n for n in own if n not in taken)]
         self._specs = [self._spec(i, name, m) for i, (name, m) in enumerate(layers)]
         self._base = [base.to("meta")]  # a list: not a submodule, its parameters not ours
+        self._checked = False  # the layers' order against the act calls (_check_order)
 
     def _spec(self, index: int, name: str, module: nn.Module) -> Layer:
         weight = module.weight
@@ -214,9 +215,26 @@ class VmappedStack(nn.Module):
             randomness="different",
         )
         out, pairs = members(*self.autocast(self.stacked_parameters(), x))
+        if not self._checked:
+            self._check_order(pairs)
         if trace is not None:
             trace.extend((pre, post) for pre, post in pairs)
         return out
+
+    def _check_order(self, pairs: Pairs) -> None:
+        """Each act call's units fit the layer declared in its place (a Linear's outputs, a
+        multiple of a Conv2d's channels): a module that registers its layers in another
+        order than they run (its head first) would have its fans, heads and channels taken
+        from the wrong layers. Once per stack."""
+        for (pre, _), spec, kernel in zip(pairs, self._specs, self.kernels, strict=False):
+            units, out = pre.shape[-1], kernel.shape[1]
+            if units % out or (spec.kind == "linear" and units != out):
+                raise ValueError(
+                    f"layer {spec.name!r} has {out} outputs, but the act call in its place has "
+                    f"{units} units a sample: register the module's nn.Linear / nn.Conv2d "
+                    "layers in the order they run, the head last"
+                )
+        self._checked = True
 
     def autocast(
         self, params: dict[str, torch.Tensor], x: torch.Tensor

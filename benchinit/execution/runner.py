@@ -83,9 +83,12 @@ def execute(
     timeout: float | None = None,
     force: bool = False,
     check_memory: bool = True,
+    on_workers: Callable[[int], None] | None = None,
 ) -> Executed:
     """Compute and store every unfinished cell of ``study`` into ``out`` (default
-    ``reports/<name>``); :func:`benchinit.pipeline.run` adds the report.
+    ``reports/<name>``); :func:`benchinit.pipeline.run` adds the report (``on_workers`` is
+    told the worker processes the cells will run in, once they are planned: the report's
+    figure workers follow them, benchinit.report.figure_workers).
 
     ``jobs``: worker processes, or ``auto``: the usable cores on a CPU (at most one per
     batch), 1 on CUDA. ``executor``: ``auto`` (in this process for one job, else forked
@@ -118,6 +121,8 @@ def execute(
         timeout=timeout,
     )
     workers = _check_size(study, first, planner, jobs, device, check_memory)
+    if on_workers is not None:
+        on_workers(workers if _in_workers(executor, workers, device) else 1)
     total = len(first) + (len(study.cells()) if study.tune else 0)
     pool = make_executor(
         executor,
@@ -167,6 +172,14 @@ def _most_cells(study: Study) -> list[Cell]:
         return study.cells()
     most = range(study.seeding.max)
     return [c for g in grid.by_configuration(study.cells()) for c in grid.reseed(g[0], most)]
+
+
+def _in_workers(executor: str, workers: int, device: str) -> bool:
+    """Whether the cells run in worker processes (not in this one): the executor ``auto``
+    runs them here for one job or on CUDA (benchinit.execution.executors.make_executor)."""
+    if executor == "local":
+        return False
+    return executor != "auto" or (workers > 1 and torch.device(device).type != "cuda")
 
 
 def resolve_jobs(jobs: int | str, device: str, batches: int) -> int:

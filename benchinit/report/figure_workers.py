@@ -2,12 +2,15 @@
 
 A spawned worker costs about 2 s before it draws anything (Python, pandas, matplotlib and
 seaborn imports): for a short study as much as the drawing itself. ``benchinit run`` therefore
-starts its figure workers while the run goes on (``FigureWorkers(n, ahead=WARM_AFTER)``): they
-import while the cells compute, on CPU the run leaves idle (its main process mostly waits on its
-cell workers), and are ready when the last cell lands. They start only once the run has lasted
-``WARM_AFTER`` seconds, so that a run shorter than that (a test's, a small study's, whose few
-figures are drawn faster in process) pays nothing for them. ``benchinit report`` starts them
-when it draws (there is no run to overlap with).
+starts its figure workers while the run goes on (``FigureWorkers(1, ahead=WARM_AFTER)``, told
+the count by :meth:`FigureWorkers.expect` once the cells are planned): as many as the cells'
+worker processes, they import while the cells compute, on CPU the run leaves idle (its main
+process mostly waits on its cell workers), and are ready when the last cell lands. Where the
+cells compute in the main process (one job, or CUDA) there are none: the figures are drawn
+there after the run, as before. They start only once the run has lasted ``WARM_AFTER``
+seconds, so a shorter run (a test's, a small study's) pays nothing for them, and a report of
+fewer than ``COLD_MINIMUM`` figures does not wait for workers still importing.
+``benchinit report`` starts them when it draws (there is no run to overlap with).
 
 Workers ignore Ctrl-C (the parent handles it and shuts them down, as the run's cell workers
 do) and are spawned, never forked: a process that has started torch's thread pool can hang
@@ -18,11 +21,10 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
-import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -31,7 +33,6 @@ from benchinit.report import spawning
 # Fewer figures than this are drawn in the calling process when the workers would have to be
 # started for them (starting costs more than drawing them); warm workers draw any number.
 COLD_MINIMUM = 8
-MAX_WORKERS = 4  # a report's figures come in a few dozen; more workers only import
 WARM_AFTER = 1.0  # seconds of a run after which its figure workers start (module docstring)
 
 
@@ -39,15 +40,6 @@ def _warm() -> None:
     """A worker's start: ignore Ctrl-C, import everything a figure needs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     importlib.import_module("benchinit.report.page")
-
-
-def default_count() -> int:
-    """Figure workers for ``jobs = "auto"``: the usable cores, at most ``MAX_WORKERS``."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_WORKERS))
 
 
 class FigureWorkers:
@@ -61,18 +53,25 @@ class FigureWorkers:
 
     def __init__(self, count: int, *, ahead: float | None = None) -> None:
         self.count = max(1, count)
+        self.ahead = ahead
         self._pool: ProcessPoolExecutor | None = None
+        self._warm_ups: list[Future[Any]] = []
         self._lock = threading.Lock()
         self._closed = False
         self._timer: threading.Timer | None = None
-        if ahead is not None and self.count > 1:
-            self._timer = threading.Timer(ahead, self._start_quietly)
-            self._timer.daemon = True
 
     def __enter__(self) -> FigureWorkers:
-        if self._timer is not None:
-            self._timer.start()
+        self.expect(self.count)
         return self
+
+    def expect(self, count: int) -> None:
+        """``count`` workers from now on (``benchinit run`` learns it once its cells are
+        planned: as many as their worker processes); with ``ahead``, their start is timed."""
+        self.count = max(1, count)
+        if self.ahead is not None and self.count > 1 and self._timer is None:
+            self._timer = threading.Timer(self.ahead, self._start_quietly)
+            self._timer.daemon = True
+            self._timer.start()
 
     def __exit__(self, *exc: object) -> None:
         if self._timer is not None:
@@ -87,14 +86,20 @@ class FigureWorkers:
     def started(self) -> bool:
         return self._pool is not None
 
-    def _start_quietly(self) -> None:
-        """The timer's start: a failure to spawn (no processes left, no semaphores) leaves
-        the drawing to this process, without a thread's traceback on stderr."""
+    def _start_quietly(self) -> Executor | None:
+        """:meth:`_start`, where a failure to spawn (no processes left, no semaphores)
+        leaves the drawing to this process, without a traceback (the timer's thread)."""
         try:
-            self._start()
+            return self._start()
         except Exception:
             with self._lock:
                 self.count = 1
+            return None
+
+    @property
+    def warm(self) -> bool:
+        """Whether every worker has finished importing."""
+        return bool(self._warm_ups) and all(f.done() for f in self._warm_ups)
 
     def _start(self) -> Executor | None:
         with self._lock:
@@ -102,20 +107,23 @@ class FigureWorkers:
             if ready and spawning.spawn_safe():
                 context = multiprocessing.get_context("spawn")
                 pool = ProcessPoolExecutor(self.count, mp_context=context, initializer=_warm)
-                for _ in range(self.count):  # a worker is spawned per submit with none idle
-                    pool.submit(int)
+                # a worker is spawned per submit with none idle; each imports first
+                self._warm_ups = [pool.submit(int) for _ in range(self.count)]
                 self._pool = pool
             return self._pool
 
     def map(self, draw: Callable[[Any], Any], jobs: list[Any]) -> Iterator[Any]:
         """``draw(job)`` for each job, in order, in the workers when they are warm or there
-        are enough jobs to pay for starting them, else in this process."""
+        are enough jobs to wait for them, else in this process. A worker that dies (killed,
+        out of memory) leaves the rest, its own job included, to this process."""
         if self._timer is not None:
             self._timer.cancel()  # not started by now: decided below
         with self._lock:  # a start under way is waited for
             pool: Executor | None = self._pool
-        if pool is None and len(jobs) >= COLD_MINIMUM:
-            pool = self._start()
+        if len(jobs) < COLD_MINIMUM and not self.warm:
+            pool = None  # workers still importing: a few figures are drawn sooner here
+        elif pool is None and len(jobs) >= COLD_MINIMUM:
+            pool = self._start_quietly()
         done = 0
         try:
             results: Iterable[Any] = map(draw, jobs) if pool is None else pool.map(draw, jobs)

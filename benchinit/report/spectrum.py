@@ -113,11 +113,15 @@ def _layout(results: Results) -> tuple[str, str | None, list[str], list[str]]:
 
 
 def _floor(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose mean is below ``SPREAD_FLOOR`` (rounding) drawn at it; a lower end at 0
-    of an interval around a larger mean is the interval's, not rounding, and is kept."""
+    """Positive values below ``SPREAD_FLOOR`` drawn at it (so the log axis does not spend
+    decades on them), every row's; a lower end at exactly 0 (an interval clipped at the
+    range, around a spread far above the floor) is kept, and is said (band_note)."""
     rounding = table["mean"] < SPREAD_FLOOR
     columns = [c for c in ("mean", "low", "high") if c in table]
-    floored = {c: table[c].where(~rounding, table[c].clip(lower=SPREAD_FLOOR)) for c in columns}
+    floored = {
+        c: table[c].where((table[c] <= 0) & ~rounding, table[c].clip(lower=SPREAD_FLOOR))
+        for c in columns
+    }
     return table.assign(**floored)
 
 
@@ -138,12 +142,17 @@ def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
         table, panels, collapsed = collapse_init(table, facets, keys)
         theory = staged(theory, collapsed, [a for a in panels if a != STAGE])
         floored = ""
-        if name == "jac_spread" and (table["mean"] < SPREAD_FLOOR).any():
+        if name == "jac_spread":
+            values = table[[c for c in ("mean", "low", "high") if c in table]]
+            small = ((values > 0) & (values < SPREAD_FLOOR)).any().any()
+            rounding = bool((table["mean"] < SPREAD_FLOOR).any())
             table, theory = _floor(table), _floor(theory)
-            floored = (
-                f" Spreads below {SPREAD_FLOOR:g} (float rounding of an isometric network) "
-                f"are drawn at {SPREAD_FLOOR:g}."
-            )
+            if small or rounding:
+                why = " (float rounding of an isometric network)" if rounding else ""
+                floored = (
+                    f" Spreads and interval ends below {SPREAD_FLOOR:g}{why} are drawn at "
+                    f"{SPREAD_FLOOR:g}."
+                )
         dots = table[x].nunique() <= SHALLOW
         kwargs: dict[str, Any] = {"size": facet_figures.SMALL}
         data, note = table, ""
@@ -188,8 +197,12 @@ def _density_axes(
     the same are left out (a train study records the spectrum at init, where the loss or
     the optimizer changes nothing), and so is the phase when one was recorded."""
     keys = [*results.varying, "seed", "phase", "layer", "bin"]
+    # pooled only when every value has spectra: one whose cells all failed is not the same
+    complete = {a: spectra[a].nunique() == results.runs[a].nunique() for a in results.varying}
     varying = [
-        a for a in results.varying if a != DEPTH and not invariant(spectra, a, keys, ["count"])
+        a
+        for a in results.varying
+        if a != DEPTH and not (complete[a] and invariant(spectra, a, keys, ["count"]))
     ]
     ordered: list[str] = [a for a in ("initializer", "activation") if a in varying]
     ordered += [a for a in varying if a not in ordered]
