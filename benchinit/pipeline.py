@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchinit.execution.executors import usable_cores
 from benchinit.execution.runner import execute
-from benchinit.report.figure_workers import WARM_AFTER, FigureWorkers
+from benchinit.report.figure_workers import MAX_FIGURE_WORKERS, WARM_AFTER, FigureWorkers
 from benchinit.report.page import render_report
 from benchinit.results import failures
 from benchinit.results.tables import Results, load_results
@@ -106,9 +107,16 @@ def run(
     """Run every unfinished cell of ``study`` into ``out`` (default ``reports/<name>``),
     then write its report (``report=False``: the tables only). The options are
     :func:`benchinit.execution.runner.execute`'s, documented there."""
-    # The figure workers start during a run whose cells compute in worker processes, and
-    # import meanwhile (benchinit.report.figure_workers); as many as the cells' workers.
-    with FigureWorkers(1, ahead=WARM_AFTER if report else None) as workers:
+    # Figure workers: as many as --jobs (auto: the cores, at most 4); those the cells leave
+    # idle cores for start during the run and import meanwhile (benchinit.report.figure_workers)
+    count = min(usable_cores(), MAX_FIGURE_WORKERS) if jobs == "auto" else jobs
+    workers = FigureWorkers(count if isinstance(count, int) else 1, ahead=WARM_AFTER)
+
+    def planned(cells: int, separate: bool) -> None:
+        if report:
+            workers.expect(usable_cores() - (cells if separate else 1))
+
+    with workers:
         done = execute(
             study,
             out,
@@ -123,7 +131,7 @@ def run(
             timeout=timeout,
             force=force,
             check_memory=check_memory,
-            on_workers=workers.expect,
+            on_workers=planned,
         )
         drawing = time.perf_counter()
         page = None

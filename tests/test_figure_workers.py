@@ -35,6 +35,7 @@ def test_workers_started_ahead_draw_the_same_figures_in_order():
     assert len(jobs) < COLD_MINIMUM
     alone = draw_all(jobs, 1)
     with FigureWorkers(2, ahead=0.0) as workers:
+        workers.expect(idle=2)
         deadline = time.monotonic() + 30
         while not workers.warm and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -63,6 +64,7 @@ def _dies_in_a_worker(i: int) -> int:
 
 def test_a_worker_that_dies_leaves_the_rest_to_this_process():
     with FigureWorkers(2, ahead=0.0) as workers:
+        workers.expect(idle=2)
         deadline = time.monotonic() + 30
         while not workers.started and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -91,9 +93,10 @@ def test_workers_still_importing_are_not_waited_for_a_few_figures():
     assert len(draw_all(_jobs(2), workers)) == 2
 
 
-def test_figure_workers_follow_where_the_cells_compute():
-    """As many as the cells' worker processes; none where the cells compute in the run's
-    own process (one job, the local executor, CUDA)."""
+def test_figure_workers_start_ahead_only_on_idle_cores():
+    """Where the cells keep every core busy (one worker per core) none starts during the
+    run; where they compute in the run's own process (one job, local, CUDA) the other
+    cores take them."""
     from benchinit.execution.runner import _in_workers
 
     assert _in_workers("auto", 2, "cpu")
@@ -101,12 +104,27 @@ def test_figure_workers_follow_where_the_cells_compute():
     assert not _in_workers("auto", 2, "cuda:0")
     assert not _in_workers("local", 2, "cpu")
     assert _in_workers("process", 1, "cpu")
-    told: list[int] = []
-    workers = FigureWorkers(1, ahead=60.0)
-    with workers:
-        workers.expect(1)
-        assert workers._timer is None, "one worker: nothing to start"
-        workers.expect(3)
-        told.append(workers.count)
-        assert workers._timer is not None
-    assert told == [3] and not workers.started
+    busy = FigureWorkers(4, ahead=60.0)
+    with busy:
+        busy.expect(idle=0)
+        assert busy._timer is None, "no idle core: nothing starts ahead"
+    idle = FigureWorkers(4, ahead=60.0)
+    with idle:
+        idle.expect(idle=15)
+        assert idle._timer is not None and idle._timer.args == (4,), "at most count"
+    few = FigureWorkers(4, ahead=60.0)
+    with few:
+        few.expect(idle=1)
+        assert few._timer is not None and few._timer.args == (1,)
+    assert not (busy.started or idle.started or few.started)
+
+
+def test_workers_started_ahead_are_some_of_the_pool():
+    with FigureWorkers(3, ahead=0.0) as workers:
+        workers.expect(idle=1)
+        deadline = time.monotonic() + 30
+        while not workers.warm and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers._warm_ups) == 1, "one idle core: one worker ahead"
+        drawn = draw_all(_jobs(COLD_MINIMUM), workers)  # the others spawn as jobs queue
+    assert len(drawn) == COLD_MINIMUM

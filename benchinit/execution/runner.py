@@ -83,12 +83,13 @@ def execute(
     timeout: float | None = None,
     force: bool = False,
     check_memory: bool = True,
-    on_workers: Callable[[int], None] | None = None,
+    on_workers: Callable[[int, bool], None] | None = None,
 ) -> Executed:
     """Compute and store every unfinished cell of ``study`` into ``out`` (default
-    ``reports/<name>``); :func:`benchinit.pipeline.run` adds the report (``on_workers`` is
-    told the worker processes the cells will run in, once they are planned: the report's
-    figure workers follow them, benchinit.report.figure_workers).
+    ``reports/<name>``); :func:`benchinit.pipeline.run` adds the report (``on_workers(n,
+    separate)`` is told the cells' worker processes once they are planned, and whether they
+    are processes of their own: benchinit.report.figure_workers starts its workers on the
+    cores that leaves idle).
 
     ``jobs``: worker processes, or ``auto``: the usable cores on a CPU (at most one per
     batch), 1 on CUDA. ``executor``: ``auto`` (in this process for one job, else forked
@@ -122,7 +123,7 @@ def execute(
     )
     workers = _check_size(study, first, planner, jobs, device, check_memory)
     if on_workers is not None:
-        on_workers(workers if _in_workers(executor, workers, device) else 1)
+        on_workers(workers, _in_workers(executor, workers, device))
     total = len(first) + (len(study.cells()) if study.tune else 0)
     pool = make_executor(
         executor,

@@ -1,16 +1,18 @@
-"""Worker processes that draw a report's figures, started before there is anything to draw.
+"""Worker processes that draw a report's figures, some started before there is anything to
+draw.
 
 A spawned worker costs about 2 s before it draws anything (Python, pandas, matplotlib and
 seaborn imports): for a short study as much as the drawing itself. ``benchinit run`` therefore
-starts its figure workers while the run goes on (``FigureWorkers(1, ahead=WARM_AFTER)``, told
-the count by :meth:`FigureWorkers.expect` once the cells are planned): as many as the cells'
-worker processes, they import while the cells compute, on CPU the run leaves idle (its main
-process mostly waits on its cell workers), and are ready when the last cell lands. Where the
-cells compute in the main process (one job, or CUDA) there are none: the figures are drawn
-there after the run, as before. They start only once the run has lasted ``WARM_AFTER``
-seconds, so a shorter run (a test's, a small study's) pays nothing for them, and a report of
-fewer than ``COLD_MINIMUM`` figures does not wait for workers still importing.
-``benchinit report`` starts them when it draws (there is no run to overlap with).
+starts figure workers while the run goes on, on the cores its cells leave idle
+(:meth:`FigureWorkers.expect`, told once the cells are planned): a GPU run computes in its main
+process and leaves the other cores idle, so its figures are drawn by workers that are ready when
+the last cell lands. Where the cells keep every core busy (the CPU default: one worker per core)
+none is started ahead: measured on the seed study on 2 cores, workers importing during the run
+slowed its cells by as much as they saved the report (7.5 s against 7.3 s end to end), so
+there the workers start when the drawing does, as ``benchinit report``'s always do. They start
+only once the run has lasted ``WARM_AFTER`` seconds, so a shorter run (a test's, a small
+study's) pays nothing for them, and a report of fewer than ``COLD_MINIMUM`` figures is never
+made to wait for workers still importing.
 
 Workers ignore Ctrl-C (the parent handles it and shuts them down, as the run's cell workers
 do) and are spawned, never forked: a process that has started torch's thread pool can hang
@@ -33,6 +35,7 @@ from benchinit.report import spawning
 # Fewer figures than this are drawn in the calling process when the workers would have to be
 # started for them (starting costs more than drawing them); warm workers draw any number.
 COLD_MINIMUM = 8
+MAX_FIGURE_WORKERS = 4  # a report's figures come in a few dozen: more workers only import
 WARM_AFTER = 1.0  # seconds of a run after which its figure workers start (module docstring)
 
 
@@ -43,12 +46,12 @@ def _warm() -> None:
 
 
 class FigureWorkers:
-    """``count`` spawned figure workers for the length of a ``with`` block (none when
+    """Up to ``count`` spawned figure workers for the length of a ``with`` block (none when
     ``count`` is 1 or spawning is unsafe: then :meth:`map` draws in this process).
 
-    ``ahead``: start the workers that many seconds after entering the block (0: at once), so
-    that they import while the caller does something else; None: on the first :meth:`map`
-    that pays for them.
+    ``ahead``: seconds after which :meth:`expect` starts the workers idle cores can take, so
+    that they import while the caller does something else (0: at once); the others start on
+    the first :meth:`map` that pays for them.
     """
 
     def __init__(self, count: int, *, ahead: float | None = None) -> None:
@@ -61,17 +64,17 @@ class FigureWorkers:
         self._timer: threading.Timer | None = None
 
     def __enter__(self) -> FigureWorkers:
-        self.expect(self.count)
         return self
 
-    def expect(self, count: int) -> None:
-        """``count`` workers from now on (``benchinit run`` learns it once its cells are
-        planned: as many as their worker processes); with ``ahead``, their start is timed."""
-        self.count = max(1, count)
-        if self.ahead is not None and self.count > 1 and self._timer is None:
-            self._timer = threading.Timer(self.ahead, self._start_quietly)
-            self._timer.daemon = True
-            self._timer.start()
+    def expect(self, idle: int) -> None:
+        """Start, ``ahead`` seconds from now, as many workers (of ``count``) as there are
+        ``idle`` cores while the caller computes; none when there are none."""
+        ahead = min(max(0, idle), self.count)
+        if self.ahead is None or self.count < 2 or ahead < 1 or self._timer is not None:
+            return
+        self._timer = threading.Timer(self.ahead, self._start_quietly, (ahead,))
+        self._timer.daemon = True
+        self._timer.start()
 
     def __exit__(self, *exc: object) -> None:
         if self._timer is not None:
@@ -86,11 +89,11 @@ class FigureWorkers:
     def started(self) -> bool:
         return self._pool is not None
 
-    def _start_quietly(self) -> Executor | None:
+    def _start_quietly(self, ahead: int | None = None) -> Executor | None:
         """:meth:`_start`, where a failure to spawn (no processes left, no semaphores)
         leaves the drawing to this process, without a traceback (the timer's thread)."""
         try:
-            return self._start()
+            return self._start(ahead)
         except Exception:
             with self._lock:
                 self.count = 1
@@ -98,17 +101,20 @@ class FigureWorkers:
 
     @property
     def warm(self) -> bool:
-        """Whether every worker has finished importing."""
+        """Whether every worker started so far has finished importing."""
         return bool(self._warm_ups) and all(f.done() for f in self._warm_ups)
 
-    def _start(self) -> Executor | None:
+    def _start(self, ahead: int | None = None) -> Executor | None:
+        """The pool of ``count`` workers, ``ahead`` of them (all: None) spawned now; the
+        others are spawned when jobs queue for them."""
         with self._lock:
             ready = self._pool is None and not self._closed and self.count > 1
             if ready and spawning.spawn_safe():
                 context = multiprocessing.get_context("spawn")
                 pool = ProcessPoolExecutor(self.count, mp_context=context, initializer=_warm)
                 # a worker is spawned per submit with none idle; each imports first
-                self._warm_ups = [pool.submit(int) for _ in range(self.count)]
+                now = self.count if ahead is None else ahead
+                self._warm_ups = [pool.submit(int) for _ in range(now)]
                 self._pool = pool
             return self._pool
 
