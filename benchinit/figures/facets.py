@@ -134,7 +134,7 @@ def along_x(
 ) -> str | None:
     """The facet a :func:`dot_plot` of ``frame`` draws as groups along its x axis: the last
     one when it has 2 to 4 values and there are others (else None: every facet a panel)."""
-    if len(facets) < 2 or not 2 <= frame[facets[-1]].nunique() <= 4:
+    if len(facets) < 2 or not 2 <= frame[facets[-1]].nunique(dropna=False) <= 4:
         return None
     return facets[-1] if dashed is None or facets[-1] in dashed.columns else None
 
