@@ -107,10 +107,10 @@ def run(
     """Run every unfinished cell of ``study`` into ``out`` (default ``reports/<name>``),
     then write its report (``report=False``: the tables only). The options are
     :func:`benchinit.execution.runner.execute`'s, documented there."""
-    # Figure workers: as many as --jobs (auto: the cores, at most 4); those the cells leave
+    # Figure workers: as many as --jobs (auto: the cores), at most 4; those the cells leave
     # idle cores for start during the run and import meanwhile (benchinit.report.figure_workers)
-    count = min(usable_cores(), MAX_FIGURE_WORKERS) if jobs == "auto" else jobs
-    workers = FigureWorkers(count if isinstance(count, int) else 1, ahead=WARM_AFTER)
+    count = usable_cores() if jobs == "auto" else jobs if isinstance(jobs, int) else 1
+    workers = FigureWorkers(min(count, MAX_FIGURE_WORKERS), ahead=WARM_AFTER)
 
     def planned(cells: int, separate: bool) -> None:
         if report:
