@@ -137,3 +137,27 @@ def test_a_tinynet_studys_memory_estimate_grows_with_its_conv_maps(write_plugin,
     activations = 2 * 40 * (2 * 24 * 28 * 28) * 2 * 4
     assert found[32] - found[8] >= activations
     assert 3.5 < found[32] / found[8] < 4.5
+
+
+def test_a_member_is_measured_once_per_shape_and_parameters(monkeypatch):
+    """The memory check asks per batch and the stack size per group: one build each."""
+    from benchinit.engine import vmapped
+
+    calls = []
+    real = vmapped.measure
+    monkeypatch.setattr(vmapped, "measure", lambda *a, **k: calls.append(a) or real(*a, **k))
+    builder = vmapped.stacked(_Counted)
+    shape = ModelShape(members=1, inputs=(5,), outputs=2)
+    first = builder.measure(shape)
+    assert builder.measure(shape) == first and len(calls) == 1
+    assert builder.measure(ModelShape(members=1, inputs=(7,), outputs=2)) != first
+    assert len(calls) == 2
+
+
+class _Counted(nn.Module):
+    def __init__(self, shape):
+        super().__init__()
+        self.a, self.head = nn.Linear(shape.inputs[0], 3), nn.Linear(3, shape.outputs)
+
+    def forward(self, x, act):
+        return self.head(act(self.a(x)))

@@ -229,8 +229,10 @@ class MemberView:
     for the last) on inputs ``x`` ``[B, features]``."""
 
     def __init__(
-        self, model: StackedCNN, g: int, activation: Callable[[torch.Tensor], torch.Tensor]
+        self, model: Any, g: int, activation: Callable[[torch.Tensor], torch.Tensor]
     ) -> None:
+        """``model``: a stack with ``weights``, ``biases``, ``hidden``, ``layers`` and
+        ``kernels`` (StackedCNN; benchinit.engine.vmapped's stack shares this view)."""
         self._model, self._g, self._activation = model, g, activation
 
     @property

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
+from benchinit.engine import convnets
 from benchinit.engine.models import Trace
 from benchinit.plugins.descriptors import Bound
 from benchinit.plugins.model_kind import Layer, ModelShape, ModelSize
@@ -58,8 +59,19 @@ def stacked(factory: Callable[..., nn.Module]) -> Callable[..., VmappedStack]:
     def build(shape: ModelShape, **params: Any) -> VmappedStack:
         return VmappedStack(shape, factory, **params)
 
+    measured: dict[Any, ModelSize | None] = {}
+
     def sized(shape: ModelShape, **params: Any) -> ModelSize | None:
-        return measure(factory, shape, **params)
+        """:func:`measure`, once per shape and parameters (the memory check asks per batch,
+        the stack size per group: a big grid would build the same member many times)."""
+        try:
+            key = (shape, tuple(sorted(params.items())))
+            hash(key)
+        except TypeError:  # a parameter that is not hashable: measured every time
+            return measure(factory, shape, **params)
+        if key not in measured:
+            measured[key] = measure(factory, shape, **params)
+        return measured[key]
 
     # benchinit.engine.model_plugin.member_size asks it when the Model has no ``size``
     build.measure = sized  # type: ignore[attr-defined]
@@ -279,31 +291,17 @@ class VmappedStack(nn.Module):
         self.members = len(members)
 
 
-class MemberView:
+class MemberView(convnets.MemberView):
     """One member of the stack for a calibrating initializer: ``weights[l]`` and
     ``biases`` are views into the stack (change them in place), ``layers`` the declared
     :class:`Layer` s, ``preactivation(l, x)`` layer l's ``[B, units]`` pre-activation (the
     argument of its activation call; the head's output for the head) on rows ``x``."""
 
-    def __init__(self, model: VmappedStack, g: int, activation: Activation) -> None:
-        self._model, self._g, self._activation = model, g, activation
-
-    @property
-    def weights(self) -> list[torch.Tensor]:
-        return [w.data[self._g] for w in self._model.kernels]
-
-    @property
-    def biases(self) -> list[torch.Tensor] | None:
-        biases = self._model.biases
-        return None if biases is None else [b.data[self._g] for b in biases]
+    _model: VmappedStack
 
     @property
     def layers(self) -> list[Layer]:
         return self._model.layer_specs()
-
-    @property
-    def hidden_layers(self) -> int:
-        return self._model.hidden
 
     @torch.no_grad()
     def preactivation(self, layer: int, x: torch.Tensor) -> torch.Tensor:
