@@ -2,7 +2,7 @@
 
 import sys
 
-from benchinit.cli import main
+from benchinit.cli import command
 
 if __name__ == "__main__":  # guarded: spawned worker processes import this module again
-    sys.exit(main())
+    sys.exit(command())

@@ -25,7 +25,7 @@ def add_report(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=min(4, os.cpu_count() or 1),
         metavar="N",
-        help="worker processes drawing figures (default: the CPUs, at most 4)",
+        help="processes drawing figures, this one included (default: the CPUs, at most 4)",
     )
     p.add_argument(
         "--figures",
@@ -62,9 +62,13 @@ def cmd_report(args: argparse.Namespace, out: Callable[..., None]) -> int:
         written = export_figures(args.dir, args.figures, args.format or "pdf", progress=True)
         out(f"figures: {len(written)} {args.format or 'pdf'} files in {args.figures}")
         return 0
-    from benchinit.report.page import render_report
+    from benchinit.report.figure_workers import FigureWorkers, drawing_processes
 
-    path = render_report(args.dir, out=args.out, parallel=max(1, args.jobs), progress=True)
+    with FigureWorkers(drawing_processes(args.jobs)) as workers:
+        workers.begin()  # they import while this process does (FigureWorkers.begin)
+        from benchinit.report.page import render_report
+
+        path = render_report(args.dir, out=args.out, parallel=workers, progress=True)
     out(f"report: {path}")
     return 0
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchinit.execution.executors import usable_cores
+from benchinit.execution.processes import usable_cores
 from benchinit.execution.runner import execute
-from benchinit.report.figure_workers import MAX_FIGURE_WORKERS, WARM_AFTER, FigureWorkers
+from benchinit.report.figure_workers import WARM_AFTER, FigureWorkers, drawing_processes
 from benchinit.report.page import render_report
 from benchinit.results import failures
 from benchinit.results.tables import Results, load_results
@@ -103,14 +103,16 @@ def run(
     timeout: float | None = None,
     force: bool = False,
     check_memory: bool = True,
+    figure_workers: FigureWorkers | None = None,
 ) -> RunOutcome:
     """Run every unfinished cell of ``study`` into ``out`` (default ``reports/<name>``),
     then write its report (``report=False``: the tables only). The options are
-    :func:`benchinit.execution.runner.execute`'s, documented there."""
-    # Figure workers: as many as --jobs (auto: the cores), at most 4; those the cells leave
-    # idle cores for start during the run and import meanwhile (benchinit.report.figure_workers)
-    count = usable_cores() if jobs == "auto" else jobs if isinstance(jobs, int) else 1
-    workers = FigureWorkers(min(count, MAX_FIGURE_WORKERS), ahead=WARM_AFTER)
+    :func:`benchinit.execution.runner.execute`'s, documented there; ``figure_workers``:
+    the report's, when the caller started them (``benchinit run`` does, at its start)."""
+    # Figure workers: as many drawing processes as --jobs (auto: the cores), this one
+    # included, at most 4; those the cells leave idle cores for start during the run and
+    # import meanwhile (benchinit.report.figure_workers)
+    workers = figure_workers or FigureWorkers(drawing_processes(jobs), ahead=WARM_AFTER)
 
     def planned(cells: int, separate: bool) -> None:
         if report:

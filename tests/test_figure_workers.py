@@ -3,6 +3,7 @@ lasts, never for a short one, and drawing what this process would draw, in order
 
 from __future__ import annotations
 
+import signal
 import time
 
 from matplotlib.figure import Figure
@@ -53,11 +54,11 @@ def test_one_worker_is_this_process():
 
 
 def _dies_in_a_worker(i: int) -> int:
-    """Job 2 kills the worker process that draws it (as the out-of-memory killer would)."""
+    """Every job kills the worker process that draws it (as the out-of-memory killer would)."""
     import multiprocessing
     import os
 
-    if i == 2 and multiprocessing.parent_process() is not None:
+    if multiprocessing.parent_process() is not None:
         os._exit(1)
     return 10 * i
 
@@ -84,7 +85,7 @@ def test_workers_still_importing_are_not_waited_for_a_few_figures():
     from concurrent.futures import Future
 
     class Importing:
-        def map(self, *args):
+        def submit(self, *args):
             raise AssertionError("a few figures waited for workers still importing")
 
     workers = FigureWorkers(2)
@@ -111,7 +112,7 @@ def test_figure_workers_start_ahead_only_on_idle_cores():
     idle = FigureWorkers(4, ahead=60.0)
     with idle:
         idle.expect(idle=15)
-        assert idle._timer is not None and idle._timer.args == (4,), "at most count"
+        assert idle._timer is not None and idle._timer.args == (3,), "this process is one"
     few = FigureWorkers(4, ahead=60.0)
     with few:
         few.expect(idle=1)
@@ -120,7 +121,7 @@ def test_figure_workers_start_ahead_only_on_idle_cores():
 
 
 def test_workers_started_ahead_are_some_of_the_pool():
-    with FigureWorkers(3, ahead=0.0) as workers:
+    with FigureWorkers(4, ahead=0.0) as workers:
         workers.expect(idle=1)
         deadline = time.monotonic() + 30
         while not workers.warm and time.monotonic() < deadline:
@@ -128,3 +129,70 @@ def test_workers_started_ahead_are_some_of_the_pool():
         assert len(workers._warm_ups) == 1, "one idle core: one worker ahead"
         drawn = draw_all(_jobs(COLD_MINIMUM), workers)  # the others spawn as jobs queue
     assert len(drawn) == COLD_MINIMUM
+
+
+def _drawn_where(i: int) -> tuple[int, int]:
+    """(i, the drawing process), slowly enough that the work is shared."""
+    import os
+
+    time.sleep(0.15)
+    return i, os.getpid()
+
+
+def test_this_process_and_the_workers_share_the_jobs_in_order():
+    """This process draws from the front while a warm worker takes jobs from the back, one
+    at a time: both draw, and the results come in the jobs' order."""
+    import os
+
+    with FigureWorkers(2, ahead=0.0) as workers:
+        workers.expect(idle=1)
+        deadline = time.monotonic() + 30
+        while not workers.warm and time.monotonic() < deadline:
+            time.sleep(0.05)
+        drawn = list(workers.map(_drawn_where, list(range(12))))
+    assert [i for i, _ in drawn] == list(range(12))
+    here = [i for i, pid in drawn if pid == os.getpid()]
+    there = [i for i, pid in drawn if pid != os.getpid()]
+    assert here and there, drawn
+    assert here[0] == 0 and max(here) < min(there), "this process: the front; the worker: the back"
+
+
+def test_a_command_starts_its_workers_while_it_imports():
+    """``begin`` spawns workers at a command's start, before the process imports pandas (the
+    ``benchinit`` command), and none in a process that has its imports behind it (this test)."""
+    import subprocess
+    import sys
+
+    here = FigureWorkers(2)
+    with here:
+        here.begin()
+        assert not here.started, "pandas is imported here: nothing to overlap"
+    script = (
+        "import sys\n"
+        "from benchinit.report.figure_workers import FigureWorkers\n"
+        "if __name__ == '__main__':\n"
+        "    with FigureWorkers(2) as workers:\n"
+        "        workers.begin()\n"
+        "        print(workers.started, 'pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    cores = __import__("os").sched_getaffinity(0)
+    assert out.stdout.split() == (["True", "False"] if len(cores) > 1 else ["False", "False"])
+
+
+def test_an_error_does_not_wait_for_workers_still_importing():
+    """Leaving the block on an error (a bad study, Ctrl-C) ends workers still importing at
+    once instead of waiting for their imports."""
+    workers = FigureWorkers(2)
+    try:
+        with workers:
+            workers._start_quietly(1)
+            processes = list(workers._pool._processes.values())
+            assert processes and not workers.warm
+            raise KeyError("a bad study")
+    except KeyError:
+        pass
+    deadline = time.monotonic() + 5  # the pool's own thread may be the one that reaps them
+    while any(p.is_alive() for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(p.exitcode == -signal.SIGTERM for p in processes), "terminated, not waited for"

@@ -23,12 +23,12 @@ and 2 processes x 1 thread did 1.8x the work of one. So benchinit scales across 
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import multiprocessing
 import os
 import signal
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -39,6 +39,7 @@ import torch
 
 from benchinit.engine.execute import Batch, failed, limit_error, run_batch
 from benchinit.errors import BenchinitError, error_text
+from benchinit.execution.processes import die_with_parent
 from benchinit.plugins.registry import Registry
 from benchinit.results.schema import Records
 
@@ -72,23 +73,11 @@ class LocalExecutor:
         pass
 
 
-def _watch_parent(parent: int) -> None:
-    """Exit when the parent process is gone (it was killed: nobody will read our results)."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-
 def _worker_main(conn: Any, threads: int, parent: int) -> None:
     """A worker: run batches received on ``conn`` until told to stop (None)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    with contextlib.suppress(Exception):  # Linux: die with the parent, even on SIGKILL
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    die_with_parent(parent)
     torch.set_num_threads(threads)
     while True:
         try:
@@ -96,6 +85,7 @@ def _worker_main(conn: Any, threads: int, parent: int) -> None:
         except EOFError:
             return
         if batch is None:
+            gc.freeze()  # an exit without walking torch's objects (benchinit.cli.command)
             return
         conn.send(("started", None))  # its time limit counts from now, not from the spawn
         try:
@@ -282,14 +272,6 @@ class DaskExecutor:
 
 
 EXECUTORS = ("auto", "local", "process", "dask")
-
-
-def usable_cores() -> int:
-    """The CPUs this process may run on (its affinity mask, e.g. a container's share)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def can_fork() -> bool:

@@ -37,7 +37,8 @@ from benchinit.engine.stack import check_precisions, resolve_device
 from benchinit.errors import BenchinitError, BenchinitWarning, ResultsError
 from benchinit.execution import rerun, seeding, stages
 from benchinit.execution.compute import Tally, compute
-from benchinit.execution.executors import Executor, make_executor, usable_cores
+from benchinit.execution.executors import Executor, make_executor
+from benchinit.execution.processes import usable_cores
 from benchinit.execution.progress import Progress
 from benchinit.execution.run_meta import now, run_meta
 from benchinit.fingerprint import engine_code

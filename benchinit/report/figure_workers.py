@@ -21,28 +21,45 @@ in a forked child. They are spawned only where that is safe (:mod:`benchinit.rep
 
 from __future__ import annotations
 
+import gc
 import importlib
 import multiprocessing
+import os
 import signal
+import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from benchinit.execution.processes import die_with_parent, usable_cores
 from benchinit.report import spawning
 
 # Fewer figures than this are drawn in the calling process when the workers would have to be
 # started for them (starting costs more than drawing them); warm workers draw any number.
 COLD_MINIMUM = 8
-MAX_FIGURE_WORKERS = 4  # a report's figures come in a few dozen: more workers only import
+MAX_FIGURE_WORKERS = 4  # drawing processes, this one included: more would only import
 WARM_AFTER = 1.0  # seconds of a run after which its figure workers start (module docstring)
 
 
-def _warm() -> None:
-    """A worker's start: ignore Ctrl-C, import everything a figure needs."""
+def drawing_processes(jobs: int | str) -> int:
+    """How many processes draw a report's figures for ``--jobs`` (auto: one per core), this
+    one included: at most ``MAX_FIGURE_WORKERS``."""
+    count = usable_cores() if jobs == "auto" else jobs if isinstance(jobs, int) else 1
+    return max(1, min(count, MAX_FIGURE_WORKERS))
+
+
+def _warm(parent: int) -> None:
+    """A worker's start: ignore Ctrl-C, end with ``parent`` (killed, it never sends the
+    word), import everything a figure needs, and freeze what the imports made, which the
+    garbage collector then never walks again, while drawing or at the worker's exit (0.6 s
+    there; benchinit.cli.command)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
     importlib.import_module("benchinit.report.page")
+    gc.freeze()
 
 
 class FigureWorkers:
@@ -69,7 +86,7 @@ class FigureWorkers:
     def expect(self, idle: int) -> None:
         """Start, ``ahead`` seconds from now, as many workers (of ``count``) as there are
         ``idle`` cores while the caller computes; none when there are none."""
-        ahead = min(max(0, idle), self.count)
+        ahead = min(max(0, idle), self.count - 1)
         if self.ahead is None or self.count < 2 or ahead < 1 or self._timer is not None:
             return
         self._timer = threading.Timer(self.ahead, self._start_quietly, (ahead,))
@@ -81,9 +98,32 @@ class FigureWorkers:
             self._timer.cancel()
         with self._lock:
             self._closed = True  # a timer that fired meanwhile starts nothing
-            if self._pool is not None:
-                self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
-                self._pool = None
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if exc[0] is None and self.warm:
+            pool.shutdown(wait=True)
+            return
+        # an error, Ctrl-C, or workers still importing that drew nothing: not waited for
+        # (the pool forgets its processes on shutdown: they are taken first)
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(5)
+
+    def begin(self) -> None:
+        """Start workers now, on the cores this process leaves idle while it imports, when
+        it has its imports ahead of it: a command's start. ``benchinit run`` and ``benchinit
+        report`` spend their first 1-2 s importing torch, pandas and matplotlib on one core;
+        a worker spawned then imports on another and is ready before the first figure
+        (measured on the seed study: the drawing began 1.4 s later when the worker was
+        spawned at the end of the run). A process that has imported pandas already (a test,
+        a notebook calling :func:`benchinit.run`) starts none here."""
+        idle = min(self.count - 1, usable_cores() - 1)
+        if idle > 0 and "pandas" not in sys.modules:
+            self._start_quietly(idle)
 
     @property
     def started(self) -> bool:
@@ -111,17 +151,21 @@ class FigureWorkers:
             ready = self._pool is None and not self._closed and self.count > 1
             if ready and spawning.spawn_safe():
                 context = multiprocessing.get_context("spawn")
-                pool = ProcessPoolExecutor(self.count, mp_context=context, initializer=_warm)
+                pool = ProcessPoolExecutor(
+                    self.count - 1, mp_context=context, initializer=_warm, initargs=(os.getpid(),)
+                )
                 # a worker is spawned per submit with none idle; each imports first
-                now = self.count if ahead is None else ahead
+                now = self.count - 1 if ahead is None else ahead
                 self._warm_ups = [pool.submit(int) for _ in range(now)]
                 self._pool = pool
             return self._pool
 
     def map(self, draw: Callable[[Any], Any], jobs: list[Any]) -> Iterator[Any]:
-        """``draw(job)`` for each job, in order, in the workers when they are warm or there
-        are enough jobs to wait for them, else in this process. A worker that dies (killed,
-        out of memory) leaves the rest, its own job included, to this process."""
+        """``draw(job)`` for each job, results in order: this process draws from the front of
+        ``jobs`` while each worker draws one job at a time from the back (:class:`_Shared`),
+        when the workers are warm or there are enough jobs to wait for them; else this
+        process draws them all. A worker that dies (killed, out of memory) leaves the rest,
+        its own job included, to this process."""
         if self._timer is not None:
             self._timer.cancel()  # not started by now: decided below
         with self._lock:  # a start under way is waited for
@@ -130,11 +174,87 @@ class FigureWorkers:
             pool = None  # workers still importing: a few figures are drawn sooner here
         elif pool is None and len(jobs) >= COLD_MINIMUM:
             pool = self._start_quietly()
-        done = 0
+        if pool is None:
+            yield from map(draw, jobs)
+        else:
+            yield from _Shared(pool, self.count - 1, draw, jobs).results()
+
+
+class _Shared:
+    """Jobs drawn by this process from the front and by ``workers`` pool workers from the
+    back, one job each at a time, so that no job waits in a worker's queue while this process
+    could draw it, and a worker still importing holds up one job at most (this process draws
+    on meanwhile; it waits for a worker's job only when nothing else is left). A feeder thread
+    hands the pool its jobs as each lands; this thread never touches the pool."""
+
+    def __init__(
+        self, pool: Executor, workers: int, draw: Callable[[Any], Any], jobs: list[Any]
+    ) -> None:
+        self.pool, self.workers, self.draw, self.jobs = pool, workers, draw, jobs
+        self.pending = deque(range(len(jobs)))
+        self.landed: dict[int, Future[Any]] = {}  # index -> a worker's finished job
+        self.flying: dict[Future[Any], int] = {}
+        self.broken = False
+        self.changed = threading.Condition()
+
+    def _give(self) -> None:
+        """Hand idle workers jobs from the back (the caller holds ``changed``)."""
+        while not self.broken and len(self.flying) < self.workers and len(self.pending) > 1:
+            index = self.pending.pop()  # the last job is left to this process
+            try:
+                self.flying[self.pool.submit(self.draw, self.jobs[index])] = index
+            except (BrokenProcessPool, RuntimeError):  # dead, or shut down meanwhile
+                self.pending.append(index)
+                self.broken = True
+
+    def _feed(self) -> None:
+        with self.changed:
+            self._give()
+        while True:
+            with self.changed:
+                flying = list(self.flying)
+            if not flying:
+                return
+            wait(flying, return_when=FIRST_COMPLETED)
+            with self.changed:
+                for future in [f for f in flying if f.done()]:
+                    index = self.flying.pop(future)
+                    if future.cancelled():  # the workers shut down: this map is over
+                        continue
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        self.pending.append(index)  # drawn here instead
+                        self.broken = True
+                    else:
+                        self.landed[index] = future
+                self._give()
+                self.changed.notify_all()
+
+    def results(self) -> Iterator[Any]:
+        feeder = threading.Thread(target=self._feed, name="figure-feeder", daemon=True)
+        feeder.start()
+        following = 0  # the next result to yield
         try:
-            results: Iterable[Any] = map(draw, jobs) if pool is None else pool.map(draw, jobs)
-            for result in results:
-                done += 1
-                yield result
-        except BrokenProcessPool:  # a worker died (killed, out of memory): finish here
-            yield from map(draw, jobs[done:])
+            while following < len(self.jobs):
+                with self.changed:
+                    while following not in self.landed and not self.pending:
+                        self.changed.wait()  # a worker draws the next one; nothing else is left
+                    ready = self.landed.pop(following, None)
+                    index = following if ready is not None else self.pending.popleft()
+                if ready is None:
+                    ready = _done(self.draw(self.jobs[index]))
+                if index != following:
+                    with self.changed:
+                        self.landed[index] = ready
+                    continue
+                following += 1
+                yield ready.result()  # a worker's exception is raised here, in order
+        finally:
+            with self.changed:
+                self.pending.clear()  # the feeder hands out nothing more
+                self.broken = True
+
+
+def _done(result: Any) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_result(result)
+    return future

@@ -44,7 +44,7 @@ os.environ.setdefault("BENCHINIT_DISABLE_PLUGIN_AUTOLOAD", "1")
 from benchinit import load_study, run
 from benchinit.engine.stack import load_data
 from benchinit.engine.train import _Run
-from benchinit.execution.executors import usable_cores
+from benchinit.execution.processes import usable_cores
 
 INITS = {
     "normal(std=1)": lambda w: nn.init.normal_(w, 0.0, 1.0),
