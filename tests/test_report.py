@@ -261,6 +261,29 @@ def _png_size(src: str) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+def test_a_figure_drawn_once_on_its_canvas_is_the_figure_savefig_writes(jobs):
+    """The report's PNGs are drawn once on an Agg canvas (figures.drawing._sharp_png), not by
+    savefig, which lays a figure out in a draw of its own: the pixels must be savefig's."""
+    import numpy as np
+    from PIL import Image
+
+    from benchinit.figures.drawing import DPI, _sharp_png
+    from benchinit.figures.layout import fit_ticks
+
+    with style():
+        for job in jobs[:4]:
+            fig = job.draw(*job.args, **job.kwargs)
+            fit_ticks(fig)
+            png, size = _sharp_png(fig)
+            saved = io.BytesIO()
+            fig.savefig(saved, format="png", dpi=DPI * SHARP)
+            reference = Image.open(saved).convert("RGB")
+            assert size == reference.size, job.name
+            quantized = reference.quantize(256, method=Image.Quantize.FASTOCTREE).convert("RGB")
+            ours = Image.open(io.BytesIO(png)).convert("RGB")
+            assert np.array_equal(np.asarray(ours), np.asarray(quantized)), job.name
+
+
 def test_figures_are_sharp_and_carry_their_numbers(small, page, jobs):
     figures = [a for t, a in page.elements if t == "img" and a.get("width")]
     links = [a for t, a in page.elements if t == "a" and "data" in (a.get("class") or "")]

