@@ -499,3 +499,21 @@ def test_long_values_become_short_labels_and_never_squeeze_a_panel():
         ticks = [t.get_text() for t in (*ax.get_xticklabels(), *ax.get_yticklabels())]
         assert len(ticks) == 6
         assert all(len(line) <= 24 for t in ticks for line in t.split("\n"))
+
+
+def test_the_reproducibility_appendix_is_folded_with_its_versions_in_view(small):
+    """Environment, plugins and cell ids are folded (the page's reader scrolls past them),
+    the environment's summary line saying the versions that matter."""
+    import json
+
+    html = (small / "index.html").read_text()
+    appendix = html[html.index('<section id="reproducibility">') :]
+    appendix = appendix[: appendix.index("</section>")]
+    environment = json.loads((small / "meta.json").read_text())["environment"]
+    summary = re.search(r"<summary>Environment: ([^<]*)</summary>", appendix)
+    assert summary, "the environment is folded"
+    assert f"torch {environment['torch']}" in summary.group(1)
+    assert f"device {environment['device']}" in summary.group(1)
+    outside = re.sub(r"<details>.*?</details>", "", appendix, flags=re.S)
+    assert "<table" not in outside, "every table of the appendix is folded"
+    assert re.search(r"<summary>Plugins: \d+", appendix)
