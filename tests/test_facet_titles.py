@@ -114,7 +114,9 @@ def test_a_shallow_dot_plot_draws_its_stages_as_groups_along_x():
         for x, y in points:
             slot = round(x)  # the hue's offset is under half a slot
             assert (slot // 3, slot % 3 + 1) == (int(y // 10), int(y % 10)), (x, y)
-    assert fig.get_figwidth() * 96 < 600, "two such figures fit side by side on the page"
+    assert fig.get_figwidth() <= facets.PAGE_WIDTH, "the figure fits the page's width"
+    ys = [ax.get_position().y0 for ax in axes]
+    assert max(ys) - min(ys) < 1e-9, "the panels run across: one wide, short figure"
     note = panels_note(frame, facet_axes, "stage")
     assert note == " One panel per activation, its stage values along the x axis."
     one_stage = _frame(["init"])

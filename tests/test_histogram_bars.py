@@ -41,3 +41,21 @@ def test_an_older_folder_says_its_edge_bins_hold_the_outside():
     assert not _hatched(fig) and not histograms.apart(frame)
     assert "edge bins" in histograms.outside_text(frame)
     assert "edge bins" in fig._supxlabel.get_text()
+
+
+def test_a_grid_of_few_layers_takes_a_third_of_the_page_its_title_over_its_legend():
+    """One or two layer columns: the grid is a third of the page wide (a section's three
+    grids share a row), its phase legend above the panels under the title; five layers keep
+    2.2 inches a column and a plain title."""
+    one = _frame(apart=True)
+    phases = pd.concat([one.assign(phase=p) for p in ("init", "final")])
+    two_layers = pd.concat([phases, phases.assign(layer=2)])
+    fig = histograms.histogram_grid(two_layers, None, "activation = relu", hue="phase")
+    assert fig.get_figwidth() == histograms.THIRD
+    (legend,) = fig.legends
+    assert legend.get_title().get_text() == "activation = relu" and not fig.get_suptitle()
+    assert [t.get_text() for t in legend.get_texts()] == ["init", "final"]
+    five = pd.concat([one.assign(layer=k) for k in range(1, 6)])
+    wide = histograms.histogram_grid(five, None, "activation = tanh")
+    assert wide.get_figwidth() == 5 * histograms.LAYER_WIDTH + 1.2
+    assert wide.get_suptitle() == "activation = tanh" and not wide.legends

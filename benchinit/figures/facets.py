@@ -40,7 +40,11 @@ PANEL_HEIGHT = 1.6  # inches of panel: short panels keep a section's figures on 
 # half as tall; their x axis (layer) is labelled once per column
 SMALL = (1.85, 1.55)
 MIN_WIDTH = 3.6  # inches of panels at least: one or two small panels are made wider
-GROUPED_WIDTH = 5.0  # inches of a dot plot's panel with groups along x, at most (it pairs)
+GROUPED_WIDTH = 5.0  # inches of a dot plot's panel with groups along x, at most
+# a grouped dot plot's panels run across, three to a row, the figure at most the page's
+# width: one wide, short figure per row (a column of three beside another was 3x as tall)
+GROUPED_ACROSS = 3
+PAGE_WIDTH = 12.4  # inches of figure in the report's content column (1,224 CSS px)
 
 
 def _columns(frame: pd.DataFrame, facets: Sequence[str]) -> int:
@@ -174,8 +178,10 @@ def dot_plot(
     def at(rows: pd.DataFrame, offset: float) -> np.ndarray:
         return _slots(rows, x, xs, by, groups) + offset
 
-    if by:  # one column of panels, each wide enough for its groups (the figures still pair)
-        columns, width, height = 1, min(GROUPED_WIDTH, 0.8 + 0.5 * slots), size[1] + 0.2
+    if by:  # panels across, each wide enough for its groups: a wide, short figure
+        columns = min(len(panels), GROUPED_ACROSS)
+        width = min(GROUPED_WIDTH, 0.8 + 0.5 * slots, PAGE_WIDTH / columns)
+        height = size[1] + 0.2
     else:
         columns = min(_columns(frame, panel_facets), max(len(panels), 1))
         width, height = max(size[0], MIN_WIDTH / columns), size[1]

@@ -9,6 +9,7 @@ figures).
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,6 +35,19 @@ def pick_layers(layers: Sequence[int], limit: int = MAX_LAYERS) -> list[int]:
     return [layers[i] for i in sorted(set(index))]
 
 
+LAYER_WIDTH = 2.2  # inches of a histogram panel
+NARROW = 1.4  # inches of a histogram panel, at least, where three grids share a row
+THIRD = 4.0  # inches: a third of the report's content column, gaps taken out
+
+
+def _grid_width(layers: int) -> float:
+    """A histogram grid's width: ``LAYER_WIDTH`` a layer column, or a third of the page
+    where that leaves each column ``NARROW`` inches (one or two layers), so the section's
+    grids (one per activation) sit three to a row instead of two."""
+    narrow = (THIRD - 1.2) / max(layers, 1)
+    return THIRD if narrow >= NARROW else LAYER_WIDTH * layers + 1.2
+
+
 def histogram_grid(
     frame: pd.DataFrame,
     rows: str | None,
@@ -49,9 +63,8 @@ def histogram_grid(
     """
     row_values = list(dict.fromkeys(frame[rows]))[: MAX_PANELS // 2] if rows else [None]
     layers = pick_layers(frame["layer"].tolist())
-    fig = Figure(
-        figsize=(2.2 * len(layers) + 1.2, 1.3 * len(row_values) + 0.9), layout="constrained"
-    )
+    width = _grid_width(len(layers))
+    fig = Figure(figsize=(width, 1.3 * len(row_values) + 0.9), layout="constrained")
     axes = fig.subplots(len(row_values), len(layers), squeeze=False, sharex=True, sharey="row")
     hue_values = list(dict.fromkeys(frame[hue])) if hue else [None]
     colors = palette(hue_values)
@@ -70,11 +83,25 @@ def histogram_grid(
             ax.grid(False, axis="x")  # module docstring
             if i == 0:
                 ax.set_title((names or {}).get(layer) or f"layer {layer}")
-    fig.suptitle(title)
-    fig.supxlabel(f"activation value ({outside_text(frame)})", fontsize="small")
-    if hue:
+    if not hue:
+        fig.suptitle(title)
+    lines = textwrap.wrap(f"activation value ({outside_text(frame)})", int(13 * width))
+    fig.supxlabel("\n".join(lines), fontsize="small")
+    added = 0.16 * (len(lines) - 1)
+    if hue:  # above the panels, under the title (a narrow grid has no room beside them);
+        # the title is the legend's: a figure title and a legend above are laid on each other
         handles = [matplotlib.patches.Patch(color=colors[v], label=label(v)) for v in hue_values]
-        fig.legend(handles=handles, loc="outside right upper", frameon=False)
+        columns = min(len(handles), max(1, int(width / 1.8)))
+        fig.legend(
+            handles=handles,
+            loc="outside upper center",
+            ncols=columns,
+            frameon=False,
+            title=title,
+            title_fontsize=matplotlib.rcParams["figure.titlesize"],
+        )
+        added += 0.1 + 0.22 * math.ceil(len(handles) / columns)
+    fig.set_figheight(fig.get_figheight() + added)
     return fig
 
 
