@@ -172,20 +172,12 @@ def dot_plot(
     colors = palette(hues)
     xs = sorted(frame[x].dropna().unique().tolist())
     groups = list(dict.fromkeys(frame[by])) if by else [None]
-    slots = len(groups) * (len(xs) + 1) - 1
     step = 0.7 / max(len(hues), 1)
 
     def at(rows: pd.DataFrame, offset: float) -> np.ndarray:
         return _slots(rows, x, xs, by, groups) + offset
 
-    if by:  # panels across, each wide enough for its groups: a wide, short figure
-        columns = min(len(panels), GROUPED_ACROSS)
-        width = min(GROUPED_WIDTH, 0.8 + 0.5 * slots, PAGE_WIDTH / columns)
-        height = size[1] + 0.2
-    else:
-        columns = min(_columns(frame, panel_facets), max(len(panels), 1))
-        width, height = max(size[0], MIN_WIDTH / columns), size[1]
-    width = max(width, MIN_WIDTH / columns)
+    columns, width, height = _dot_grid(frame, panel_facets, len(panels), size, by, groups, xs)
     fig, axes = grid_of(len(panels), col_wrap=columns, width=width, height=height)
     for ax, (_, where, panel) in zip(axes, panels, strict=True):
         for k, value in enumerate(hues):
@@ -225,6 +217,27 @@ def dot_plot(
     extra = dashed_label if dashed is not None else ""
     _decorate(fig, hue, _handles(hue, hues, colors, extra, dots=True), width * columns)
     return fig
+
+
+def _dot_grid(
+    frame: pd.DataFrame,
+    facets: Sequence[str],
+    panels: int,
+    size: tuple[float, float],
+    by: str | None,
+    groups: list[Any],
+    xs: list[Any],
+) -> tuple[int, float, float]:
+    """A dot plot's (columns, panel width, panel height): with groups along x, the panels
+    run across, each wide enough for its groups, the figure at most the page's width."""
+    if by:
+        columns = min(panels, GROUPED_ACROSS)
+        slots = len(groups) * (len(xs) + 1) - 1  # layers and the gaps between groups
+        width = min(GROUPED_WIDTH, 0.8 + 0.5 * slots, PAGE_WIDTH / columns)
+    else:
+        columns = min(_columns(frame, facets), max(panels, 1))
+        width = size[0]
+    return columns, max(width, MIN_WIDTH / columns), size[1] + (0.2 if by else 0.0)
 
 
 def _slots(
