@@ -197,3 +197,44 @@ def test_an_error_does_not_wait_for_workers_still_importing():
     while any(p.is_alive() for p in processes) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(p.exitcode == -signal.SIGTERM for p in processes), "terminated, not waited for"
+
+
+def test_workers_a_map_spawned_live_on_for_the_next_one():
+    """A worker spawned while jobs are handed out (from the feeder thread) outlives that
+    thread: the next map still shares its jobs with the workers (the kernel's parent-death
+    signal, bound to the spawning thread, would have killed it with the thread)."""
+    import os
+
+    with FigureWorkers(3, ahead=0.0) as workers:
+        workers.expect(idle=1)  # one of two now; the other spawns when the map hands it a job
+        deadline = time.monotonic() + 30
+        while not workers.warm and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first = list(workers.map(_drawn_where, list(range(24))))
+        time.sleep(0.5)  # the feeder thread has ended
+        second = list(workers.map(_drawn_where, list(range(12))))
+    assert len({pid for _, pid in first} - {os.getpid()}) == 2, "both workers drew"
+    assert [i for i, _ in second] == list(range(12))
+    assert {pid for _, pid in second} - {os.getpid()}, "the workers still draw"
+
+
+def test_a_job_the_pool_cancelled_is_drawn_here():
+    """Workers shut down while a map hands out jobs (their futures cancelled): this process
+    draws those jobs instead of waiting for them forever."""
+    from concurrent.futures import Future
+
+    from benchinit.report.figure_workers import _Shared
+
+    class Cancelling:
+        def submit(self, fn, *args):
+            future: Future = Future()
+            future.cancel()
+            return future
+
+    assert list(_Shared(Cancelling(), 2, lambda i: 10 * i, list(range(5))).results()) == [
+        0,
+        10,
+        20,
+        30,
+        40,
+    ]

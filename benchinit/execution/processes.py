@@ -26,13 +26,17 @@ def _watch_parent(parent: int) -> None:
             os._exit(1)
 
 
-def die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int, *, at_once: bool = True) -> None:
     """End this worker when its parent ``parent`` is gone (killed: nobody will read what it
-    makes): at once on Linux, even when the parent was killed with SIGKILL (the kernel's
-    parent-death signal), else within a second (a thread watching the parent's pid). A
-    worker would otherwise wait forever on a queue it holds both ends of."""
-    with contextlib.suppress(Exception):  # Linux only
-        import ctypes
+    makes): within a second (a thread watching the parent's pid), and with ``at_once`` at
+    once on Linux, even when the parent was killed with SIGKILL (the kernel's parent-death
+    signal). That signal fires when the *thread* that started the worker ends, not the
+    process: only for workers started by the parent's main thread (the cell workers), never
+    for a pool's, which start from whichever thread submits (the figure workers). A worker
+    would otherwise wait forever on a queue it holds both ends of."""
+    if at_once:
+        with contextlib.suppress(Exception):  # Linux only
+            import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()

@@ -97,7 +97,7 @@ def histogram_grid(
             loc="outside upper center",
             ncols=columns,
             frameon=False,
-            title=title,
+            title="\n".join(textwrap.wrap(title, int(9 * width))),  # a title font's width
             title_fontsize=matplotlib.rcParams["figure.titlesize"],
         )
         added += 0.1 + 0.22 * math.ceil(len(handles) / columns)

@@ -1,22 +1,32 @@
-"""Worker processes that draw a report's figures, some started before there is anything to
-draw.
+"""Worker processes that draw a report's figures beside the process that asks for them,
+some started before there is anything to draw.
 
-A spawned worker costs about 2 s before it draws anything (Python, pandas, matplotlib and
-seaborn imports): for a short study as much as the drawing itself. ``benchinit run`` therefore
-starts figure workers while the run goes on, on the cores its cells leave idle
-(:meth:`FigureWorkers.expect`, told once the cells are planned): a GPU run computes in its main
-process and leaves the other cores idle, so its figures are drawn by workers that are ready when
-the last cell lands. Where the cells keep every core busy (the CPU default: one worker per core)
-none is started ahead: measured on the seed study on 2 cores, workers importing during the run
-slowed its cells by as much as they saved the report (7.5 s against 7.3 s end to end), so
-there the workers start when the drawing does, as ``benchinit report``'s always do. They start
-only once the run has lasted ``WARM_AFTER`` seconds, so a shorter run (a test's, a small
-study's) pays nothing for them, and a report of fewer than ``COLD_MINIMUM`` figures is never
-made to wait for workers still importing.
+The asking process draws from the front of the figure list while each worker takes one
+figure at a time from the back (:class:`_Shared`): it has everything imported already,
+where a spawned worker costs about 1.3 s before it draws anything (Python, pandas,
+matplotlib and seaborn imports; more on a busy machine). Workers are therefore started
+where their imports cost nothing:
+
+- at a command's start (:meth:`FigureWorkers.begin`: ``benchinit run`` and ``benchinit
+  report``), on the cores the command leaves idle while it imports torch, pandas and
+  matplotlib on one (measured on the seed study: the drawing starts 0.4 s after the last
+  cell, where it waited 1.4 s for workers spawned then; its cells were not slowed);
+- from Python (:func:`benchinit.run`, its imports done), during a run, on the cores its cells
+  leave idle (:meth:`FigureWorkers.expect`, told once the cells are planned): a GPU run
+  computes in its main process and leaves the other cores idle. Where the cells keep every
+  core busy (the CPU default: one worker per core) none is started ahead: measured on the
+  seed study on 2 cores, workers importing during the run slowed its cells by as much as they
+  saved the report (7.5 s against 7.3 s end to end). They start only once the run has lasted
+  ``WARM_AFTER`` seconds, so a shorter run (a test's, a small study's) pays nothing for them.
+
+A report of fewer than ``COLD_MINIMUM`` figures is never made to wait for workers still
+importing, and leaving the block on an error (or with workers that never got warm) ends them
+instead of waiting for their imports.
 
 Workers ignore Ctrl-C (the parent handles it and shuts them down, as the run's cell workers
-do) and are spawned, never forked: a process that has started torch's thread pool can hang
-in a forked child. They are spawned only where that is safe (:mod:`benchinit.report.spawning`).
+do), end with their parent, and are spawned, never forked: a process that has started
+torch's thread pool can hang in a forked child. They are spawned only where that is safe
+(:mod:`benchinit.report.spawning`).
 """
 
 from __future__ import annotations
@@ -57,7 +67,7 @@ def _warm(parent: int) -> None:
     garbage collector then never walks again, while drawing or at the worker's exit (0.6 s
     there; benchinit.cli.command)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    die_with_parent(parent)
+    die_with_parent(parent, at_once=False)  # started by any of our threads
     importlib.import_module("benchinit.report.page")
     gc.freeze()
 
@@ -215,13 +225,12 @@ class _Shared:
                 flying = list(self.flying)
             if not flying:
                 return
-            wait(flying, return_when=FIRST_COMPLETED)
+            # a job cancelled by the pool's shutdown is done but never wakes ``wait``: poll
+            wait(flying, timeout=0.25, return_when=FIRST_COMPLETED)
             with self.changed:
                 for future in [f for f in flying if f.done()]:
                     index = self.flying.pop(future)
-                    if future.cancelled():  # the workers shut down: this map is over
-                        continue
-                    if isinstance(future.exception(), BrokenProcessPool):
+                    if future.cancelled() or isinstance(future.exception(), BrokenProcessPool):
                         self.pending.append(index)  # drawn here instead
                         self.broken = True
                     else:

@@ -198,8 +198,8 @@ def render_report(
 
     With a ``registry`` (as ``benchinit run`` passes), plugin report sections are computed
     and stored in the folder; without one, the stored sections are shown, checked exactly
-    like fresh ones. ``parallel``: worker processes for the figures, or workers already started
-    (see :func:`draw_all`).
+    like fresh ones. ``parallel``: processes drawing the figures, this one included, or workers
+    already started (see :func:`draw_all`).
     ``progress``: announce the drawing and show its progress on stderr (a bar on a
     terminal, log lines elsewhere).
     Raises ResultsError (a damaged folder) or OutputError (the page cannot be written).
