@@ -23,6 +23,15 @@ def _jobs(count: int) -> list[FigureJob]:
     return [FigureJob("results", f"slope {i}", f"f{i}", _line, (float(i),)) for i in range(count)]
 
 
+def _ahead(workers: FigureWorkers, idle: int, until: str = "warm") -> None:
+    """Start ``idle`` workers ahead and wait (30 s at most) until they are ``until``:
+    "started" or "warm" (imported)."""
+    workers.expect(idle=idle)
+    deadline = time.monotonic() + 30
+    while not getattr(workers, until) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_short_block_starts_no_workers_and_draws_in_process():
     jobs = _jobs(3)
     with FigureWorkers(2, ahead=60.0) as workers:
@@ -36,10 +45,7 @@ def test_workers_started_ahead_draw_the_same_figures_in_order():
     assert len(jobs) < COLD_MINIMUM
     alone = draw_all(jobs, 1)
     with FigureWorkers(2, ahead=0.0) as workers:
-        workers.expect(idle=2)
-        deadline = time.monotonic() + 30
-        while not workers.warm and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _ahead(workers, idle=2)
         assert workers.started and workers.warm
         drawn = draw_all(jobs, workers)
     assert [i.src for i in drawn] == [i.src for i in alone]
@@ -65,10 +71,7 @@ def _dies_in_a_worker(i: int) -> int:
 
 def test_a_worker_that_dies_leaves_the_rest_to_this_process():
     with FigureWorkers(2, ahead=0.0) as workers:
-        workers.expect(idle=2)
-        deadline = time.monotonic() + 30
-        while not workers.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _ahead(workers, idle=2, until="started")
         assert workers.started
         assert list(workers.map(_dies_in_a_worker, list(range(6)))) == [0, 10, 20, 30, 40, 50]
 
@@ -122,10 +125,7 @@ def test_figure_workers_start_ahead_only_on_idle_cores():
 
 def test_workers_started_ahead_are_some_of_the_pool():
     with FigureWorkers(4, ahead=0.0) as workers:
-        workers.expect(idle=1)
-        deadline = time.monotonic() + 30
-        while not workers.warm and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _ahead(workers, idle=1)
         assert len(workers._warm_ups) == 1, "one idle core: one worker ahead"
         drawn = draw_all(_jobs(COLD_MINIMUM), workers)  # the others spawn as jobs queue
     assert len(drawn) == COLD_MINIMUM
@@ -145,10 +145,7 @@ def test_this_process_and_the_workers_share_the_jobs_in_order():
     import os
 
     with FigureWorkers(2, ahead=0.0) as workers:
-        workers.expect(idle=1)
-        deadline = time.monotonic() + 30
-        while not workers.warm and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _ahead(workers, idle=1)
         drawn = list(workers.map(_drawn_where, list(range(12))))
     assert [i for i, _ in drawn] == list(range(12))
     here = [i for i, pid in drawn if pid == os.getpid()]
@@ -206,10 +203,8 @@ def test_workers_a_map_spawned_live_on_for_the_next_one():
     import os
 
     with FigureWorkers(3, ahead=0.0) as workers:
-        workers.expect(idle=1)  # one of two now; the other spawns when the map hands it a job
-        deadline = time.monotonic() + 30
-        while not workers.warm and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # one of two now; the other spawns when the map hands it a job
+        _ahead(workers, idle=1)
         first = list(workers.map(_drawn_where, list(range(24))))
         time.sleep(0.5)  # the feeder thread has ended
         second = list(workers.map(_drawn_where, list(range(12))))
