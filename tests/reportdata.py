@@ -188,3 +188,31 @@ def write_runs_tree(root: Path) -> dict[str, Path]:
     (root / "notes").mkdir()
     (root / "notes" / "readme.txt").write_text("not results")
     return sets
+
+
+def drawn_as(job: Any) -> str:
+    """How a per-layer figure draws: "dots" or "lines" (a stack of statistics included,
+    benchinit.figures.stacked)."""
+    if job.draw.__name__ == "stacked_plot":
+        return "dots" if job.kwargs["dots"] else "lines"
+    return {"dot_plot": "dots", "band_plot": "lines"}[job.draw.__name__]
+
+
+def statistics(jobs: Sequence[Any]) -> dict[str, Any]:
+    """Each per-layer statistic drawn -> the job that draws it: a stack's rows (its CSV's
+    ``statistic`` column) or a figure of its own (its name, ``signal-preact_std``)."""
+    found = {}
+    for job in jobs:
+        if "statistic" in job.data:
+            found.update(dict.fromkeys(job.data["statistic"].unique(), job))
+        else:
+            found[job.name.split("-", 1)[-1]] = job
+    return found
+
+
+def statistic_rows(job: Any, name: str) -> pd.DataFrame:
+    """The rows of ``job``'s numbers for statistic ``name`` (all of them for a figure of
+    its own)."""
+    if "statistic" not in job.data:
+        return job.data
+    return job.data[job.data["statistic"] == name].drop(columns="statistic")

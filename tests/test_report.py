@@ -251,8 +251,10 @@ def test_facet_titles_fit_their_panels(jobs):
 
 
 def test_shallow_models_get_dots_per_layer(jobs):
+    from reportdata import drawn_as
+
     signal = [job for job in jobs if job.section == "signal"]
-    assert signal and {job.draw.__name__ for job in signal} == {"dot_plot"}, "depth 2"
+    assert signal and {drawn_as(job) for job in signal} == {"dots"}, "depth 2"
     assert all("dots and bars" in job.caption for job in signal)
 
 
@@ -406,13 +408,13 @@ def test_lines_never_mix_configurations(tmp_path):
 
 
 def test_depth_decides_lines_or_dots(tmp_path):
-    from reportdata import write_results
+    from reportdata import drawn_as, write_results
 
-    for layers, form in ((3, "dot_plot"), (4, "band_plot")):
+    for layers, form in ((3, "dots"), (4, "lines")):
         folder = write_results(tmp_path / str(layers), {"initializer": ["a", "b"]}, layers=layers)
         results = load_results(folder)
         signal = [j for j in figure_jobs(results, ranked(results)) if j.section == "signal"]
-        assert {job.draw.__name__ for job in signal} == {form}
+        assert signal and {drawn_as(job) for job in signal} == {form}
 
 
 def test_metric_table_agrees_with_the_probes():

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from htmlcheck import Page, assert_no_live_markup
-from reportdata import HOSTILE, write_results
+from reportdata import HOSTILE, drawn_as, statistic_rows, statistics, write_results
 
 from benchinit import load_results
 from benchinit.analysis import meanfield
@@ -292,23 +292,23 @@ def test_effects_with_one_seed_say_why_there_are_no_intervals(phase):
 
 
 def test_spectrum_lines_and_densities_with_theory(signal):
+    """The mean and the spread share a figure, a row each (their panels fit a row); the
+    density has its own."""
     jobs = [j for j in _jobs(signal) if j.section == "spectrum"]
-    assert [j.name for j in jobs] == [
-        "spectrum-jac_sv2_mean",
-        "spectrum-jac_spread",
-        "spectrum-density",
-    ]
-    mean, spread, density = jobs
-    for job in (mean, spread):
-        assert job.args[1] == "layer" and job.draw.__name__ == "band_plot", "4 layers: lines"
-        assert "free-probability theory" in job.caption and job.data["theory"].notna().all()
+    assert [j.name for j in jobs] == ["spectrum-jacobian", "spectrum-density"]
+    lines, density = jobs
+    assert lines.args[1] == "layer" and drawn_as(lines) == "lines", "4 layers: lines"
+    assert "free-probability theory" in lines.caption and lines.data["theory"].notna().all()
+    assert "mean squared singular value" in lines.caption and "relative spread" in lines.caption
+    assert [row.metric.name for row in lines.args[0]] == ["jac_sv2_mean", "jac_spread"]
+    spread = statistic_rows(lines, "jac_spread")
     layers = load_results(signal).labelled("layers")
     wide = layers.pivot_table(
         index=["cell", "initializer", "activation", "layer"], columns="metric", values="value"
     ).reset_index()
     wide["spread"] = wide["jac_sv2_var"] / wide["jac_sv2_mean"] ** 2
     expected = wide.groupby(["initializer", "activation", "layer"])["spread"].mean()
-    drawn = spread.data.set_index(["initializer", "activation", "layer"])["mean"]
+    drawn = spread.set_index(["initializer", "activation", "layer"])["mean"]
     pd.testing.assert_series_equal(
         drawn.sort_index(), expected.sort_index(), check_names=False, rtol=1e-9
     )
@@ -319,13 +319,14 @@ def test_spectrum_lines_and_densities_with_theory(signal):
 
 def test_spectrum_against_depth_uses_each_networks_last_layer(phase):
     jobs = {j.name: j for j in _jobs(phase) if j.section == "spectrum"}
-    mean = jobs["spectrum-jac_sv2_mean"]
-    assert mean.args[1] == "model.depth" and "at the last hidden layer, per depth" in mean.caption
+    job = statistics(list(jobs.values()))["jac_sv2_mean"]
+    assert job.args[1] == "model.depth" and "at the last hidden layer, per depth" in job.caption
     results = load_results(phase)
     layers = results.labelled("layers")
     last = layers[(layers["metric"] == "jac_sv2_mean") & (layers["layer"] == layers["model.depth"])]
     expected = last.groupby(["initializer", "phase", "model.depth"])["value"].mean()
-    drawn = mean.data.set_index(["initializer", "phase", "model.depth"])["mean"]
+    drawn = statistic_rows(job, "jac_sv2_mean").set_index(["initializer", "phase", "model.depth"])
+    drawn = drawn["mean"]
     pd.testing.assert_series_equal(
         drawn.sort_index(), expected.sort_index(), check_names=False, rtol=1e-9
     )
@@ -346,10 +347,10 @@ def test_an_isometric_spread_is_drawn_at_the_floor(tmp_path):
         tables["layers"] = pd.concat([tables["layers"], jac], ignore_index=True)
 
     folder = write_results(tmp_path / "iso", {"initializer": ["a", "b"]}, kind="signal", edit=edit)
-    spread = next(j for j in _jobs(folder) if j.name == "spectrum-jac_spread")
-    assert (spread.data["mean"] == 1e-6).all() and "are drawn at 1e-06" in spread.caption
-    mean = next(j for j in _jobs(folder) if j.name == "spectrum-jac_sv2_mean")
-    assert (mean.data["mean"] == 1.0).all() and "drawn at" not in mean.caption
+    job = statistics(_jobs(folder))["jac_spread"]
+    assert (statistic_rows(job, "jac_spread")["mean"] == 1e-6).all()
+    assert (statistic_rows(job, "jac_sv2_mean")["mean"] == 1.0).all()
+    assert job.caption.count("drawn at") == 1 and "Spreads and interval ends below" in job.caption
 
 
 # --- phase diagram ----------------------------------------------------------------------

@@ -142,8 +142,11 @@ def unit_rows(results, metric: str):
     return layers[layers["metric"] == metric].set_index(["initializer", "layer"])["value"]
 
 
-def figure_names(results) -> set[str]:
-    return {job.name for job in signal_jobs(results)}
+def drawn(results) -> set[str]:
+    """The statistics the signal section draws (a stack's rows or figures of their own)."""
+    from reportdata import statistics
+
+    return set(statistics(signal_jobs(results)))
 
 
 def test_a_cnn_signal_study_stores_dead_channels(write_study, tmp_path):
@@ -158,8 +161,8 @@ def test_a_cnn_signal_study_stores_dead_channels(write_study, tmp_path):
     assert dead.between(0, 1).all() and (dead.loc["kaiming_normal"] < 1).all()
     saturated = unit_rows(results, "saturated_unit_frac")
     assert saturated.sort_index().tolist() == dead.sort_index().tolist()
-    names = figure_names(results)
-    assert "signal-saturated_unit_frac" in names and "signal-dead_unit_frac" not in names
+    names = drawn(results)
+    assert "saturated_unit_frac" in names and "dead_unit_frac" not in names
 
 
 def test_the_mlp_seed_study_draws_unit_figures_only_where_nonzero(tmp_path):
@@ -172,13 +175,13 @@ def test_the_mlp_seed_study_draws_unit_figures_only_where_nonzero(tmp_path):
     dead = unit_rows(results, "dead_unit_frac")
     assert dead.loc["zeros"].tolist() == [1.0] * 3 and (dead.loc["kaiming_normal"] == 0).all()
     assert (unit_rows(results, "saturated_unit_frac") == 0).all()
-    names = figure_names(results)
-    assert "signal-dead_unit_frac" in names and "signal-saturated_unit_frac" not in names
+    names = drawn(results)
+    assert "dead_unit_frac" in names and "saturated_unit_frac" not in names
     alive = load_study("seed", [*shrink, "grid.initializer=['kaiming_normal']"], seeds=1)
     run(alive, tmp_path / "alive", report=False, progress=False)
-    names = figure_names(load_results(tmp_path / "alive"))
-    assert "signal-preact_std" in names
-    assert not {"signal-dead_unit_frac", "signal-saturated_unit_frac"} & names
+    names = drawn(load_results(tmp_path / "alive"))
+    assert "preact_std" in names
+    assert not {"dead_unit_frac", "saturated_unit_frac"} & names
 
 
 def test_a_folder_without_unit_fractions_still_draws_its_signal_figures(tmp_path):
@@ -186,5 +189,5 @@ def test_a_folder_without_unit_fractions_still_draws_its_signal_figures(tmp_path
 
     results = load_results(write_results(tmp_path / "old", {"initializer": ["a", "b"]}))
     assert not results.layers["metric"].str.contains("_unit_").any()
-    names = figure_names(results)
-    assert "signal-act_std" in names and not any("_unit_" in n for n in names)
+    names = drawn(results)
+    assert "act_std" in names and not any("_unit_" in n for n in names)

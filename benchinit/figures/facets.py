@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib.font_manager
@@ -39,6 +40,9 @@ PANEL_HEIGHT = 1.6  # inches of panel: short panels keep a section's figures on 
 # width, so two figures sit side by side (the report's figures flow) and the section is
 # half as tall; their x axis (layer) is labelled once per column
 SMALL = (1.85, 1.55)
+# learning curves: two panels across make a figure under a third of the page's width, so a
+# train study's three curves (training loss, validation loss and accuracy) share a row
+CURVES = (1.95, PANEL_HEIGHT)
 MIN_WIDTH = 3.6  # inches of panels at least: one or two small panels are made wider
 GROUPED_WIDTH = 5.0  # inches of a dot plot's panel with groups along x, at most
 # a grouped dot plot's panels run across, three to a row, the figure at most the page's
@@ -68,7 +72,7 @@ def _select(frame: pd.DataFrame, hue: str | None, value: Any, where: dict[str, A
     return frame[mask]
 
 
-def _handles(
+def legend_handles(
     hue: str | None, hues: list[Any], colors: dict[Any, Any], theory: str, dots: bool = False
 ) -> list[Any]:
     """Legend entries: a line (or a dot) per hue value, and the dashed extra if any."""
@@ -111,26 +115,42 @@ def band_plot(
     width = max(size[0], MIN_WIDTH / columns)
     fig, axes = grid_of(len(panels), col_wrap=columns, width=width, height=size[1])
     for ax, (_, where, panel) in zip(axes, panels, strict=True):
-        for value in hues:
-            line = _select(panel, hue, value, {}).sort_values(x)
-            if line.empty:
-                continue
-            color = colors[value]
-            ax.plot(line[x], line["mean"], color=color, linewidth=1.8)
-            ax.fill_between(line[x], line["low"], line["high"], color=color, alpha=0.2, lw=0)
-            if dashed is not None:
-                theory = _select(dashed, hue, value, where).sort_values(x)
-                ax.plot(theory[x], theory["mean"], linestyle="--", color=color, linewidth=1.2)
-        if names:  # a model's declared layer names on the x axis (fitted: fit_ticks)
-            ax.set_xticks(list(names), list(names.values()))
-        else:
-            ax.xaxis.get_major_locator().set_params(integer=True)
+        draw_bands(ax, panel, x, hue, colors, dashed, where, names)
     _label_axes(axes, x, metric, columns)
     scale_axes(axes, metric, frame)
-    _note(fig, table_titles(fig, axes, [where for _, where, _ in panels], facets, columns, width))
+    add_note(
+        fig, table_titles(fig, axes, [where for _, where, _ in panels], facets, columns, width)
+    )
     extra = dashed_label if dashed is not None else ""
-    _decorate(fig, hue, _handles(hue, hues, colors, extra), width * columns)
+    decorate(fig, hue, legend_handles(hue, hues, colors, extra), width * columns)
     return fig
+
+
+def draw_bands(
+    ax: Any,
+    panel: pd.DataFrame,
+    x: str,
+    hue: str | None,
+    colors: dict[Any, Any],
+    dashed: pd.DataFrame | None,
+    where: dict[str, Any],
+    names: Mapping[Any, str] | None,
+) -> None:
+    """One panel's lines and bands, a colour per hue value (``colors``' keys, in order);
+    ``dashed`` rows of this panel (``where``) as dashed lines."""
+    for value, color in colors.items():
+        line = _select(panel, hue, value, {}).sort_values(x)
+        if line.empty:
+            continue
+        ax.plot(line[x], line["mean"], color=color, linewidth=1.8)
+        ax.fill_between(line[x], line["low"], line["high"], color=color, alpha=0.2, lw=0)
+        if dashed is not None:
+            theory = _select(dashed, hue, value, where).sort_values(x)
+            ax.plot(theory[x], theory["mean"], linestyle="--", color=color, linewidth=1.2)
+    if names:  # a model's declared layer names on the x axis (fitted: fit_ticks)
+        ax.set_xticks(list(names), list(names.values()))
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
 
 
 def along_x(
@@ -170,122 +190,140 @@ def dot_plot(
     panels = panels_of(frame, panel_facets)
     hues = _hues(frame, hue)
     colors = palette(hues)
-    xs = sorted(frame[x].dropna().unique().tolist())
-    groups = list(dict.fromkeys(frame[by])) if by else [None]
-    step = 0.7 / max(len(hues), 1)
-
-    def at(rows: pd.DataFrame, offset: float) -> np.ndarray:
-        return _slots(rows, x, xs, by, groups) + offset
-
-    columns, width, height = _dot_grid(frame, panel_facets, len(panels), size, by, groups, xs)
+    slots = Slots(x, sorted(frame[x].dropna().unique().tolist()), by, groups_of(frame, by))
+    columns, width, height = dot_grid(frame, panel_facets, len(panels), size, slots)
     fig, axes = grid_of(len(panels), col_wrap=columns, width=width, height=height)
     for ax, (_, where, panel) in zip(axes, panels, strict=True):
-        for k, value in enumerate(hues):
-            offset = (k - (len(hues) - 1) / 2) * step
-            dots = _select(panel, hue, value, {})
-            if dots.empty:
-                continue
-            lower = (dots["mean"] - dots["low"]).fillna(0).clip(lower=0)
-            upper = (dots["high"] - dots["mean"]).fillna(0).clip(lower=0)
-            ax.errorbar(
-                at(dots, offset),
-                dots["mean"],
-                [lower, upper],
-                fmt="o",
-                color=colors[value],
-                capsize=2,
-            )
-            if dashed is not None:
-                theory = _select(dashed, hue, value, where)
-                ax.plot(
-                    at(theory, offset),
-                    theory["mean"],
-                    linestyle="none",
-                    marker="_",
-                    markersize=16,
-                    markeredgewidth=1.6,
-                    color="0.15",
-                    zorder=4,
-                )
-        _layer_ticks(ax, xs, groups, names)
+        draw_dots(ax, panel, hue, colors, dashed, where, slots)
+        slots.ticks(ax, names)
     _label_axes(axes, f"{x}, by {by}" if by else x, metric, columns)
     scale_axes(axes, metric, frame)
     note = table_titles(fig, axes, [where for _, where, _ in panels], panel_facets, columns, width)
     if by:
         note = f"{note}; {by} along x" if note else f"{by} along x"
-    _note(fig, note)
+    add_note(fig, note)
     extra = dashed_label if dashed is not None else ""
-    _decorate(fig, hue, _handles(hue, hues, colors, extra, dots=True), width * columns)
+    decorate(fig, hue, legend_handles(hue, hues, colors, extra, dots=True), width * columns)
     return fig
 
 
-def _dot_grid(
+def groups_of(frame: pd.DataFrame, by: str | None) -> list[Any]:
+    return list(dict.fromkeys(frame[by])) if by else [None]
+
+
+@dataclass(frozen=True)
+class Slots:
+    """Where a dot plot puts each row along x: the ``x`` values (layers) in order, and with
+    a facet ``by`` along x, one group of them per value of ``by``, a slot apart."""
+
+    x: str
+    xs: list[Any]
+    by: str | None
+    groups: list[Any]
+
+    @property
+    def count(self) -> int:
+        """Slots on the axis: the layers and the gaps between groups."""
+        return len(self.groups) * (len(self.xs) + 1) - 1
+
+    def at(self, rows: pd.DataFrame, offset: float = 0.0) -> np.ndarray:
+        """Each row's place: its ``x`` value's index within its group."""
+        layer = rows[self.x].map({v: i for i, v in enumerate(self.xs)}).to_numpy(float)
+        group = 0.0
+        if self.by:
+            group = rows[self.by].map({g: i for i, g in enumerate(self.groups)}).to_numpy(float)
+        return group * (len(self.xs) + 1) + layer + offset
+
+    def ticks(self, ax: Any, names: Mapping[Any, str] | None) -> None:
+        """Layer labels at each slot; with groups, each group's value centred under its
+        layers (major ticks, padded below the layer labels) and a light rule between
+        groups."""
+        xs, groups = self.xs, self.groups
+        span = len(xs) + 1
+        layers = [(names or {}).get(v) or label(v) for v in xs]
+        if groups == [None]:
+            ax.set_xticks(range(len(xs)), layers)
+            ax.set_xlim(-0.6, len(xs) - 0.4)
+            return
+        ax.set_xticks(
+            [g * span + i for g in range(len(groups)) for i in range(len(xs))],
+            layers * len(groups),
+            minor=True,
+        )
+        ax.set_xticks(
+            [g * span + (len(xs) - 1) / 2 for g in range(len(groups))],
+            [label(g, 14) for g in groups],
+        )
+        ax.tick_params(axis="x", which="major", pad=13, length=0, labelsize="small")
+        ax.tick_params(axis="x", which="minor", length=0, labelsize="small")
+        ax.grid(False, axis="x", which="both")
+        for g in range(1, len(groups)):
+            ax.axvline(g * span - 1, color="0.85", linewidth=0.8)
+        ax.set_xlim(-0.6, len(groups) * span - 1.4)
+
+
+def draw_dots(
+    ax: Any,
+    panel: pd.DataFrame,
+    hue: str | None,
+    colors: dict[Any, Any],
+    dashed: pd.DataFrame | None,
+    where: dict[str, Any],
+    slots: Slots,
+) -> None:
+    """One panel's dots and intervals, the hue values (``colors``' keys) side by side at
+    each slot; ``dashed`` rows of this panel (``where``) as short dashes on theirs."""
+    step = 0.7 / max(len(colors), 1)
+    for k, (value, color) in enumerate(colors.items()):
+        offset = (k - (len(colors) - 1) / 2) * step
+        dots = _select(panel, hue, value, {})
+        if dots.empty:
+            continue
+        lower = (dots["mean"] - dots["low"]).fillna(0).clip(lower=0)
+        upper = (dots["high"] - dots["mean"]).fillna(0).clip(lower=0)
+        ax.errorbar(
+            slots.at(dots, offset), dots["mean"], [lower, upper], fmt="o", color=color, capsize=2
+        )
+        if dashed is not None:
+            theory = _select(dashed, hue, value, where)
+            ax.plot(
+                slots.at(theory, offset),
+                theory["mean"],
+                linestyle="none",
+                marker="_",
+                markersize=16,
+                markeredgewidth=1.6,
+                color="0.15",
+                zorder=4,
+            )
+
+
+def dot_grid(
     frame: pd.DataFrame,
     facets: Sequence[str],
     panels: int,
     size: tuple[float, float],
-    by: str | None,
-    groups: list[Any],
-    xs: list[Any],
+    slots: Slots,
 ) -> tuple[int, float, float]:
     """A dot plot's (columns, panel width, panel height): with groups along x, the panels
     run across, each wide enough for its groups, the figure at most the page's width."""
-    if by:
+    if slots.by:
         columns = min(panels, GROUPED_ACROSS)
-        slots = len(groups) * (len(xs) + 1) - 1  # layers and the gaps between groups
-        width = min(GROUPED_WIDTH, 0.8 + 0.5 * slots, PAGE_WIDTH / columns)
+        width = min(GROUPED_WIDTH, 0.8 + 0.5 * slots.count, PAGE_WIDTH / columns)
     else:
         columns = min(_columns(frame, facets), max(panels, 1))
         width = size[0]
-    return columns, max(width, MIN_WIDTH / columns), size[1] + (0.2 if by else 0.0)
+    return columns, max(width, MIN_WIDTH / columns), size[1] + (0.2 if slots.by else 0.0)
 
 
-def _slots(
-    rows: pd.DataFrame, x: str, xs: list[Any], by: str | None, groups: list[Any]
-) -> np.ndarray:
-    """Each row's place on a dot plot's x axis: its ``x`` value's index within its group,
-    groups one slot apart."""
-    layer = rows[x].map({v: i for i, v in enumerate(xs)}).to_numpy(float)
-    group = rows[by].map({g: i for i, g in enumerate(groups)}).to_numpy(float) if by else 0.0
-    return group * (len(xs) + 1) + layer
-
-
-def _layer_ticks(
-    ax: Any, xs: list[Any], groups: list[Any], names: Mapping[Any, str] | None
-) -> None:
-    """Layer labels at each slot; with groups, each group's value centred under its layers
-    (major ticks, padded below the layer labels) and a light rule between groups."""
-    span = len(xs) + 1
-    layers = [(names or {}).get(v) or label(v) for v in xs]
-    if groups == [None]:
-        ax.set_xticks(range(len(xs)), layers)
-        ax.set_xlim(-0.6, len(xs) - 0.4)
-        return
-    ax.set_xticks(
-        [g * span + i for g in range(len(groups)) for i in range(len(xs))],
-        layers * len(groups),
-        minor=True,
-    )
-    ax.set_xticks(
-        [g * span + (len(xs) - 1) / 2 for g in range(len(groups))],
-        [label(g, 14) for g in groups],
-    )
-    ax.tick_params(axis="x", which="major", pad=13, length=0, labelsize="small")
-    ax.tick_params(axis="x", which="minor", length=0, labelsize="small")
-    ax.grid(False, axis="x", which="both")
-    for g in range(1, len(groups)):
-        ax.axvline(g * span - 1, color="0.85", linewidth=0.8)
-    ax.set_xlim(-0.6, len(groups) * span - 1.4)
-
-
-def _decorate(fig: Figure, hue: str | None, handles: list[Any], width: float) -> None:
+def decorate(fig: Figure, hue: str | None, handles: list[Any], width: float) -> None:
     """The legend under the panels, and the figure made taller by what the panels' own
     height leaves out: the note above, the x label and the legend's rows below."""
     rows = add_legend(fig, hue, handles, width=width)
     fig.set_figheight(fig.get_figheight() + 0.45 + 0.22 * rows)
 
 
-def _note(fig: Figure, note: str) -> None:
+def add_note(fig: Figure, note: str) -> None:
     if note:
         fig.suptitle(note, fontsize="small", color="0.3", x=0.01, ha="left")
 

@@ -126,15 +126,37 @@ def band_note(table: pd.DataFrame, metric: Metric, clipped: bool, what: str = "b
     return note
 
 
-def panels_note(frame: pd.DataFrame, facets: list[str], along: str | None = None) -> str:
+def stack_notes(tables: list[tuple[str, pd.DataFrame, Metric, bool]], what: str) -> str:
+    """One band note for a stack's rows (``(row name, table, metric, clipped)``, see
+    benchinit.figures.stacked): what every row's note says, then what some rows add (a
+    clipped range, a log axis's floor), with the rows it holds for."""
+    notes = [
+        (name, band_note(table, metric, clipped, what)) for name, table, metric, clipped in tables
+    ]
+    first = band_note(tables[0][1], tables[0][2], False, what)
+    added: dict[str, list[str]] = {}
+    for name, note in notes:
+        extra = note[len(first) :].lstrip(", ") if note.startswith(first) else note
+        if extra:
+            added.setdefault(extra, []).append(name)
+    if len(added) == 1 and len(next(iter(added.values()))) == len(notes):
+        return f"{first}, {next(iter(added))}"
+    parts = [f"{extra}: {', '.join(names)}" for extra, names in added.items()]
+    return first + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def panels_note(
+    frame: pd.DataFrame, facets: list[str], along: str | None = None, unit: str = "panel"
+) -> str:
     """What the panels are; ``along``: a facet drawn as groups along the x axis instead
-    (benchinit.figures.facets.along_x)."""
+    (benchinit.figures.facets.along_x); ``unit``: "column" for a stack's panels (a column
+    of them per facet combination, benchinit.figures.stacked)."""
     grouped = f", its {along} values along the x axis" if along else ""
     facets = [f for f in facets if f != along]
     if not facets:
         return f" Its {along} values along the x axis." if along else ""
     panels = frame.groupby(facets, sort=False, dropna=False).ngroups
-    note = f" One panel per {' · '.join(facets)}{grouped}"
+    note = f" One {unit} per {' · '.join(facets)}{grouped}"
     if panels > figures.MAX_PANELS:
         note += (
             f" (the first {figures.MAX_PANELS} of {panels} panels; every configuration is "
@@ -232,6 +254,7 @@ def curve_jobs(results: Results) -> list[FigureJob]:
                 slug("curves", metric.name),
                 facet_figures.band_plot,
                 (table, "epoch", hue, facets, metric),
+                {"size": facet_figures.CURVES},
                 data=table,
             )
         )

@@ -25,6 +25,7 @@ singular values at the last hidden layer). Choices, and why:
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ import pandas as pd
 from benchinit.figures import facets as facet_figures
 from benchinit.figures import histograms as histogram_figures
 from benchinit.figures.layout import axis_scale
+from benchinit.figures.stacked import Row, stackable, stacked_plot
 from benchinit.metrics import POSITIVE, Metric, metric_info
 from benchinit.report.once import (
     STAGE,
@@ -50,6 +52,7 @@ from benchinit.report.section_figures import (
     grid_sorted,
     panels_note,
     slug,
+    stack_notes,
 )
 from benchinit.results.tables import Results
 
@@ -125,15 +128,43 @@ def _floor(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(**floored)
 
 
-def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
-    """The mean and the spread against layer (or depth), theory dashed."""
-    x, hue, facets, keys = _layout(results)
-    if x == DEPTH:  # the last hidden layer of each network
-        last = wide.groupby(["cell", "phase"])["layer"].transform("max")
-        wide = wide[wide["layer"] == last]
+@dataclass(frozen=True)
+class _Line:
+    """One of ``FIGURES`` ready to draw, with what its caption says beyond its title."""
+
+    name: str
+    metric: Metric
+    title: str
+    table: pd.DataFrame
+    theory: pd.DataFrame
+    panels: list[str]
+    collapsed: list[str]
+    clipped: bool
+    floored: str  # the spread's floor, where some value is under it
+    data: pd.DataFrame
+
+
+def _spread_floor(
+    table: pd.DataFrame, theory: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The spread's table and theory floored (:func:`_floor`), and the caption's sentence
+    where some value is under the floor."""
+    values = table[[c for c in ("mean", "low", "high") if c in table]]
+    small = ((values > 0) & (values < SPREAD_FLOOR)).any().any()
+    rounding = bool((table["mean"] < SPREAD_FLOOR).any())
+    floored = ""
+    if small or rounding:
+        why = " (float rounding of an isometric network)" if rounding else ""
+        floored = (
+            f" Spreads and interval ends below {SPREAD_FLOOR:g}{why} are drawn at {SPREAD_FLOOR:g}."
+        )
+    return _floor(table), _floor(theory), floored
+
+
+def _lines(results: Results, wide: pd.DataFrame, facets: list[str], keys: list[str]) -> list[_Line]:
+    """``FIGURES``' tables per ``keys`` (over seeds), init panels once, theory beside."""
     order = results.study["values"]
-    where = "at the last hidden layer, per depth" if x == DEPTH else "per hidden layer"
-    jobs = []
+    lines = []
     for name, metric, title in FIGURES:
         table, clipped = aggregate(wide.assign(value=wide[name]), keys, metric, order)
         if table.empty:
@@ -143,51 +174,100 @@ def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
         theory = staged(theory, collapsed, [a for a in panels if a != STAGE])
         floored = ""
         if name == "jac_spread":
-            values = table[[c for c in ("mean", "low", "high") if c in table]]
-            small = ((values > 0) & (values < SPREAD_FLOOR)).any().any()
-            rounding = bool((table["mean"] < SPREAD_FLOOR).any())
-            table, theory = _floor(table), _floor(theory)
-            if small or rounding:
-                why = " (float rounding of an isometric network)" if rounding else ""
-                floored = (
-                    f" Spreads and interval ends below {SPREAD_FLOOR:g}{why} are drawn at "
-                    f"{SPREAD_FLOOR:g}."
-                )
-        dots = table[x].nunique() <= SHALLOW
-        kwargs: dict[str, Any] = {"size": facet_figures.SMALL}
-        data, note = table, ""
+            table, theory, floored = _spread_floor(table, theory)
+        data = table
         if not theory.empty:
-            kwargs |= {"dashed": theory, "dashed_label": "free-probability theory"}
             data = table.merge(
                 theory[[*keys, "mean"]].rename(columns={"mean": "theory"}), on=keys, how="left"
             )
-            note = (
-                f" {'Dashes' if dots else 'Dashed'}: free-probability theory from each "
-                "network's own weights (plain networks only; none for residual or "
-                "normalized ones)."
-            )
-        what = "dots and bars" if dots else "bands"
-        along = facet_figures.along_x(table, panels, kwargs.get("dashed")) if dots else None
-        caption = (
-            f"{title}, {where}; {axis_scale(metric, table)} axis; "
-            f"{band_note(table, metric, clipped, what)}."
-            + note
-            + floored
-            + panels_note(table, panels, along)
-            + init_note(collapsed, along == STAGE)
+        lines.append(
+            _Line(name, metric, title, table, theory, panels, collapsed, clipped, floored, data)
         )
-        jobs.append(
-            FigureJob(
-                "spectrum",
-                caption,
-                slug("spectrum", name),
-                facet_figures.dot_plot if dots else facet_figures.band_plot,
-                (table, x, hue, panels, metric),
-                kwargs,
-                data=data,
-            )
+    return lines
+
+
+def line_jobs(results: Results, wide: pd.DataFrame) -> list[FigureJob]:
+    """The mean and the spread against layer (or depth), theory dashed: in one figure, a
+    row each (benchinit.figures.stacked), where their panels fit a row; else a figure each."""
+    x, hue, facets, keys = _layout(results)
+    if x == DEPTH:  # the last hidden layer of each network
+        last = wide.groupby(["cell", "phase"])["layer"].transform("max")
+        wide = wide[wide["layer"] == last]
+    where = "at the last hidden layer, per depth" if x == DEPTH else "per hidden layer"
+    lines = _lines(results, wide, facets, keys)
+    if not lines:
+        return []
+    dots = lines[0].table[x].nunique() <= SHALLOW
+    rows = [
+        Row(line.table, line.metric, line.theory if not line.theory.empty else None)
+        for line in lines
+    ]
+    if all(line.panels == lines[0].panels for line in lines) and stackable(
+        rows, lines[0].panels, dots
+    ):
+        return [_line_job(lines, rows, x, hue, where, dots)]
+    return [_line_job([line], rows[i : i + 1], x, hue, where, dots) for i, line in enumerate(lines)]
+
+
+def _line_job(
+    lines: list[_Line], rows: list[Row], x: str, hue: str | None, where: str, dots: bool
+) -> FigureJob:
+    """One figure of ``lines`` (``rows`` their tables): a figure of its own for one, a
+    stack (a row each) for more."""
+    first, stack = lines[0], len(lines) > 1
+    what = "dots and bars" if dots else "bands"
+    along = facet_figures.along_x(first.table, first.panels, rows[0].dashed) if dots else None
+    if stack:
+        titles = "; ".join(
+            f"{line.title[0].lower()}{line.title[1:]}, {axis_scale(line.metric, line.table)} axis"
+            for line in lines
         )
-    return jobs
+        head = f"The input-output Jacobian {where}, a row per statistic: {titles}"
+        said = [(line.metric.label, line.table, line.metric, line.clipped) for line in lines]
+        bands = stack_notes(said, what)
+    else:
+        head = f"{first.title}, {where}; {axis_scale(first.metric, first.table)} axis"
+        bands = band_note(first.table, first.metric, first.clipped, what)
+    theory = ""
+    if any(row.dashed is not None for row in rows):
+        theory = (
+            f" {'Dashes' if dots else 'Dashed'}: free-probability theory from each network's "
+            "own weights (plain networks only; none for residual or normalized ones)."
+        )
+    caption = (
+        f"{head}; {bands}."
+        + theory
+        + "".join(line.floored for line in lines)
+        + panels_note(first.table, first.panels, along, "column" if stack else "panel")
+        + init_note(first.collapsed, along == STAGE)
+    )
+    kwargs: dict[str, Any] = {
+        "size": facet_figures.SMALL,
+        "dashed_label": "free-probability theory",
+    }
+    if stack:
+        data = pd.concat([line.data.assign(statistic=line.name) for line in lines])
+        data = data[["statistic", *[c for c in data.columns if c != "statistic"]]]
+        data = data.reset_index(drop=True)
+        draw: Any = stacked_plot
+        args: tuple[Any, ...] = (rows, x, hue, first.panels)
+        kwargs["dots"] = dots
+    else:
+        data = first.data
+        draw = facet_figures.dot_plot if dots else facet_figures.band_plot
+        args = (first.table, x, hue, first.panels, first.metric)
+        if rows[0].dashed is not None:
+            kwargs["dashed"] = rows[0].dashed
+    stem = "jacobian" if stack else first.name
+    return FigureJob(
+        "spectrum",
+        caption,
+        slug("spectrum", stem),
+        draw,
+        args,
+        kwargs,
+        data=data.reset_index(drop=True),
+    )
 
 
 def _density_axes(
