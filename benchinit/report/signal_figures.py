@@ -1,5 +1,11 @@
 """The report's signal section: per-layer statistics of the probes (benchinit.engine.probes)
-drawn over depth, one figure per statistic of ``SIGNAL_FIGURES``.
+drawn over depth, the statistics of ``SIGNAL_FIGURES`` in the two ``STACKS``.
+
+- Each stack is one question, its statistics a row each (benchinit.figures.stacked): how
+  the signal's size travels (pre-activation std beside mean-field theory, activation std,
+  gradient norm) and how many units stop passing it (saturated and dead fractions and
+  units). Where the panels do not fit one row, or only one statistic of a stack is drawn,
+  each statistic is a figure of its own (named ``signal-<statistic>``).
 
 - Lines over layers, or dots for models with at most ``SHALLOW`` hidden layers; init panels
   once where training settings cannot change them (:mod:`benchinit.report.once`).
