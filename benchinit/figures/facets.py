@@ -235,9 +235,14 @@ class Slots:
         return group * (len(self.xs) + 1) + layer + offset
 
     def ticks(self, ax: Any, names: Mapping[Any, str] | None) -> None:
+        """:meth:`labels` and :meth:`rules`."""
+        self.labels(ax, names)
+        self.rules(ax)
+
+    def labels(self, ax: Any, names: Mapping[Any, str] | None) -> None:
         """Layer labels at each slot; with groups, each group's value centred under its
-        layers (major ticks, padded below the layer labels) and a light rule between
-        groups."""
+        layers (major ticks, padded below the layer labels). Axes that share x share
+        these: set once per labelled axes (benchinit.figures.stacked)."""
         xs, groups = self.xs, self.groups
         span = len(xs) + 1
         layers = [(names or {}).get(v) or label(v) for v in xs]
@@ -256,10 +261,15 @@ class Slots:
         )
         ax.tick_params(axis="x", which="major", pad=13, length=0, labelsize="small")
         ax.tick_params(axis="x", which="minor", length=0, labelsize="small")
-        ax.grid(False, axis="x", which="both")
-        for g in range(1, len(groups)):
-            ax.axvline(g * span - 1, color="0.85", linewidth=0.8)
         ax.set_xlim(-0.6, len(groups) * span - 1.4)
+
+    def rules(self, ax: Any) -> None:
+        """With groups: no vertical grid, a light rule between groups (each axes' own)."""
+        if self.groups == [None]:
+            return
+        ax.grid(False, axis="x", which="both")
+        for g in range(1, len(self.groups)):
+            ax.axvline(g * (len(self.xs) + 1) - 1, color="0.85", linewidth=0.8)
 
 
 def draw_dots(
@@ -279,11 +289,9 @@ def draw_dots(
         dots = _select(panel, hue, value, {})
         if dots.empty:
             continue
-        lower = (dots["mean"] - dots["low"]).fillna(0).clip(lower=0)
-        upper = (dots["high"] - dots["mean"]).fillna(0).clip(lower=0)
-        ax.errorbar(
-            slots.at(dots, offset), dots["mean"], [lower, upper], fmt="o", color=color, capsize=2
-        )
+        mean, low, high = (dots[c].to_numpy(float) for c in ("mean", "low", "high"))
+        bars = np.nan_to_num(np.clip([mean - low, high - mean], 0, None), nan=0.0)
+        ax.errorbar(slots.at(dots, offset), mean, bars, fmt="o", color=color, capsize=2)
         if dashed is not None:
             theory = _select(dashed, hue, value, where)
             ax.plot(

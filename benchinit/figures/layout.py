@@ -273,12 +273,17 @@ def _may_crowd(ax: Any, name: str, renderer: Any) -> bool:
     return used > 0.5 * (room.width if name == "x" else room.height)
 
 
-def fit_ticks(fig: Figure) -> None:
+def fit_ticks(fig: Figure, *, drawn: bool = False) -> bool:
     """Tick labels that do not run together, decided by their measured extents on the laid
     out figure: crowded x labels are slanted, and where even slanted ones would touch (or y
     labels crowd) only every k-th is kept. Only axes with labels set by hand (categories,
-    values tried) are checked: matplotlib's own locators already space theirs; a figure with
-    none is not laid out again."""
+    values tried) are checked: matplotlib's own locators already space theirs. Returns
+    whether any label changed (the figure must be drawn again).
+
+    ``drawn``: the figure was just drawn, so its layout is current and is measured as it
+    is (the report draws first and again only where this returns True: few figures
+    crowd). Otherwise a figure whose labels may crowd is laid out first, and one whose
+    labels are short is not (text extents need no layout)."""
     fixed = matplotlib.ticker.FixedLocator
     axes = [
         (ax, name)
@@ -287,10 +292,12 @@ def fit_ticks(fig: Figure) -> None:
         if isinstance(getattr(ax, f"{name}axis").get_major_locator(), fixed)
     ]
     renderer = FigureCanvasAgg(fig).get_renderer()
-    axes = [(ax, name) for ax, name in axes if _may_crowd(ax, name, renderer)]
-    if not axes:
-        return
-    fig.draw_without_rendering()
+    if not drawn:
+        axes = [(ax, name) for ax, name in axes if _may_crowd(ax, name, renderer)]
+        if not axes:
+            return False
+        fig.draw_without_rendering()
+    changed = False
     for ax, name in axes:
         axis = getattr(ax, f"{name}axis")
         ticks = [t for t in axis.get_ticklabels() if t.get_visible()]
@@ -298,6 +305,7 @@ def fit_ticks(fig: Figure) -> None:
         boxes = [t.get_window_extent(renderer) for t in labels]
         if len(boxes) < 2 or not _crowded(boxes, name):
             continue
+        changed = True
         lines = max(t.get_text().count("\n") + 1 for t in labels)
         height = max(t.get_fontsize() for t in labels) * fig.dpi / 72 * 1.2 * lines
         centres = [(b.x0 + b.x1) / 2 if name == "x" else (b.y0 + b.y1) / 2 for b in boxes]
@@ -314,3 +322,4 @@ def fit_ticks(fig: Figure) -> None:
                 horizontalalignment="right",
                 rotation_mode="anchor",
             )
+    return changed

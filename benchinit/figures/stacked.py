@@ -119,7 +119,9 @@ def stacked_plot(
                 panel = panel[panel[facet].astype(str) == str(value)]
             if dots:
                 facets.draw_dots(ax, panel, hue, colors, row.dashed, where, slots)
-                slots.ticks(ax, names)
+                slots.rules(ax)
+                if row is rows[-1]:  # the axes share x: labelled once, under the bottom row
+                    slots.labels(ax, names)
             else:
                 facets.draw_bands(ax, panel, x, hue, colors, row.dashed, where, names)
         scale_axes(list(axes), row.metric, row.frame)

@@ -30,14 +30,16 @@ def _same(a: pd.DataFrame, b: pd.DataFrame, on: list[str], columns: Sequence[str
     """The rows of ``a`` and ``b`` pair one to one on ``on`` with equal ``columns``."""
     if len(a) != len(b):
         return False
-    key = [str(c) for c in on]
-    left = a.astype({c: str for c in on}).sort_values(key, kind="stable")
-    right = b.astype({c: str for c in on}).sort_values(key, kind="stable")
-    if not (left[on].to_numpy() == right[on].to_numpy()).all():
+    # keys as numpy strings (values of mixed types sort; pandas' astype(str) cost 20x more)
+    left = [a[c].to_numpy().astype(str) for c in on]
+    right = [b[c].to_numpy().astype(str) for c in on]
+    first = np.lexsort(left[::-1]) if on else np.arange(len(a))  # the last key is primary
+    second = np.lexsort(right[::-1]) if on else np.arange(len(b))
+    if not all((x[first] == y[second]).all() for x, y in zip(left, right, strict=True)):
         return False
     for column in columns:
-        x = pd.to_numeric(left[column], errors="coerce").to_numpy(float)
-        y = pd.to_numeric(right[column], errors="coerce").to_numpy(float)
+        x = pd.to_numeric(a[column], errors="coerce").to_numpy(float)[first]
+        y = pd.to_numeric(b[column], errors="coerce").to_numpy(float)[second]
         if not np.allclose(x, y, rtol=1e-9, atol=0.0, equal_nan=True):
             return False
     return True
@@ -83,7 +85,9 @@ def staged(frame: pd.DataFrame, collapsed: list[str], rest: list[str]) -> pd.Dat
         keep |= np.logical_and.reduce([(frame[a] == v).to_numpy() for a, v in first.items()])
     kept = frame[keep].copy()
     final = kept["phase"] != "init"
-    stage = kept[collapsed].astype(str).agg(SEPARATOR.join, axis=1) + SEPARATOR + kept["phase"]
+    stage = kept["phase"].astype(str)
+    for axis in reversed(collapsed):  # "adam · final": column-wise, not a join per row
+        stage = kept[axis].astype(str) + SEPARATOR + stage
     kept[STAGE] = stage.where(final, "init")
     order = list(dict.fromkeys(kept.loc[final, STAGE]))
     rank = kept[STAGE].map({s: i + 1 for i, s in enumerate(order)}).fillna(0)

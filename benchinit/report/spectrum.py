@@ -11,8 +11,9 @@ singular values at the last hidden layer). Choices, and why:
   the mean squared singular value (the average gain: 1 keeps a signal's size, the product
   of the layers' chi_1) and the relative spread var / mean^2 (0 is dynamical isometry,
   every direction stretched alike). The spread is taken per cell, then averaged over
-  seeds, as the ``jac_spread`` run metric is; the theory's spread is the theory's var / mean^2. Mean and variance alone would mix the two
-  questions: a variance grows with the mean's square.
+  seeds, as the ``jac_spread`` run metric is; the theory's spread is the theory's
+  var / mean^2. Mean and variance alone would mix the two questions: a variance grows
+  with the mean's square.
 - Depth on the x axis when ``model.depth`` is a grid axis (the last hidden layer of each
   network): layer l of a deep network and the last layer of an l-layer one are different
   networks, so lines over layers would mix configurations.
