@@ -86,6 +86,25 @@ def test_heatmap_tick_labels_never_overlap():
     assert overlapping(_drawn(lambda: fitted)) == []
 
 
+def test_the_report_fits_labels_on_the_figure_as_drawn_and_draws_again_only_then(monkeypatch):
+    """figures.fitted_png: a crowded heatmap is drawn, measured, slanted and drawn again; a
+    figure whose labels fit is drawn once."""
+    drawings: list[Figure] = []
+    sharp = figures._sharp_png
+    monkeypatch.setattr(figures, "_sharp_png", lambda fig: drawings.append(fig) or sharp(fig))
+    frame = _heatmap_frame()
+    metric = metric_info("test_accuracy", "train")
+    with figures.style():
+        crowded = figures.heatmap(frame, "optimizer", "initializer", [], metric)
+        crowded.set_figwidth(3.0)
+        figures.fitted_png(crowded)
+        assert len(drawings) == 2, "drawn, measured, fitted, drawn again"
+        assert overlapping(crowded) == []
+        roomy = figures.heatmap(frame.head(6), "optimizer", "initializer", [], metric)
+        figures.fitted_png(roomy)
+    assert drawings[2:] == [roomy], "nothing to change: drawn once"
+
+
 def test_values_tried_as_ticks_never_overlap():
     tried = np.logspace(-4, -2, 9)
     frame = pd.DataFrame(
