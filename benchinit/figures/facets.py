@@ -63,13 +63,21 @@ def _hues(frame: pd.DataFrame, hue: str | None) -> list[Any]:
     return list(dict.fromkeys(frame[hue]))[:MAX_HUES] if hue else [None]
 
 
-def _select(frame: pd.DataFrame, hue: str | None, value: Any, where: dict[str, Any]) -> Any:
-    mask = pd.Series(True, index=frame.index)
-    if hue is not None:
-        mask &= frame[hue] == value
+def _by_hue(
+    frame: pd.DataFrame | None, hue: str | None, where: dict[str, Any]
+) -> dict[Any, pd.DataFrame]:
+    """``frame``'s rows of one panel (``where``: its facet values) split by hue value (all
+    under None without a hue): one pass, where selecting each hue value apart cost a
+    stacked figure a tenth of its time."""
+    if frame is None:
+        return {}
+    mask = np.ones(len(frame), dtype=bool)
     for column, wanted in where.items():
-        mask &= frame[column] == wanted
-    return frame[mask]
+        mask &= (frame[column] == wanted).to_numpy()
+    rows = frame[mask] if not mask.all() else frame
+    if hue is None:
+        return {None: rows}
+    return {value: part for value, part in rows.groupby(hue, sort=False)}
 
 
 def legend_handles(
@@ -138,14 +146,15 @@ def draw_bands(
 ) -> None:
     """One panel's lines and bands, a colour per hue value (``colors``' keys, in order);
     ``dashed`` rows of this panel (``where``) as dashed lines."""
+    lines, theories = _by_hue(panel, hue, {}), _by_hue(dashed, hue, where)
     for value, color in colors.items():
-        line = _select(panel, hue, value, {}).sort_values(x)
-        if line.empty:
+        if value not in lines:
             continue
+        line = lines[value].sort_values(x)
         ax.plot(line[x], line["mean"], color=color, linewidth=1.8)
         ax.fill_between(line[x], line["low"], line["high"], color=color, alpha=0.2, lw=0)
-        if dashed is not None:
-            theory = _select(dashed, hue, value, where).sort_values(x)
+        if dashed is not None and value in theories:
+            theory = theories[value].sort_values(x)
             ax.plot(theory[x], theory["mean"], linestyle="--", color=color, linewidth=1.2)
     if names:  # a model's declared layer names on the x axis (fitted: fit_ticks)
         ax.set_xticks(list(names), list(names.values()))
@@ -284,16 +293,17 @@ def draw_dots(
     """One panel's dots and intervals, the hue values (``colors``' keys) side by side at
     each slot; ``dashed`` rows of this panel (``where``) as short dashes on theirs."""
     step = 0.7 / max(len(colors), 1)
+    groups, theories = _by_hue(panel, hue, {}), _by_hue(dashed, hue, where)
     for k, (value, color) in enumerate(colors.items()):
         offset = (k - (len(colors) - 1) / 2) * step
-        dots = _select(panel, hue, value, {})
-        if dots.empty:
+        if value not in groups:
             continue
+        dots = groups[value]
         mean, low, high = (dots[c].to_numpy(float) for c in ("mean", "low", "high"))
         bars = np.nan_to_num(np.clip([mean - low, high - mean], 0, None), nan=0.0)
         ax.errorbar(slots.at(dots, offset), mean, bars, fmt="o", color=color, capsize=2)
-        if dashed is not None:
-            theory = _select(dashed, hue, value, where)
+        if value in theories:
+            theory = theories[value]
             ax.plot(
                 slots.at(theory, offset),
                 theory["mean"],
