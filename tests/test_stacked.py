@@ -34,8 +34,11 @@ def _table(activations: list[str], layers: int, scale: float, stages: list[str])
 
 
 def _marks(ax) -> list[np.ndarray]:
-    """Every line's points on an axes (dots, interval bars, bands' edges, dashes)."""
-    return [np.asarray(line.get_xydata(), float) for line in ax.lines]
+    """Every mark's points on an axes: lines (dots, caps, dashes) and collections (bands,
+    interval bars)."""
+    lines = [np.asarray(line.get_xydata(), float) for line in ax.lines]
+    paths = [path.vertices for c in ax.collections for path in c.get_paths()]
+    return lines + [np.asarray(v, float) for v in paths]
 
 
 @pytest.mark.parametrize(
@@ -121,3 +124,69 @@ def test_the_report_stacks_what_fits_and_draws_the_rest_alone(tmp_path, activati
     else:
         assert all(job.draw is facets.band_plot for job in jobs)
         assert len({id(job) for job in drawn.values()}) == len(drawn), "a figure each"
+
+
+def test_a_stack_keeps_nan_panels_and_every_rows_stages():
+    """A facet value that is NaN is a panel like any other (panels_of keeps it), and a
+    stage only one statistic has (the other non-finite there) is still drawn."""
+    frame = _table(["a", "b"], 2, 1.0, ["init", "adam · final", "sgd · final"])
+    frame["activation"] = frame["activation"].map({"a": np.nan, "b": "b"})
+    fewer = frame[frame["stage"] != "sgd · final"]
+    rows = [Row(fewer, GRAD), Row(frame, SATURATED)]
+    names = ["activation", "stage"]
+    assert stackable(rows, names, dots=True)
+    with style():
+        fig = stacked_plot(rows, "layer", "initializer", names, dots=True)
+        fig.draw_without_rendering()
+    grid = np.array([ax for ax in fig.axes if ax.get_visible()]).reshape(2, 2)
+    for ax, part in zip(
+        grid[1], (frame[frame["activation"].isna()], frame[frame["activation"] == "b"]), strict=True
+    ):
+        drawn = sum(len(line.get_xydata()) for line in ax.lines if line.get_marker() == "o")
+        assert drawn == len(part) == 12, "every stage, both initializers, both layers"
+    groups = [t.get_text() for t in grid[1][0].get_xticklabels()]
+    assert groups == ["init", "adam · final", "sgd · final"], "the second row's stages too"
+    dots = sum(len(line.get_xydata()) for line in grid[0][0].lines if line.get_marker() == "o")
+    assert dots == 8, "the first row has two stages"
+
+
+def test_a_stacks_note_says_each_clause_for_the_rows_it_holds_for():
+    from benchinit.report.section_figures import stack_notes
+
+    spread = metric_info("jac_sv2_var", "layer")
+    table = _table(["a"], 2, 10.0, ["final"]).drop(columns="stage")
+    zero = table.assign(low=0.0)  # an interval down to 0 on a log axis
+    fewer = table.assign(seeds=2)
+    note = stack_notes(
+        [("mean", zero, GRAD, True), ("spread", table, GRAD, False), ("var", fewer, spread, False)],
+        "bands",
+    )
+    assert note.startswith("bands: mean and 95% t-interval over 2 to 3 seeds (")
+    assert "clipped to the metric's range [0, ∞): mean" in note
+    assert "runs to the bottom edge of the log axis: mean" in note
+    assert note.count("bands:") == 1 and "spread" not in note and "var" not in note
+    both = stack_notes([("a", table, SATURATED, True), ("b", table, SATURATED, True)], "bands")
+    assert (
+        both == "bands: mean and 95% t-interval over 3 seeds, clipped to the metric's range [0, 1]"
+    )
+
+
+def test_crowded_labels_of_a_stack_are_slanted_under_every_column():
+    """The stack's axes share x: labels thinned and slanted under one column are thinned
+    and slanted under all (benchinit.figures.layout.fit_ticks)."""
+    from benchinit.figures.drawing import fitted_png
+    from benchinit.figures.layout import fit_ticks
+
+    table = _table(["a", "b", "c"], 30, 1.0, ["final"]).drop(columns="stage")
+    names = {layer: f"block{layer}.conv" for layer in range(1, 31)}
+    rows = [Row(table, GRAD), Row(table, SATURATED)]
+    with style():
+        fig = stacked_plot(rows, "layer", "initializer", ["activation"], dots=False, names=names)
+        fitted_png(fig)
+        fig.draw_without_rendering()
+    bottom = [ax for ax in fig.axes if ax.get_visible()][3:]
+    rotations = [{t.get_rotation() for t in ax.get_xticklabels() if t.get_text()} for ax in bottom]
+    texts = [[t.get_text() for t in ax.get_xticklabels()] for ax in bottom]
+    assert rotations == [{35.0}] * 3 and texts[0] == texts[1] == texts[2]
+    assert sum(bool(t) for t in texts[0]) < 30, "thinned"
+    assert not fit_ticks(fig, drawn=True), "fitted: nothing left to change"

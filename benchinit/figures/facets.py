@@ -72,8 +72,9 @@ def _by_hue(
     if frame is None:
         return {}
     mask = np.ones(len(frame), dtype=bool)
-    for column, wanted in where.items():
-        mask &= (frame[column] == wanted).to_numpy()
+    for column, wanted in where.items():  # a panel of NaN (panels_of keeps it) holds NaN rows
+        same = frame[column].isna() if pd.isna(wanted) else frame[column] == wanted
+        mask &= same.to_numpy(dtype=bool)
     rows = frame[mask] if not mask.all() else frame
     if hue is None:
         return {None: rows}
@@ -300,7 +301,7 @@ def draw_dots(
             continue
         dots = groups[value]
         mean, low, high = (dots[c].to_numpy(float) for c in ("mean", "low", "high"))
-        bars = np.nan_to_num(np.clip([mean - low, high - mean], 0, None), nan=0.0)
+        bars = np.clip(np.nan_to_num([mean - low, high - mean], nan=0.0, posinf=np.inf), 0, None)
         ax.errorbar(slots.at(dots, offset), mean, bars, fmt="o", color=color, capsize=2)
         if value in theories:
             theory = theories[value]

@@ -300,29 +300,35 @@ def fit_ticks(fig: Figure, *, drawn: bool = False) -> bool:
         if not axes:
             return False
         fig.draw_without_rendering()
-    changed = False
+    changed, done = False, set[tuple[Any, str]]()
     for ax, name in axes:
+        if (ax, name) in done:
+            continue
         axis = getattr(ax, f"{name}axis")
         ticks = [t for t in axis.get_ticklabels() if t.get_visible()]
         labels = [t for t in ticks if t.get_text()]
         boxes = [t.get_window_extent(renderer) for t in labels]
         if len(boxes) < 2 or not _crowded(boxes, name):
             continue
-        changed = True
         lines = max(t.get_text().count("\n") + 1 for t in labels)
         height = max(t.get_fontsize() for t in labels) * fig.dpi / 72 * 1.2 * lines
         centres = [(b.x0 + b.x1) / 2 if name == "x" else (b.y0 + b.y1) / 2 for b in boxes]
         slant = math.sin(math.radians(SLANT)) if name == "x" else 1.0
         keep = _every(centres, (height + GAP) / slant)
         texts = [t.get_text() if i % keep == 0 else "" for i, t in enumerate(ticks)]
-        if name == "y":
-            axis.set_ticks(axis.get_ticklocs()[: len(texts)], texts)
-        else:
-            axis.set_ticks(
-                axis.get_ticklocs()[: len(texts)],
-                texts,
-                rotation=SLANT,
-                horizontalalignment="right",
-                rotation_mode="anchor",
-            )
+        slanted = name == "y" or all(t.get_rotation() == SLANT for t in labels)
+        if slanted and texts == [t.get_text() for t in ticks]:
+            continue  # fitted already (slanted labels' boxes overlap along x by design)
+        changed = True
+        # axes that share this axis share its labels: fitted together, measured once
+        siblings = getattr(ax, f"get_shared_{name}_axes")().get_siblings(ax)
+        done.update((other, name) for other in siblings)
+        locations = axis.get_ticklocs()[: len(texts)]
+        for other in siblings:
+            shared = getattr(other, f"{name}axis")
+            if name == "y":
+                shared.set_ticks(locations, texts)
+            else:
+                tilted = {"rotation": SLANT, "horizontalalignment": "right"}
+                shared.set_ticks(locations, texts, rotation_mode="anchor", **tilted)
     return changed

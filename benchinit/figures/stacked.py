@@ -101,22 +101,21 @@ def stacked_plot(
     panels = panels_of(every, panel_facets)
     hues = list(dict.fromkeys(every[hue]))[:MAX_HUES] if hue else [None]
     colors = palette(hues)
+    # every row's layers and stages: a statistic missing one (non-finite there) leaves a gap
     slots = facets.Slots(
-        x, sorted(every[x].dropna().unique().tolist()), by, facets.groups_of(rows[0].frame, by)
+        x, sorted(every[x].dropna().unique().tolist()), by, facets.groups_of(every, by)
     )
+    columns = max(len(panels), 1)  # one row of panels: stackable
+    width = max(size[0], facets.MIN_WIDTH / columns)
     if dots:
-        columns, width, _ = facets.dot_grid(every, panel_facets, len(panels), size, slots)
-    else:
-        columns = max(len(panels), 1)
-        width = max(size[0], facets.MIN_WIDTH / columns)
+        width = facets.dot_grid(every, panel_facets, len(panels), size, slots)[1]
     below = 0.45 if by else 0.25  # the x axis under the bottom row: layers (and stages)
     fig = Figure(figsize=(width * columns, ROW_HEIGHT * len(rows) + below), layout="constrained")
     grid = fig.subplots(len(rows), columns, squeeze=False, sharex=True, sharey="row")
     for row, axes in zip(rows, grid, strict=True):
-        for ax, (_, where, _) in zip(axes, panels, strict=True):
-            panel = row.frame
-            for facet, value in where.items():
-                panel = panel[panel[facet].astype(str) == str(value)]
+        own = {title: part for title, _, part in panels_of(row.frame, panel_facets)}
+        for ax, (title, where, _) in zip(axes, panels, strict=True):
+            panel = own.get(title, row.frame.iloc[:0])  # by the same grouping: NaN is a value
             if dots:
                 facets.draw_dots(ax, panel, hue, colors, row.dashed, where, slots)
                 slots.rules(ax)

@@ -85,9 +85,9 @@ def staged(frame: pd.DataFrame, collapsed: list[str], rest: list[str]) -> pd.Dat
         keep |= np.logical_and.reduce([(frame[a] == v).to_numpy() for a, v in first.items()])
     kept = frame[keep].copy()
     final = kept["phase"] != "init"
-    stage = kept["phase"].astype(str)
+    stage = kept["phase"].map(str)
     for axis in reversed(collapsed):  # "adam · final": column-wise, not a join per row
-        stage = kept[axis].astype(str) + SEPARATOR + stage
+        stage = kept[axis].map(str) + SEPARATOR + stage  # map(str): NaN reads "nan"
     kept[STAGE] = stage.where(final, "init")
     order = list(dict.fromkeys(kept.loc[final, STAGE]))
     rank = kept[STAGE].map({s: i + 1 for i, s in enumerate(order)}).fillna(0)

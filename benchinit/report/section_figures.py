@@ -112,37 +112,46 @@ def aggregate(
     return grid_sorted(table, order or {}), clipped
 
 
-def band_note(table: pd.DataFrame, metric: Metric, clipped: bool, what: str = "bands") -> str:
-    """'bands: mean and 95% t-interval over 3 seeds, clipped to [0, 1]'."""
+def _seeds_note(table: pd.DataFrame, what: str) -> str:
+    """'bands: mean and 95% t-interval over 3 seeds' (and a lone seed's missing interval)."""
     seeds = table["seeds"][table["seeds"] > 0] if "seeds" in table else pd.Series([], dtype=int)
     low, high = (int(seeds.min()), int(seeds.max())) if len(seeds) else (0, 0)
     over = f"{low} seed{'s' if low != 1 else ''}" if low == high else f"{low} to {high} seeds"
     note = f"{what}: mean and 95% t-interval over {over}"
-    if low == 1:
-        note += " (one seed: no interval)"
-    note += f", clipped to the metric's range {metric.range_text()}" if clipped else ""
+    return note + (" (one seed: no interval)" if low == 1 else "")
+
+
+def _clauses(table: pd.DataFrame, metric: Metric, clipped: bool) -> list[str]:
+    """What a band note adds for one statistic: a clipped range, a log axis's floor."""
+    clauses = [f"clipped to the metric's range {metric.range_text()}"] if clipped else []
     if axis_scale(metric, table) == "log" and "low" in table and (table["low"] <= 0).any():
-        note += " (an interval that reaches 0 runs to the bottom edge of the log axis)"
-    return note
+        clauses.append("an interval that reaches 0 runs to the bottom edge of the log axis")
+    return clauses
+
+
+def _joined(note: str, clauses: list[str]) -> str:
+    return note + "".join(f", {c}" if c.startswith("clipped") else f" ({c})" for c in clauses)
+
+
+def band_note(table: pd.DataFrame, metric: Metric, clipped: bool, what: str = "bands") -> str:
+    """'bands: mean and 95% t-interval over 3 seeds, clipped to [0, 1]'."""
+    return _joined(_seeds_note(table, what), _clauses(table, metric, clipped))
 
 
 def stack_notes(tables: list[tuple[str, pd.DataFrame, Metric, bool]], what: str) -> str:
     """One band note for a stack's rows (``(row name, table, metric, clipped)``, see
-    benchinit.figures.stacked): what every row's note says, then what some rows add (a
-    clipped range, a log axis's floor), with the rows it holds for."""
-    notes = [
-        (name, band_note(table, metric, clipped, what)) for name, table, metric, clipped in tables
-    ]
-    first = band_note(tables[0][1], tables[0][2], False, what)
-    added: dict[str, list[str]] = {}
-    for name, note in notes:
-        extra = note[len(first) :].lstrip(", ") if note.startswith(first) else note
-        if extra:
-            added.setdefault(extra, []).append(name)
-    if len(added) == 1 and len(next(iter(added.values()))) == len(notes):
-        return f"{first}, {next(iter(added))}"
-    parts = [f"{extra}: {', '.join(names)}" for extra, names in added.items()]
-    return first + (f" ({'; '.join(parts)})" if parts else "")
+    benchinit.figures.stacked): the seeds of all of them, then each clause some rows add
+    (a clipped range, a log axis's floor) with the rows it holds for, or alone where it
+    holds for every row."""
+    counts = [table[["seeds"]] for _, table, _, _ in tables if "seeds" in table]
+    note = _seeds_note(pd.concat(counts) if counts else pd.DataFrame(), what)
+    holds: dict[str, list[str]] = {}
+    for name, table, metric, clipped in tables:
+        for clause in _clauses(table, metric, clipped):
+            holds.setdefault(clause, []).append(name)
+    every = [c for c, names in holds.items() if len(names) == len(tables)]
+    some = [f"{c}: {', '.join(names)}" for c, names in holds.items() if c not in every]
+    return _joined(note, every) + (f" ({'; '.join(some)})" if some else "")
 
 
 def panels_note(

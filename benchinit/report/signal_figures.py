@@ -266,4 +266,6 @@ def signal_jobs(results: Results) -> list[FigureJob]:
             jobs.append(_stack_job(key, heading, group, hue, shallow, names))
         else:
             jobs.extend(_own_job(s, hue, shallow, names) for s in group)
+    stacked = {name for _, members in STACKS.values() for name in members}
+    jobs.extend(_own_job(s, hue, shallow, names) for s in stats if s.name not in stacked)
     return jobs

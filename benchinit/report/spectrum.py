@@ -225,7 +225,10 @@ def _line_job(
             for line in lines
         )
         head = f"The input-output Jacobian {where}, a row per statistic: {titles}"
-        said = [(line.metric.label, line.table, line.metric, line.clipped) for line in lines]
+        said = [  # "spread, var / mean²" -> "spread": names are listed with commas
+            (line.metric.label.split(",")[0], line.table, line.metric, line.clipped)
+            for line in lines
+        ]
         bands = stack_notes(said, what)
     else:
         head = f"{first.title}, {where}; {axis_scale(first.metric, first.table)} axis"
