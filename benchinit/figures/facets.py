@@ -122,7 +122,8 @@ def band_plot(
     colors = palette(hues)
     columns = min(_columns(frame, facets), max(len(panels), 1))
     width = max(size[0], MIN_WIDTH / columns)
-    fig, axes = grid_of(len(panels), col_wrap=columns, width=width, height=size[1])
+    # one x axis (epochs or layers, the same in every panel), labelled under the bottom row
+    fig, axes = grid_of(len(panels), col_wrap=columns, width=width, height=size[1], sharex=True)
     for ax, (_, where, panel) in zip(axes, panels, strict=True):
         draw_bands(ax, panel, x, hue, colors, dashed, where, names)
     _label_axes(axes, x, metric, columns)
@@ -202,7 +203,7 @@ def dot_plot(
     colors = palette(hues)
     slots = Slots(x, sorted(frame[x].dropna().unique().tolist()), by, groups_of(frame, by))
     columns, width, height = dot_grid(frame, panel_facets, len(panels), size, slots)
-    fig, axes = grid_of(len(panels), col_wrap=columns, width=width, height=height)
+    fig, axes = grid_of(len(panels), col_wrap=columns, width=width, height=height, sharex=True)
     for ax, (_, where, panel) in zip(axes, panels, strict=True):
         draw_dots(ax, panel, hue, colors, dashed, where, slots)
         slots.ticks(ax, names)

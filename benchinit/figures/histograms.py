@@ -135,7 +135,10 @@ def density_grid(
     col_values = list(dict.fromkeys(frame[cols]))[:MAX_COLUMNS] if cols else [None]
     pairs = [(r, c) for r in row_values for c in col_values][:MAX_PANELS]
     wrap = len(col_values) if cols else min(len(pairs), 4)
-    fig, axes = grid_of(len(pairs), col_wrap=wrap, width=2.6, height=1.55, sharey=False)
+    # one x axis (every panel spans the same stored bins), labelled under the bottom row
+    fig, axes = grid_of(
+        len(pairs), col_wrap=wrap, width=2.6, height=1.55, sharey=False, sharex=True
+    )
     hue_values = list(dict.fromkeys(frame[hue]))[:MAX_HUES] if hue else [None]
     colors = palette(hue_values)
     for ax, (row_value, col_value) in zip(axes, pairs, strict=True):

@@ -30,12 +30,22 @@ LABEL = 24  # characters per line of a tick, legend or row label (see label)
 
 
 def grid_of(
-    panels: int, *, col_wrap: int = 4, width: float = 3.4, height: float = 2.7, sharey: bool = True
+    panels: int,
+    *,
+    col_wrap: int = 4,
+    width: float = 3.4,
+    height: float = 2.7,
+    sharey: bool = True,
+    sharex: bool = False,
 ) -> tuple[Figure, list[Any]]:
+    """A figure of ``panels`` axes, ``col_wrap`` to a row (the rest hidden). ``sharex``:
+    one x axis, labelled under the bottom row only, where the grid is full (a hidden
+    panel would leave the one above it unlabelled)."""
     cols = min(max(panels, 1), col_wrap)
     rows = math.ceil(max(panels, 1) / cols)
     fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=sharey)
+    sharex = sharex and panels == rows * cols
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=sharey, sharex=sharex)
     flat = list(axes.flat)
     for ax in flat[panels:]:
         ax.set_visible(False)
