@@ -207,8 +207,12 @@ def test_workers_a_map_spawned_live_on_for_the_next_one():
         _ahead(workers, idle=1)
         first = list(workers.map(_drawn_where, list(range(24))))
         time.sleep(0.5)  # the feeder thread has ended
+        # whether the late one drew in the first map depends on how fast it imported (a
+        # loaded CI machine: not at all); that it outlives the thread that spawned it does not
+        processes = list(workers._pool._processes.values())
+        assert len(processes) == 2 and all(p.is_alive() for p in processes), "both live on"
         second = list(workers.map(_drawn_where, list(range(12))))
-    assert len({pid for _, pid in first} - {os.getpid()}) == 2, "both workers drew"
+    assert [i for i, _ in first] == list(range(24))
     assert [i for i, _ in second] == list(range(12))
     assert {pid for _, pid in second} - {os.getpid()}, "the workers still draw"
 
