@@ -52,7 +52,7 @@ def _along(rows: Sequence[Row], facet_names: Sequence[str], dots: bool) -> set[s
 def _keys(frame: pd.DataFrame, names: Sequence[str]) -> list[tuple[str, ...]]:
     if not names:
         return [()]
-    rows = frame[list(names)].astype(str).drop_duplicates()
+    rows = frame[list(names)].map(str).drop_duplicates()  # map(str): NaN reads "nan"
     return [tuple(r) for r in rows.itertuples(index=False)]
 
 
