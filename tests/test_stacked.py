@@ -190,3 +190,23 @@ def test_crowded_labels_of_a_stack_are_slanted_under_every_column():
     assert rotations == [{35.0}] * 3 and texts[0] == texts[1] == texts[2]
     assert sum(bool(t) for t in texts[0]) < 30, "thinned"
     assert not fit_ticks(fig, drawn=True), "fitted: nothing left to change"
+
+
+@pytest.mark.parametrize(
+    "axes",
+    [{"initializer": ["a"]}, {"initializer": ["a", "b"], "model.width": [8, 16]}],
+    ids=["one-configuration", "dotted-axis"],
+)
+def test_a_stack_of_one_panel_or_a_dotted_axis_draws(tmp_path, axes):
+    """Nothing varying (one panel, no hue) and a grid axis with a dot in its name: the
+    signal's size is still one stack, and it draws."""
+    from benchinit.figures.drawing import render_image
+
+    results = load_results(write_results(tmp_path / "f", axes, kind="signal", layers=2))
+    jobs = [j for j in figure_jobs(results, ranked(results)) if j.section == "signal"]
+    size = statistics(jobs)["preact_std"]
+    assert size.draw is stacked_plot
+    image = render_image(size.draw, *size.args, **size.kwargs)
+    assert image.width > 0 and image.height > 0
+    panels = size.args[3]
+    assert panels == ([] if len(axes) == 1 else ["model.width"])

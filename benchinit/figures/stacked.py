@@ -49,13 +49,6 @@ def _along(rows: Sequence[Row], facet_names: Sequence[str], dots: bool) -> set[s
     return {facets.along_x(r.frame, facet_names, r.dashed) if dots else None for r in rows}
 
 
-def _keys(frame: pd.DataFrame, names: Sequence[str]) -> list[tuple[str, ...]]:
-    if not names:
-        return [()]
-    rows = frame[list(names)].map(str).drop_duplicates()  # map(str): NaN reads "nan"
-    return [tuple(r) for r in rows.itertuples(index=False)]
-
-
 def stackable(rows: Sequence[Row], facet_names: Sequence[str], dots: bool) -> bool:
     """Whether ``rows`` can share a figure: more than one, every statistic with the same
     panels, and those panels fit one row (three with groups along x, else ``ACROSS``)."""
@@ -64,7 +57,7 @@ def stackable(rows: Sequence[Row], facet_names: Sequence[str], dots: bool) -> bo
         return False
     by = next(iter(along))
     names = [f for f in facet_names if f != by]
-    panels = [_keys(r.frame, names) for r in rows]
+    panels = [[title for title, _, _ in panels_of(r.frame, names)] for r in rows]
     across = facets.GROUPED_ACROSS if by else ACROSS
     return all(p == panels[0] for p in panels) and len(panels[0]) <= across
 

@@ -215,12 +215,18 @@ def _own_job(stat: _Statistic, hue: str | None, shallow: bool, names: Any) -> Fi
 
 
 def _stack_job(
-    key: str, heading: str, stats: list[_Statistic], hue: str | None, shallow: bool, names: Any
+    key: str,
+    heading: str,
+    stats: list[_Statistic],
+    rows: list[Row],
+    hue: str | None,
+    shallow: bool,
+    names: Any,
 ) -> FigureJob:
-    """The statistics of one ``STACKS`` entry in one figure, a row each."""
+    """The statistics of one ``STACKS`` entry (``rows`` their tables) in one figure, a row
+    each."""
     what = "dots and bars" if shallow else "bands"
     first = stats[0]
-    rows = [Row(s.table, s.metric, s.dashed) for s in stats]
     along = facet_figures.along_x(first.table, first.panels, first.dashed) if shallow else None
     words = "; ".join(s.row + _theory(s, shallow) for s in stats)
     notes = stack_notes([(s.row.split(" (")[0], s.table, s.metric, s.clipped) for s in stats], what)
@@ -263,7 +269,7 @@ def signal_jobs(results: Results) -> list[FigureJob]:
         rows = [Row(s.table, s.metric, s.dashed) for s in group]
         same = all(s.panels == group[0].panels for s in group)
         if group and same and stackable(rows, group[0].panels, shallow):
-            jobs.append(_stack_job(key, heading, group, hue, shallow, names))
+            jobs.append(_stack_job(key, heading, group, rows, hue, shallow, names))
         else:
             jobs.extend(_own_job(s, hue, shallow, names) for s in group)
     stacked = {name for _, members in STACKS.values() for name in members}
